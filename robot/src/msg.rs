@@ -171,7 +171,7 @@ pub struct Image {
     /// Bytes per row.
     pub step: u32,
     /// Pixels, row-major.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "cdr_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -198,6 +198,40 @@ impl Image {
             step: width * 3,
             data,
         })
+    }
+}
+
+/// Serde for a CDR `sequence<uint8>`, written in one block.
+///
+/// cdr-encoding writes `serialize_bytes` as the bare bytes with no length,
+/// while its reader expects a sequence, a u32 count first. So the writer
+/// here emits the count and then the bare bytes (as a two-element tuple,
+/// which CDR lays out with no framing), and the reader reads a sequence.
+/// This is the CDR layout only: other serde formats are not meant for these
+/// messages.
+mod cdr_bytes {
+    use serde::ser::SerializeTuple;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    struct Bare<'a>(&'a [u8]);
+
+    impl serde::Serialize for Bare<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        let count = u32::try_from(data.len())
+            .map_err(|_| serde::ser::Error::custom("byte sequence longer than u32::MAX"))?;
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&count)?;
+        tuple.serialize_element(&Bare(data))?;
+        tuple.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        Vec::<u8>::deserialize(deserializer)
     }
 }
 
