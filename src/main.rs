@@ -1,1 +1,55 @@
-fn main() {}
+//! `sponge`: the command line of the SO-100 robot-learning and control stack.
+//! Argument parsing and dispatch only; the work lives in the library crates.
+
+mod demo;
+mod robot_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Robot learning and control for the SO-100 arm: a digital twin, LeRobot
+/// datasets, a vision-language-action policy, and drivers for the real arm.
+///
+/// Units everywhere are SI: metres, radians, seconds (command-line flags
+/// that take degrees say so in their name). Joint zero is the middle of
+/// each joint's range, the pose the arm is held in during calibration.
+#[derive(Parser)]
+#[command(name = "sponge", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The newcomer's first run on embedded defaults (no robot, no GPU).
+    Demo(demo::DemoArgs),
+    /// The SO-100 model: joints and limits, kinematics, URDF.
+    ///
+    /// Frames: the base frame has z up and its origin on the table under the
+    /// base; at shoulder_pan = 0 the arm reaches along −y. Joint angles are in
+    /// radians (unless a flag says otherwise), zero in the middle of each
+    /// joint's range; their order is shoulder_pan, shoulder_lift, elbow_flex,
+    /// wrist_flex, wrist_roll, gripper (servo IDs 1..6). Dataset units are
+    /// LeRobot's: degrees for body joints, 0..100 for the gripper (0 = closed).
+    Robot {
+        #[command(subcommand)]
+        command: robot_cmd::RobotCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Robot { command } => robot_cmd::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -15,3 +15,5 @@ pub use error::{Error, Result};
 pub use ik::IkTarget;
 pub use joint::{Joint, JointVector, NUM_JOINTS};
 pub use model::{Link, Tool};
+/// The linear-algebra crate of the public API (poses are `nalgebra::Isometry3<f64>`).
+pub use nalgebra;

@@ -27,7 +27,11 @@ fn urdf_fk(robot: &urdf_rs::Robot, q: &JointVector) -> HashMap<String, Isometry3
             );
             let motion = match joint.joint_type {
                 urdf_rs::JointType::Revolute => {
-                    let angle = q[joint.name.parse::<Joint>().unwrap().index()];
+                    let angle = q[joint
+                        .name
+                        .parse::<Joint>()
+                        .expect("URDF joint is an SO-100 joint")
+                        .index()];
                     let axis = Unit::new_normalize(Vector3::from(*joint.axis.xyz));
                     UnitQuaternion::from_axis_angle(&axis, angle)
                 }
