@@ -1,6 +1,7 @@
 //! SO-100 hardware: the Feetech STS3215 serial-bus protocol, the bus over a
 //! serial port, and a servo-bus emulator on a pseudo-terminal.
 
+pub mod emulator;
 mod error;
 pub mod protocol;
 

@@ -108,6 +108,12 @@ registers! {
     MAXIMUM_ACCELERATION = "Maximum_Acceleration", 85, 1, Ram, rw;
 }
 
+/// Bit rates selected by the `Baud_Rate` register, by index (Feetech STS;
+/// indices above 4 differ between sources).
+pub const BAUD_RATES: [u32; 8] = [
+    1_000_000, 500_000, 250_000, 128_000, 115_200, 76_800, 57_600, 38_400,
+];
+
 /// Size of the emulated register memory (covers every address above).
 pub const MEMORY_SIZE: usize = 128;
 
