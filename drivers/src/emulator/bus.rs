@@ -179,7 +179,7 @@ impl EmulatedBus {
             Some(Instruction::SyncWrite) if broadcast && params.len() >= 2 => {
                 let (addr, len) = (params[0], usize::from(params[1]));
                 let body = &params[2..];
-                if len > 0 && body.len() % (len + 1) == 0 {
+                if len > 0 && body.len().is_multiple_of(len + 1) {
                     for chunk in body.chunks(len + 1) {
                         let listening_servo = self
                             .servos
