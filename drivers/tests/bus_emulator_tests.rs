@@ -21,7 +21,11 @@ fn start(name: &str, faults: Faults) -> (Emulator, Bus) {
         ..EmulatorConfig::default()
     };
     let emulator = Emulator::start(&link(name), config).expect("emulator starts");
-    let bus = Bus::open(emulator.link().to_str().unwrap(), BusConfig::default()).expect("bus opens");
+    let bus = Bus::open(
+        emulator.link().to_str().expect("utf-8 temp path"),
+        BusConfig::default(),
+    )
+    .expect("bus opens");
     (emulator, bus)
 }
 
