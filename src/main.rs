@@ -1,7 +1,9 @@
 //! `sponge`: the command line of the SO-100 robot-learning and control stack.
 //! Argument parsing and dispatch only; the work lives in the library crates.
 
+mod bench_cmd;
 mod demo;
+mod motors_cmd;
 mod robot_cmd;
 
 use std::process::ExitCode;
@@ -37,6 +39,19 @@ enum Command {
         #[command(subcommand)]
         command: robot_cmd::RobotCommand,
     },
+    /// Set up and inspect the servos on a bus.
+    Motors {
+        #[command(subcommand)]
+        command: motors_cmd::MotorsCommand,
+    },
+    /// Servo-bus emulator: six STS3215 servos on a pseudo-terminal, for
+    /// trying and testing everything that talks to a real arm.
+    Emulate(motors_cmd::EmulateArgs),
+    /// Benchmarks, measured on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: bench_cmd::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +59,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Robot { command } => robot_cmd::run(command),
+        Command::Motors { command } => motors_cmd::motors(&command),
+        Command::Emulate(args) => motors_cmd::emulate(&args),
+        Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,7 +73,9 @@ impl Bus {
             .map_err(|e| Error::Port {
                 port: path.to_owned(),
                 reason: match e.kind() {
-                    serialport::ErrorKind::NoDevice => format!("{e} (is the adapter plugged in?)"),
+                    serialport::ErrorKind::NoDevice | serialport::ErrorKind::Io(ErrorKind::NotFound) => {
+                        format!("{e} (is the adapter plugged in? `ls /dev/ttyACM* /dev/ttyUSB*` lists serial ports)")
+                    }
                     _ => e.to_string(),
                 },
             })?;

@@ -1,10 +1,12 @@
 //! SO-100 hardware: the Feetech STS3215 serial-bus protocol, the bus over a
 //! serial port, and a servo-bus emulator on a pseudo-terminal.
 
+pub mod bench;
 pub mod bus;
 pub mod emulator;
 mod error;
 pub mod protocol;
+pub mod scan;
 
 pub use bus::{Bus, BusConfig, BusStats};
 pub use error::{Error, Result};

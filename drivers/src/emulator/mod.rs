@@ -180,6 +180,7 @@ fn serve(
 ) {
     let started = Instant::now();
     let mut last_step = started;
+    let mut wire_free_at = started;
     let mut parser = FrameParser::new();
     let mut buf = [0u8; 1024];
     let vanish_after = lock(bus).faults().vanish_after_s.map(Duration::from_secs_f64);
@@ -194,6 +195,13 @@ fn serve(
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
         let baud = master.baud_rate().unwrap_or(0);
+        let byte_time = |bytes: usize| {
+            if wire_time && baud > 0 {
+                Duration::from_secs_f64(bytes as f64 * BITS_PER_BYTE / f64::from(baud))
+            } else {
+                Duration::ZERO
+            }
+        };
         let mut responses = Vec::new();
         {
             let mut bus = lock(bus);
@@ -203,22 +211,23 @@ fn serve(
             while let Some(parsed) = parser.poll() {
                 match parsed {
                     Parsed::Frame(frame) => {
-                        let request_bytes = frame.params.len() + OVERHEAD;
+                        // Half-duplex wire: the request occupies it from when it is free,
+                        // then the servos' replies follow.
+                        let request_done = wire_free_at.max(now) + byte_time(frame.params.len() + OVERHEAD);
                         let response = bus.handle(&frame, baud);
+                        wire_free_at = request_done;
                         if !response.bytes.is_empty() {
-                            responses.push((request_bytes, response));
+                            let send_at = request_done + Duration::from_secs_f64(response.delay_s);
+                            wire_free_at = send_at + byte_time(response.bytes.len());
+                            responses.push((wire_free_at, response));
                         }
                     }
                     Parsed::Skipped { bytes, .. } => bus.stats.garbage_bytes += bytes as u64,
                 }
             }
         }
-        for (request_bytes, response) in responses {
-            let mut delay = response.delay_s;
-            if wire_time && baud > 0 {
-                delay += (request_bytes + response.bytes.len()) as f64 * BITS_PER_BYTE / f64::from(baud);
-            }
-            std::thread::sleep(Duration::from_secs_f64(delay));
+        for (ready_at, response) in responses {
+            std::thread::sleep(ready_at.saturating_duration_since(Instant::now()));
             // A client that went away mid-reply is not an emulator error.
             let _ = master.write_all(&response.bytes);
         }

@@ -1,0 +1,49 @@
+//! Finding servos on a port: every baud rate, every ID.
+
+use std::time::Duration;
+
+use crate::protocol::register::{self as reg, BAUD_RATES};
+use crate::{Bus, BusConfig, Result};
+
+/// A servo found by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundServo {
+    /// Bit rate it answered at.
+    pub baud: u32,
+    /// Its ID.
+    pub id: u8,
+    /// Its model number (777 for an STS3215), if it could be read.
+    pub model: Option<i32>,
+    /// Firmware major.minor, if it could be read.
+    pub firmware: Option<(i32, i32)>,
+}
+
+/// Broadcast-pings the port at every baud rate the servos support and
+/// reads the model and firmware of each servo that answers.
+pub fn scan(path: &str) -> Result<Vec<FoundServo>> {
+    let mut bus = Bus::open(path, BusConfig::default())?;
+    let mut found = Vec::new();
+    for baud in BAUD_RATES {
+        bus.set_baud(baud)?;
+        // Up to 253 replies of 6 bytes each, plus adapter latency.
+        let window =
+            Duration::from_micros(253 * 60 * 1_000_000 / u64::from(baud)) + Duration::from_millis(10);
+        for id in bus.broadcast_ping(window)? {
+            let model = bus.read(id, reg::MODEL_NUMBER).ok();
+            let firmware = match (
+                bus.read(id, reg::FIRMWARE_MAJOR),
+                bus.read(id, reg::FIRMWARE_MINOR),
+            ) {
+                (Ok(major), Ok(minor)) => Some((major, minor)),
+                _ => None,
+            };
+            found.push(FoundServo {
+                baud,
+                id,
+                model,
+                firmware,
+            });
+        }
+    }
+    Ok(found)
+}

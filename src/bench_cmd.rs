@@ -1,0 +1,108 @@
+//! `sponge bench <what>`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use sponge_drivers::bench::bus_cycles;
+use sponge_drivers::emulator::{Emulator, EmulatorConfig};
+use sponge_drivers::{Bus, BusConfig};
+
+/// `sponge bench`.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Servo-bus control cycles: sync read of 6 positions + sync write of 6 goals.
+    Bus(BusBenchArgs),
+}
+
+/// Options of `sponge bench bus`.
+#[derive(Args)]
+pub struct BusBenchArgs {
+    /// Serial port of a real arm; without it, an emulated bus (1 Mbaud wire timing) is started.
+    #[arg(long)]
+    port: Option<String>,
+    /// How long to run, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+/// Runs a benchmark.
+pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Bus(args) => bench_bus(args),
+    }
+}
+
+fn bench_bus(args: &BusBenchArgs) -> anyhow::Result<()> {
+    let ids = [1, 2, 3, 4, 5, 6];
+    let link = std::env::temp_dir().join(format!("sponge-bench-bus-{}", std::process::id()));
+    let (emulator, port) = match &args.port {
+        Some(port) => (None, port.clone()),
+        None => {
+            let emulator = Emulator::start(&link, EmulatorConfig::default())?;
+            let port = emulator
+                .link()
+                .to_str()
+                .context("temporary path is not UTF-8")?
+                .to_owned();
+            (Some(emulator), port)
+        }
+    };
+    let mut bus = Bus::open(&port, BusConfig::default())?;
+    let target = if emulator.is_some() {
+        "emulated STS3215 bus"
+    } else {
+        port.as_str()
+    };
+    eprintln!("benchmarking {target} for {:.0} s ...", args.seconds);
+    let report = bus_cycles(&mut bus, &ids, Duration::from_secs_f64(args.seconds))?;
+    drop(emulator);
+    println!("target        {target}");
+    println!("machine       {}", machine());
+    println!(
+        "cycles        {} ({} failed, {} retries)",
+        report.cycles, report.failed_cycles, report.retries
+    );
+    println!("cycles/s      {:.0}", report.cycles_per_s);
+    println!("cycle p50     {:.0} µs", report.p50_us);
+    println!("cycle p99     {:.0} µs", report.p99_us);
+    println!("cycle max     {:.0} µs", report.max_us);
+    if let Some(path) = &args.json {
+        let value = json!({
+            "bench": "bus",
+            "target": target,
+            "machine": machine(),
+            "cycle": "sync read 6 x Present_Position + sync write 6 x Goal_Position",
+            "seconds": args.seconds,
+            "cycles": report.cycles,
+            "failed_cycles": report.failed_cycles,
+            "retries": report.retries,
+            "cycles_per_s": report.cycles_per_s,
+            "p50_us": report.p50_us,
+            "p99_us": report.p99_us,
+            "max_us": report.max_us,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

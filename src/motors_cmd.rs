@@ -1,0 +1,123 @@
+//! `sponge emulate` and `sponge motors ...`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use sponge_drivers::emulator::{Emulator, EmulatorConfig, Faults};
+use sponge_drivers::scan::scan;
+
+/// `sponge emulate`: six STS3215 servos on a pseudo-terminal.
+#[derive(Args)]
+pub struct EmulateArgs {
+    /// Where to put the symlink to the pseudo-terminal; open it as the serial port.
+    #[arg(long)]
+    link: PathBuf,
+    /// Servo IDs on the emulated bus.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
+    ids: Vec<u8>,
+    /// Injected fault, KIND=VALUE (repeatable): drop=RATE, corrupt=RATE,
+    /// late=RATE (RATE in 0..1), overheat=ID, overload=ID, voltage=ID,
+    /// vanish=SECONDS (the port disappears, as an unplugged adapter).
+    #[arg(long = "fault", value_name = "KIND=VALUE")]
+    faults: Vec<String>,
+    /// Seed of the fault injection.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Answer instantly instead of taking the bytes' time on a 1 Mbaud wire.
+    #[arg(long)]
+    no_wire_time: bool,
+}
+
+/// `sponge motors`.
+#[derive(Subcommand)]
+pub enum MotorsCommand {
+    /// Find every servo on a port, at every baud rate.
+    Scan {
+        /// Serial port (e.g. /dev/ttyACM0, or an emulator's link).
+        #[arg(long)]
+        port: String,
+    },
+}
+
+/// Stops when Ctrl-C is pressed.
+fn ctrl_c_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+/// Runs the emulator until Ctrl-C (or until a `vanish` fault fires).
+pub fn emulate(args: &EmulateArgs) -> anyhow::Result<()> {
+    let faults = Faults::parse(&args.faults).map_err(anyhow::Error::msg)?;
+    if args.ids.is_empty()
+        || args
+            .ids
+            .iter()
+            .any(|id| *id > sponge_drivers::protocol::packet::MAX_ID)
+    {
+        bail!("--ids must list servo IDs in 0..=252");
+    }
+    let config = EmulatorConfig {
+        ids: args.ids.clone(),
+        faults,
+        seed: args.seed,
+        wire_time: !args.no_wire_time,
+    };
+    let stop = ctrl_c_flag()?;
+    let emulator = Emulator::start(&args.link, config)?;
+    println!(
+        "Emulating {} STS3215 servos (IDs {:?}) at 1 Mbaud on {}, linked at {}. Ctrl-C to stop.",
+        args.ids.len(),
+        args.ids,
+        emulator.pty(),
+        args.link.display()
+    );
+    while !stop.load(Ordering::SeqCst) && emulator.is_running() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let vanished = !emulator.is_running();
+    let stats = emulator.bus().stats;
+    drop(emulator);
+    if vanished {
+        println!("The port vanished (injected fault), as an unplugged adapter would.");
+    }
+    println!(
+        "Stopped. {} packets in, {} replies out ({} dropped, {} corrupted, {} late), {} garbage bytes.",
+        stats.packets, stats.replies, stats.dropped, stats.corrupted, stats.late, stats.garbage_bytes
+    );
+    Ok(())
+}
+
+/// Runs a `sponge motors` subcommand.
+pub fn motors(command: &MotorsCommand) -> anyhow::Result<()> {
+    match command {
+        MotorsCommand::Scan { port } => {
+            let found = scan(port)?;
+            if found.is_empty() {
+                bail!(
+                    "no servo answered on {port} at any baud rate: check the power supply (servos need 5-12 V \
+                     besides USB) and the bus cable"
+                );
+            }
+            println!("{:>9} {:>4} {:>6} {:>9}", "baud", "id", "model", "firmware");
+            for servo in &found {
+                let model = servo.model.map_or("?".into(), |m| {
+                    if m == i32::from(sponge_drivers::protocol::register::STS3215_MODEL) {
+                        format!("{m}")
+                    } else {
+                        format!("{m} (not an STS3215)")
+                    }
+                });
+                let firmware = servo.firmware.map_or("?".into(), |(a, b)| format!("{a}.{b}"));
+                println!("{:>9} {:>4} {:>6} {:>9}", servo.baud, servo.id, model, firmware);
+            }
+            Ok(())
+        }
+    }
+}
