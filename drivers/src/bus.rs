@@ -15,6 +15,13 @@ use crate::{Error, Result};
 /// Bits per byte on the wire.
 const BITS_PER_BYTE: u64 = 10;
 
+/// How long to collect replies to a broadcast ping at `baud`: 32 replies of
+/// 6 bytes (far more servos than an arm has), plus adapter latency.
+pub fn broadcast_window(baud: u32) -> Duration {
+    Duration::from_micros(32 * 6 * BITS_PER_BYTE * 1_000_000 / u64::from(baud.max(1)))
+        + Duration::from_millis(10)
+}
+
 /// Counters of the bus's work and troubles.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BusStats {

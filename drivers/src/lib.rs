@@ -1,12 +1,16 @@
 //! SO-100 hardware: the Feetech STS3215 serial-bus protocol, the bus over a
 //! serial port, and a servo-bus emulator on a pseudo-terminal.
 
+pub mod arm;
 pub mod bench;
 pub mod bus;
+pub mod calibrate;
 pub mod emulator;
 mod error;
 pub mod protocol;
 pub mod scan;
+pub mod setup;
+pub mod teleop;
 
 pub use bus::{Bus, BusConfig, BusStats};
 pub use error::{Error, Result};

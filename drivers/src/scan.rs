@@ -1,7 +1,5 @@
 //! Finding servos on a port: every baud rate, every ID.
 
-use std::time::Duration;
-
 use crate::protocol::register::{self as reg, BAUD_RATES};
 use crate::{Bus, BusConfig, Result};
 
@@ -25,9 +23,7 @@ pub fn scan(path: &str) -> Result<Vec<FoundServo>> {
     let mut found = Vec::new();
     for baud in BAUD_RATES {
         bus.set_baud(baud)?;
-        // Up to 253 replies of 6 bytes each, plus adapter latency.
-        let window =
-            Duration::from_micros(253 * 60 * 1_000_000 / u64::from(baud)) + Duration::from_millis(10);
+        let window = crate::bus::broadcast_window(baud);
         for id in bus.broadcast_ping(window)? {
             let model = bus.read(id, reg::MODEL_NUMBER).ok();
             let firmware = match (
