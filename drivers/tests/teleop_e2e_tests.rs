@@ -2,6 +2,8 @@
 //! (leader and follower), motor setup, calibration driven by scripted moves
 //! of the emulated servos, then teleop; and its fault behaviour.
 
+#![expect(clippy::unwrap_used, reason = "test helpers: a failed set-up should panic the test")]
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
