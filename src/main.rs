@@ -5,6 +5,7 @@ mod bench_cmd;
 mod demo;
 mod motors_cmd;
 mod robot_cmd;
+mod teleop_cmd;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: motors_cmd::MotorsCommand,
     },
+    /// Calibrate an arm: half-turn homing and range recording, written to
+    /// the motors and to a calibration file in LeRobot's format.
+    Calibrate(teleop_cmd::CalibrateArgs),
+    /// Leader-to-follower teleoperation at a steady rate (no middleware).
+    Teleop(teleop_cmd::TeleopArgs),
     /// Servo-bus emulator: six STS3215 servos on a pseudo-terminal, for
     /// trying and testing everything that talks to a real arm.
     Emulate(motors_cmd::EmulateArgs),
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
         Command::Robot { command } => robot_cmd::run(command),
         Command::Motors { command } => motors_cmd::motors(&command),
         Command::Emulate(args) => motors_cmd::emulate(&args),
+        Command::Calibrate(args) => teleop_cmd::calibrate_command(&args),
+        Command::Teleop(args) => teleop_cmd::teleop_command(&args),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

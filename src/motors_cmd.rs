@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sponge_drivers::emulator::{Emulator, EmulatorConfig, Faults};
 use sponge_drivers::scan::scan;
+use sponge_drivers::setup::setup_motor;
+use sponge_robot::Joint;
 
 /// `sponge emulate`: six STS3215 servos on a pseudo-terminal.
 #[derive(Args)]
@@ -41,10 +43,32 @@ pub enum MotorsCommand {
         #[arg(long)]
         port: String,
     },
+    /// Give each motor its SO-100 ID and 1 Mbaud, one motor at a time
+    /// (gripper first, shoulder_pan last), as you plug each in alone.
+    Setup {
+        /// Serial port of the arm's bus adapter.
+        #[arg(long)]
+        port: String,
+        /// Set up only this motor (shoulder_pan … gripper).
+        #[arg(long)]
+        motor: Option<Joint>,
+    },
+}
+
+/// Waits for the Enter key.
+pub fn wait_for_enter() -> anyhow::Result<()> {
+    let mut line = String::new();
+    let read = std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the terminal")?;
+    if read == 0 {
+        bail!("standard input closed while waiting for Enter");
+    }
+    Ok(())
 }
 
 /// Stops when Ctrl-C is pressed.
-fn ctrl_c_flag() -> anyhow::Result<Arc<AtomicBool>> {
+pub fn ctrl_c_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();
     ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
@@ -117,6 +141,28 @@ pub fn motors(command: &MotorsCommand) -> anyhow::Result<()> {
                 let firmware = servo.firmware.map_or("?".into(), |(a, b)| format!("{a}.{b}"));
                 println!("{:>9} {:>4} {:>6} {:>9}", servo.baud, servo.id, model, firmware);
             }
+            Ok(())
+        }
+        MotorsCommand::Setup { port, motor } => {
+            let joints: Vec<Joint> = match motor {
+                Some(joint) => vec![*joint],
+                None => Joint::ALL.iter().rev().copied().collect(),
+            };
+            for joint in joints {
+                println!(
+                    "Connect ONLY the {joint} motor (future ID {}) to the bus adapter, power on, then press Enter.",
+                    joint.motor_id()
+                );
+                wait_for_enter()?;
+                let report = setup_motor(port, joint)?;
+                println!(
+                    "  {joint}: was ID {} at {} baud, now ID {} at 1000000 baud.",
+                    report.old_id,
+                    report.old_baud,
+                    joint.motor_id()
+                );
+            }
+            println!("Done. Daisy-chain the motors and run `sponge motors scan --port {port}` to check.");
             Ok(())
         }
     }

@@ -134,7 +134,7 @@ impl Arm {
             }
         }
         if !missing.is_empty() {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Arm(format!(
                 "no answer from {} on {}: check the cables and power, or run `sponge motors scan --port {}`",
                 missing.join(", "),
                 self.bus.path(),
@@ -144,7 +144,7 @@ impl Arm {
         let models = self.bus.sync_read(reg::MODEL_NUMBER, &IDS)?;
         for (joint, model) in Joint::ALL.iter().zip(models) {
             if model != i32::from(STS3215_MODEL) {
-                return Err(Error::Protocol(format!(
+                return Err(Error::Arm(format!(
                     "{joint} (ID {}) is model {model}, not an STS3215 ({STS3215_MODEL})",
                     joint.motor_id()
                 )));
@@ -176,7 +176,7 @@ impl Arm {
         if mismatches.is_empty() {
             return Ok(());
         }
-        Err(Error::Protocol(format!(
+        Err(Error::Arm(format!(
             "the calibration does not match the motors' EEPROM (another arm, or calibrated since?): {}. \
              Run `sponge calibrate` for this arm",
             mismatches.join("; ")
@@ -207,7 +207,7 @@ impl Arm {
         // Read back one value to make sure the writes landed.
         let acceleration = self.bus.sync_read(reg::ACCELERATION, &IDS)?;
         if let Some(i) = acceleration.iter().position(|a| *a != 254) {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Arm(format!(
                 "{} did not take its configuration (Acceleration reads {})",
                 Joint::ALL[i],
                 acceleration[i]
@@ -273,7 +273,7 @@ impl Arm {
     /// that nothing jumps.
     pub fn enable_torque(&mut self) -> Result<()> {
         if self.role == Role::Leader {
-            return Err(Error::Protocol(
+            return Err(Error::Arm(
                 "the leader arm is moved by hand: its torque stays off".into(),
             ));
         }
@@ -299,10 +299,10 @@ impl Arm {
     /// `max_step_rad` from the last goal. Returns the goal actually sent.
     pub fn send_goal(&mut self, goal_rad: &JointVector) -> Result<JointVector> {
         if self.role == Role::Leader {
-            return Err(Error::Protocol("goals go to the follower, not the leader".into()));
+            return Err(Error::Arm("goals go to the follower, not the leader".into()));
         }
         if let Some(joint) = Joint::ALL.into_iter().find(|j| !goal_rad[j.index()].is_finite()) {
-            return Err(Error::Protocol(format!("goal for {joint} is not a number")));
+            return Err(Error::Arm(format!("goal for {joint} is not a number")));
         }
         self.check_status()?;
         let step = self.safety.max_step_rad;

@@ -59,7 +59,7 @@ pub fn write_calibration(bus: &mut Bus, calibration: &ArmCalibration) -> Result<
 pub fn calibrate(bus: &mut Bus, guide: &mut dyn CalibrationGuide) -> Result<ArmCalibration> {
     for joint in Joint::ALL {
         if !bus.ping(joint.motor_id())? {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Arm(format!(
                 "{joint} (ID {}) does not answer: run `sponge motors setup` first",
                 joint.motor_id()
             )));
@@ -114,7 +114,7 @@ pub fn calibrate(bus: &mut Bus, guide: &mut dyn CalibrationGuide) -> Result<ArmC
             continue;
         }
         if max[i] - min[i] < MIN_SWEEP_TICKS {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Arm(format!(
                 "{joint} moved only {} ticks: sweep every joint through its full travel and calibrate again",
                 max[i] - min[i]
             )));
@@ -184,7 +184,7 @@ pub fn load_calibration(kind: ArmKind, id: &str) -> Result<(ArmCalibration, Path
             return Ok((ArmCalibration::load(path)?, path.clone()));
         }
     }
-    Err(Error::Protocol(format!(
+    Err(Error::Arm(format!(
         "no calibration for arm {id:?}: looked for {} and {}; run `sponge calibrate --arm {} --id {id}`",
         ours.display(),
         lerobot.display(),

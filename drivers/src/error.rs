@@ -9,6 +9,10 @@ pub enum Error {
     #[error("protocol: {0}")]
     Protocol(String),
 
+    /// The arm is not as it must be (motors missing, wrong calibration, set-up needed); says what to do.
+    #[error("{0}")]
+    Arm(String),
+
     /// No reply in time, after every retry.
     #[error("servo {id}: no reply to {what} within {timeout_ms:.1} ms ({attempts} attempts)")]
     Timeout {

@@ -30,12 +30,12 @@ pub fn setup_motor(port: &str, joint: Joint) -> Result<SetupReport> {
     let (old_id, old_baud) = match found.as_slice() {
         [one] => *one,
         [] => {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Arm(format!(
                 "no servo answers on {port}: connect the {joint} motor alone, powered, and try again"
             )));
         }
         many => {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Arm(format!(
                 "{} servos answer on {port} ({}): connect only the {joint} motor",
                 many.len(),
                 many.iter()
@@ -48,7 +48,7 @@ pub fn setup_motor(port: &str, joint: Joint) -> Result<SetupReport> {
     bus.set_baud(old_baud)?;
     let model = bus.read(old_id, reg::MODEL_NUMBER)?;
     if model != i32::from(STS3215_MODEL) {
-        return Err(Error::Protocol(format!(
+        return Err(Error::Arm(format!(
             "the servo on {port} is model {model}, not an STS3215 ({STS3215_MODEL})"
         )));
     }
@@ -59,7 +59,7 @@ pub fn setup_motor(port: &str, joint: Joint) -> Result<SetupReport> {
     bus.write(new_id, reg::BAUD_RATE, 0)?;
     bus.set_baud(BAUD_RATES[0])?;
     if !bus.ping(new_id)? {
-        return Err(Error::Protocol(format!(
+        return Err(Error::Arm(format!(
             "the {joint} motor does not answer as ID {new_id} at 1 Mbaud after setup: power-cycle it and retry"
         )));
     }

@@ -2,7 +2,10 @@
 //! (leader and follower), motor setup, calibration driven by scripted moves
 //! of the emulated servos, then teleop; and its fault behaviour.
 
-#![expect(clippy::unwrap_used, reason = "test helpers: a failed set-up should panic the test")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up should panic the test"
+)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
