@@ -227,7 +227,7 @@ impl Arm {
         let status = self.bus.last_status(joint.motor_id());
         if self.role == Role::Follower {
             // Best effort: the error below is what matters.
-            let _ = self.write_all(reg::TORQUE_ENABLE, 0);
+            let _ = self.disable_torque();
         }
         Err(Error::Servo {
             id: joint.motor_id(),
@@ -289,9 +289,17 @@ impl Arm {
         Ok(())
     }
 
-    /// Turns torque off (the arm goes limp).
+    /// Turns torque off (the arm goes limp), and makes sure: a sync write
+    /// gets no reply, so Torque_Enable is read back and any motor still on
+    /// gets an acknowledged write.
     pub fn disable_torque(&mut self) -> Result<()> {
         self.write_all(reg::TORQUE_ENABLE, 0)?;
+        let torque = self.bus.sync_read(reg::TORQUE_ENABLE, &IDS)?;
+        for (id, on) in IDS.iter().zip(torque) {
+            if on != 0 {
+                self.bus.write(*id, reg::TORQUE_ENABLE, 0)?;
+            }
+        }
         self.write_all(reg::LOCK, 0)
     }
 

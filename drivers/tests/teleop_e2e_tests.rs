@@ -350,3 +350,47 @@ fn unplugged_leader_stops_teleop_within_a_second_with_follower_torque_off() {
         );
     }
 }
+
+#[test]
+fn overheating_motor_stops_the_follower_and_is_named() {
+    let (_leader_emu, follower_emu, mut leader, mut follower) = nominal_pair(
+        "overheat",
+        Faults::default(),
+        Faults::default(),
+        SafetyConfig::default(),
+    );
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let config = TeleopConfig {
+        fps: 60.0,
+        duration: Some(Duration::from_secs(3)),
+    };
+    let result = teleop(&mut leader, &mut follower, config, &stop, |_| {
+        if started.elapsed() > Duration::from_millis(300) && follower_emu.bus().faults().error_bits.is_empty()
+        {
+            follower_emu
+                .bus()
+                .set_faults(Faults::parse(&["overheat=4"]).unwrap());
+        }
+    });
+    let err = result.expect_err("an overheating motor ends teleop");
+    assert!(matches!(err, Error::Servo { id: 4, .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("wrist_flex") && message.contains("overheating"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    for servo in &follower_emu.bus().servos {
+        assert_eq!(
+            servo.get(reg::TORQUE_ENABLE),
+            0,
+            "servo {} torque off",
+            servo.id()
+        );
+    }
+}
