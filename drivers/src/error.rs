@@ -13,6 +13,10 @@ pub enum Error {
     #[error("{0}")]
     Arm(String),
 
+    /// A camera that is missing, failing or sending frames that do not decode.
+    #[error("camera {0}")]
+    Camera(String),
+
     /// No reply in time, after every retry.
     #[error("servo {id}: no reply to {what} within {timeout_ms:.1} ms ({attempts} attempts)")]
     Timeout {

@@ -5,6 +5,7 @@ pub mod arm;
 pub mod bench;
 pub mod bus;
 pub mod calibrate;
+pub mod camera;
 pub mod emulator;
 mod error;
 pub mod protocol;
