@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use sponge_drivers::calibrate::{ArmKind, calibration_path};
 use sponge_drivers::emulator::{Emulator, EmulatorConfig, Faults};
+use sponge_drivers::protocol::register as reg;
 use sponge_drivers::scan::scan;
 use sponge_drivers::setup::setup_motor;
 use sponge_robot::Joint;
+use sponge_robot::calibration::ArmCalibration;
 
 /// `sponge emulate`: six STS3215 servos on a pseudo-terminal.
 #[derive(Args)]
@@ -32,6 +35,37 @@ pub struct EmulateArgs {
     /// Answer instantly instead of taking the bytes' time on a 1 Mbaud wire.
     #[arg(long)]
     no_wire_time: bool,
+    /// Start calibrated: write a nominal calibration to the emulated EEPROM
+    /// and save it as the calibration file of arm NAME (ARM is leader or
+    /// follower), so `sponge teleop` can use this arm at once.
+    #[arg(long, value_name = "ARM:NAME")]
+    calibrate_as: Option<String>,
+    /// Move the arm as if a hand moved it (slow sweeps of every joint):
+    /// a leader arm for trying teleop without hardware.
+    #[arg(long)]
+    wiggle: bool,
+}
+
+/// Writes `calibration` into the emulated servos' EEPROM, as `sponge calibrate` would.
+fn calibrate_emulated(emulator: &Emulator, calibration: &ArmCalibration) {
+    let mut bus = emulator.bus();
+    for joint in Joint::ALL {
+        let motor = calibration.motor(joint);
+        let Some(servo) = bus.servo_mut(joint.motor_id()) else {
+            continue;
+        };
+        servo.write(reg::LOCK.address, &[0]);
+        for (register, value) in [
+            (reg::HOMING_OFFSET, motor.homing_offset),
+            (reg::MIN_POSITION_LIMIT, i32::from(motor.range_min)),
+            (reg::MAX_POSITION_LIMIT, i32::from(motor.range_max)),
+        ] {
+            if let Ok(bytes) = register.encode(value) {
+                servo.write(register.address, &bytes);
+            }
+        }
+        servo.write(reg::LOCK.address, &[1]);
+    }
 }
 
 /// `sponge motors`.
@@ -93,8 +127,31 @@ pub fn emulate(args: &EmulateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         wire_time: !args.no_wire_time,
     };
+    let calibrate_as = match &args.calibrate_as {
+        Some(spec) => {
+            let (arm, name) = spec
+                .split_once(':')
+                .context("--calibrate-as takes ARM:NAME, e.g. leader:leader")?;
+            let kind = match arm {
+                "leader" => ArmKind::Leader,
+                "follower" => ArmKind::Follower,
+                _ => bail!("--calibrate-as: ARM must be leader or follower, not {arm:?}"),
+            };
+            Some(calibration_path(kind, name))
+        }
+        None => None,
+    };
     let stop = ctrl_c_flag()?;
     let emulator = Emulator::start(&args.link, config)?;
+    if let Some(path) = &calibrate_as {
+        let calibration = ArmCalibration::nominal();
+        calibrate_emulated(&emulator, &calibration);
+        calibration.save(path)?;
+        println!(
+            "Calibrated with the nominal calibration, saved to {}",
+            path.display()
+        );
+    }
     println!(
         "Emulating {} STS3215 servos (IDs {:?}) at 1 Mbaud on {}, linked at {}. Ctrl-C to stop.",
         args.ids.len(),
@@ -102,8 +159,16 @@ pub fn emulate(args: &EmulateArgs) -> anyhow::Result<()> {
         emulator.pty(),
         args.link.display()
     );
+    let started = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) && emulator.is_running() {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
+        if args.wiggle {
+            let t = started.elapsed().as_secs_f64();
+            let mut bus = emulator.bus();
+            for (i, servo) in bus.servos.iter_mut().enumerate() {
+                servo.move_by_hand(2048.0 + 400.0 * (0.5 * t + i as f64).sin());
+            }
+        }
     }
     let vanished = !emulator.is_running();
     let stats = emulator.bus().stats;

@@ -1,5 +1,4 @@
-//! SO-100 hardware: the Feetech STS3215 serial-bus protocol, the bus over a
-//! serial port, and a servo-bus emulator on a pseudo-terminal.
+#![doc = include_str!("../README.md")]
 
 pub mod arm;
 pub mod bench;
