@@ -277,13 +277,9 @@ impl Arm {
                 "the leader arm is moved by hand: its torque stays off".into(),
             ));
         }
-        let present = self.bus.sync_read(reg::PRESENT_POSITION, &IDS)?;
-        let goals: Vec<(u8, i32)> = IDS.iter().copied().zip(present.iter().copied()).collect();
-        self.bus.sync_write(reg::GOAL_POSITION, &goals)?;
+        self.goals_to_present()?;
         self.write_all(reg::TORQUE_ENABLE, 1)?;
         self.write_all(reg::LOCK, 1)?;
-        let ticks: [u16; NUM_JOINTS] = std::array::from_fn(|i| present[i].clamp(0, 4095) as u16);
-        self.last_goal_rad = Some(self.calibration.ticks_to_rad(&ticks));
         self.last_command = Instant::now();
         self.holding = false;
         Ok(())
@@ -340,12 +336,18 @@ impl Arm {
 
     /// Holds the present position (torque stays on).
     pub fn hold(&mut self) -> Result<()> {
+        self.goals_to_present()?;
+        self.holding = true;
+        Ok(())
+    }
+
+    /// Sets every goal to the present position: the arm stays where it is.
+    fn goals_to_present(&mut self) -> Result<()> {
         let present = self.bus.sync_read(reg::PRESENT_POSITION, &IDS)?;
         let goals: Vec<(u8, i32)> = IDS.iter().copied().zip(present.iter().copied()).collect();
         self.bus.sync_write(reg::GOAL_POSITION, &goals)?;
         let ticks: [u16; NUM_JOINTS] = std::array::from_fn(|i| present[i].clamp(0, 4095) as u16);
         self.last_goal_rad = Some(self.calibration.ticks_to_rad(&ticks));
-        self.holding = true;
         Ok(())
     }
 
