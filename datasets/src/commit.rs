@@ -1,0 +1,152 @@
+//! Atomic commits of several files at once.
+//!
+//! Adding an episode rewrites a data file, a video file per camera and the
+//! metadata, and no single rename covers them all. So: every new file is
+//! written and synced under a temporary name; then a journal listing the
+//! renames is written and renamed into place (the commit point); then the
+//! renames run and the journal is deleted. Whoever opens the dataset next
+//! finishes a journal left by a crash ([`recover`]); temporary files with
+//! no journal belonged to an episode that never committed and are removed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Suffix of files written but not yet committed.
+pub const TMP_SUFFIX: &str = ".sponge-tmp";
+
+fn journal_path(root: &Path) -> PathBuf {
+    root.join("meta/.sponge-commit.json")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Journal {
+    /// `(temporary, final)` paths relative to the root.
+    renames: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A set of files to replace together.
+pub struct Commit {
+    root: PathBuf,
+    renames: Vec<(PathBuf, PathBuf)>,
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+impl Commit {
+    /// A commit in the dataset at `root`.
+    pub fn new(root: &Path) -> Commit {
+        Commit {
+            root: root.to_path_buf(),
+            renames: Vec::new(),
+        }
+    }
+
+    /// The temporary path to write `final_path` (relative to the root) to.
+    pub fn stage_path(&mut self, final_path: &Path) -> Result<PathBuf> {
+        let relative = final_path
+            .strip_prefix(&self.root)
+            .unwrap_or(final_path)
+            .to_path_buf();
+        let mut tmp = relative.clone().into_os_string();
+        tmp.push(TMP_SUFFIX);
+        let tmp = PathBuf::from(tmp);
+        let absolute = self.root.join(&tmp);
+        if let Some(parent) = absolute.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        self.renames.push((tmp, relative));
+        Ok(absolute)
+    }
+
+    /// Writes `bytes` as the new content of `final_path`.
+    pub fn stage_bytes(&mut self, final_path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.stage_path(final_path)?;
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))
+    }
+
+    /// Makes every staged file durable, then swaps them all in.
+    pub fn apply(self) -> Result<()> {
+        for (tmp, _) in &self.renames {
+            let path = self.root.join(tmp);
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        let journal = journal_path(&self.root);
+        let text = serde_json::to_vec(&Journal {
+            renames: self.renames,
+        })
+        .map_err(|e| Error::Usage(e.to_string()))?;
+        let mut journal_tmp = journal.clone().into_os_string();
+        journal_tmp.push(TMP_SUFFIX);
+        let journal_tmp = PathBuf::from(journal_tmp);
+        std::fs::write(&journal_tmp, text).map_err(|e| Error::io(&journal_tmp, e))?;
+        File::open(&journal_tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&journal_tmp, e))?;
+        std::fs::rename(&journal_tmp, &journal).map_err(|e| Error::io(&journal, e))?;
+        if let Some(meta) = journal.parent() {
+            sync_dir(meta)?;
+        }
+        finish(&self.root)
+    }
+}
+
+/// Carries out a committed journal's renames and deletes it.
+fn finish(root: &Path) -> Result<()> {
+    let journal = journal_path(root);
+    let text = std::fs::read(&journal).map_err(|e| Error::io(&journal, e))?;
+    let Journal { renames } = serde_json::from_slice(&text)
+        .map_err(|e| Error::format(&journal, format!("unreadable commit journal: {e}")))?;
+    let mut dirs = Vec::new();
+    for (tmp, dest) in renames {
+        let (tmp, dest) = (root.join(tmp), root.join(dest));
+        if tmp.exists() {
+            std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        }
+        if let Some(parent) = dest.parent()
+            && !dirs.contains(&parent.to_path_buf())
+        {
+            dirs.push(parent.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        sync_dir(&dir)?;
+    }
+    std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, e))
+}
+
+/// Brings a dataset left by a crash to a consistent state: finishes a
+/// committed journal, removes uncommitted temporary files. Returns whether
+/// anything had to be done.
+pub fn recover(root: &Path) -> Result<bool> {
+    let mut changed = false;
+    if journal_path(root).exists() {
+        finish(root)?;
+        changed = true;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(TMP_SUFFIX) {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}

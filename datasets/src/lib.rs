@@ -1,0 +1,12 @@
+//! LeRobotDataset v3.0: writer, reader, video, statistics and tools.
+
+pub mod commit;
+mod error;
+pub mod info;
+pub mod layout;
+pub mod meta;
+pub mod stats;
+pub mod table;
+pub mod video;
+
+pub use error::{Error, Result};

@@ -1,0 +1,340 @@
+//! Video through ffmpeg: encoding an episode's RGB frames, concatenating
+//! episodes into one file per camera, decoding a segment back to RGB, and
+//! probing frame counts. LeRobot's defaults: AV1 (SVT-AV1), yuv420p, a
+//! keyframe every 2 frames, CRF 30; H.264 when no AV1 encoder is there.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// A video codec sponge writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// AV1 through libsvtav1 (LeRobot's default).
+    Av1,
+    /// H.264 through libx264.
+    H264,
+}
+
+impl Codec {
+    /// The name info.json records (`video.codec`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Av1 => "av1",
+            Codec::H264 => "h264",
+        }
+    }
+
+    fn encoder(self) -> &'static str {
+        match self {
+            Codec::Av1 => "libsvtav1",
+            Codec::H264 => "libx264",
+        }
+    }
+}
+
+fn video_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Video {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// The best codec the installed ffmpeg can encode, found once.
+pub fn available_codec() -> Result<Codec> {
+    static FOUND: OnceLock<Option<Codec>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let output = Command::new("ffmpeg")
+            .args(["-hide_banner", "-encoders"])
+            .output()
+            .ok()?;
+        let encoders = String::from_utf8_lossy(&output.stdout);
+        [Codec::Av1, Codec::H264]
+            .into_iter()
+            .find(|c| encoders.contains(c.encoder()))
+    });
+    found.ok_or_else(|| {
+        Error::Usage(
+            "no video encoder: ffmpeg with libsvtav1 or libx264 is needed for video cameras \
+             (apt-get install ffmpeg), or store cameras as PNG images"
+                .into(),
+        )
+    })
+}
+
+/// An ffmpeg process encoding RGB frames into an mp4.
+pub struct VideoEncoder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    path: std::path::PathBuf,
+    frame_bytes: usize,
+    /// Frames written so far.
+    pub frames: u64,
+}
+
+impl VideoEncoder {
+    /// Starts encoding `width` × `height` RGB frames at `fps` into `path`.
+    pub fn start(path: &Path, width: u32, height: u32, fps: u32, codec: Codec) -> Result<VideoEncoder> {
+        let mut command = Command::new("ffmpeg");
+        command
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+            ])
+            .args([
+                "-s",
+                &format!("{width}x{height}"),
+                "-r",
+                &fps.to_string(),
+                "-i",
+                "-",
+            ])
+            .args([
+                "-c:v",
+                codec.encoder(),
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "2",
+                "-crf",
+                "30",
+            ]);
+        if codec == Codec::Av1 {
+            command.args(["-preset", "10", "-svtav1-params", "lp=1"]);
+        } else {
+            command.args(["-preset", "veryfast"]);
+        }
+        let mut child = command
+            .args(["-f", "mp4"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                video_error(
+                    path,
+                    format!("cannot run ffmpeg ({e}); install it: apt-get install ffmpeg"),
+                )
+            })?;
+        let stdin = child.stdin.take();
+        Ok(VideoEncoder {
+            child,
+            stdin,
+            path: path.to_path_buf(),
+            frame_bytes: width as usize * height as usize * 3,
+            frames: 0,
+        })
+    }
+
+    /// Encodes one frame.
+    pub fn push(&mut self, rgb: &[u8]) -> Result<()> {
+        if rgb.len() != self.frame_bytes {
+            return Err(Error::Usage(format!(
+                "frame has {} bytes, the video needs {}",
+                rgb.len(),
+                self.frame_bytes
+            )));
+        }
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(video_error(&self.path, "encoder already finished"));
+        };
+        if stdin.write_all(rgb).is_err() {
+            return Err(self.failure("ffmpeg stopped accepting frames"));
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    fn failure(&mut self, what: &str) -> Error {
+        self.stdin.take();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            // Best effort: the message is what matters.
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        let _ = self.child.wait();
+        video_error(&self.path, format!("{what}: {}", stderr.trim()))
+    }
+
+    /// Finishes the file.
+    pub fn finish(mut self) -> Result<()> {
+        self.stdin.take();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| video_error(&self.path, e.to_string()))?;
+        if !status.success() {
+            return Err(video_error(
+                &self.path,
+                format!("ffmpeg failed ({status}): {}", stderr.trim()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VideoEncoder {
+    fn drop(&mut self) {
+        // An encoder dropped unfinished (discarded episode): stop ffmpeg.
+        if self.stdin.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn run(command: &mut Command, path: &Path) -> Result<Vec<u8>> {
+    let output = command.output().map_err(|e| {
+        video_error(
+            path,
+            format!("cannot run {:?} ({e}); install ffmpeg", command.get_program()),
+        )
+    })?;
+    if !output.status.success() {
+        return Err(video_error(
+            path,
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(output.stdout)
+}
+
+/// Joins `parts` (same codec and size) into `out` without re-encoding.
+pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
+    let list = out.with_extension("concat.txt");
+    let text: String = parts
+        .iter()
+        .map(|p| format!("file '{}'\n", p.display().to_string().replace('\'', "'\\''")))
+        .collect();
+    std::fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
+    let result = run(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+            ])
+            .arg(&list)
+            .args(["-c", "copy", "-f", "mp4"])
+            .arg(out),
+        out,
+    );
+    // The list is scratch.
+    let _ = std::fs::remove_file(&list);
+    result.map(|_| ())
+}
+
+/// Decodes `frames` RGB frames of `width` × `height` starting at `from_s` seconds.
+pub fn decode(
+    path: &Path,
+    from_s: f64,
+    frames: usize,
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> Result<Vec<Vec<u8>>> {
+    // Half a frame early, so rounding never skips the first frame wanted.
+    let seek = (from_s - 0.5 / f64::from(fps)).max(0.0);
+    let raw = run(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-ss",
+                &format!("{seek:.6}"),
+                "-i",
+            ])
+            .arg(path)
+            .args([
+                "-frames:v",
+                &frames.to_string(),
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-",
+            ]),
+        path,
+    )?;
+    let frame_bytes = width as usize * height as usize * 3;
+    if raw.len() != frames * frame_bytes {
+        return Err(video_error(
+            path,
+            format!(
+                "expected {frames} frames of {width}x{height} from {from_s:.3} s, got {} bytes ({} frames)",
+                raw.len(),
+                raw.len() / frame_bytes.max(1)
+            ),
+        ));
+    }
+    Ok(raw.chunks_exact(frame_bytes).map(<[u8]>::to_vec).collect())
+}
+
+/// What [`probe`] found in a video file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoProbe {
+    /// Codec name (`av1`, `h264`, …).
+    pub codec: String,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Video packets (frames) in the file.
+    pub frames: u64,
+}
+
+/// Reads a video file's codec, size and frame count.
+pub fn probe(path: &Path) -> Result<VideoProbe> {
+    let out = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,width,height,nb_read_packets",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path),
+        path,
+    )?;
+    let text = String::from_utf8_lossy(&out);
+    let fields: Vec<&str> = text.trim().split(',').collect();
+    let [codec, width, height, frames] = fields.as_slice() else {
+        return Err(video_error(
+            path,
+            format!("no video stream (ffprobe said {:?})", text.trim()),
+        ));
+    };
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| video_error(path, format!("bad ffprobe field {s:?}")))
+    };
+    Ok(VideoProbe {
+        codec: (*codec).to_owned(),
+        width: number(width)? as u32,
+        height: number(height)? as u32,
+        frames: number(frames)?,
+    })
+}
