@@ -72,6 +72,14 @@ impl Commit {
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))
     }
 
+    /// Removes every staged file: nothing changes.
+    pub fn discard(self) {
+        for (tmp, _) in &self.renames {
+            // Best effort: a staged file may not have been written yet.
+            let _ = std::fs::remove_file(self.root.join(tmp));
+        }
+    }
+
     /// Makes every staged file durable, then swaps them all in.
     pub fn apply(self) -> Result<()> {
         for (tmp, _) in &self.renames {

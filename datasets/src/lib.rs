@@ -8,5 +8,7 @@ pub mod meta;
 pub mod stats;
 pub mod table;
 pub mod video;
+pub mod writer;
 
 pub use error::{Error, Result};
+pub use writer::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter, FrameInput};

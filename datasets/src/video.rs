@@ -215,7 +215,10 @@ fn run(command: &mut Command, path: &Path) -> Result<Vec<u8>> {
 
 /// Joins `parts` (same codec and size) into `out` without re-encoding.
 pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
-    let list = out.with_extension("concat.txt");
+    let mut list = out.as_os_str().to_owned();
+    list.push(".concat");
+    list.push(crate::commit::TMP_SUFFIX);
+    let list = std::path::PathBuf::from(list);
     let text: String = parts
         .iter()
         .map(|p| format!("file '{}'\n", p.display().to_string().replace('\'', "'\\''")))
