@@ -5,10 +5,12 @@ mod error;
 pub mod info;
 pub mod layout;
 pub mod meta;
+pub mod reader;
 pub mod stats;
 pub mod table;
 pub mod video;
 pub mod writer;
 
 pub use error::{Error, Result};
+pub use reader::{Dataset, Episode};
 pub use writer::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter, FrameInput};

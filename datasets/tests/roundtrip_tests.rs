@@ -1,0 +1,209 @@
+//! Episodes written and read back: state and action identical, PNG images
+//! identical, video images at PSNR ≥ 35 dB.
+
+use std::path::PathBuf;
+
+use sponge_datasets::{CameraSpec, CameraStorage, Dataset, DatasetSpec, DatasetWriter, FrameInput};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sponge-ds-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A smooth test picture that moves with the frame number.
+fn picture(width: u32, height: u32, frame: usize, seed: usize) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height as usize {
+        for x in 0..width as usize {
+            // Smooth like a rendered scene: slow gradients and waves, moving with the frame.
+            let (xf, yf, t) = (x as f32, y as f32, frame as f32 + seed as f32 * 7.0);
+            rgb.push((120.0 + 100.0 * ((xf + 2.0 * t) / 23.0).sin()) as u8);
+            rgb.push((120.0 + 90.0 * ((yf - t) / 19.0).cos()) as u8);
+            rgb.push((128.0 + 60.0 * ((xf + yf) / 31.0 + t / 9.0).sin()) as u8);
+        }
+    }
+    rgb
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
+}
+
+fn state(episode: usize, frame: usize) -> [f32; 6] {
+    std::array::from_fn(|j| (episode * 100 + frame) as f32 * 0.25 + j as f32)
+}
+
+fn write(dir: &PathBuf, storage: CameraStorage, lengths: &[usize]) -> DatasetSpec {
+    let mut spec = DatasetSpec::so100(30);
+    spec.storage = storage;
+    spec.reward_done = true;
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 96,
+        height: 96,
+    }];
+    let mut writer = DatasetWriter::create(dir, spec.clone()).unwrap();
+    for (e, length) in lengths.iter().enumerate() {
+        writer
+            .start_episode(if e % 2 == 0 {
+                "wipe up the coffee"
+            } else {
+                "clean the ink on the left"
+            })
+            .unwrap();
+        for f in 0..*length {
+            let image = picture(96, 96, f, e);
+            let s = state(e, f);
+            let a = s.map(|v| v + 0.5);
+            writer
+                .add_frame(&FrameInput {
+                    state: &s,
+                    action: &a,
+                    images: &[&image],
+                    reward: f as f32 / *length as f32,
+                    done: f + 1 == *length,
+                })
+                .unwrap();
+        }
+        writer.finish_episode().unwrap();
+    }
+    writer.close().unwrap();
+    spec
+}
+
+fn check(dir: &PathBuf, lengths: &[usize], min_psnr: f64) {
+    let dataset = Dataset::open(dir).unwrap();
+    assert_eq!(dataset.info().total_episodes, lengths.len() as u64);
+    assert_eq!(dataset.info().total_frames, lengths.iter().sum::<usize>() as u64);
+    assert_eq!(
+        dataset.tasks(),
+        ["wipe up the coffee", "clean the ink on the left"]
+    );
+    let mut worst: f64 = f64::INFINITY;
+    for (e, length) in lengths.iter().enumerate() {
+        let episode = dataset.read_episode(e).unwrap();
+        assert_eq!(episode.state.len(), *length);
+        assert_eq!(episode.task, dataset.tasks()[e % 2]);
+        for f in 0..*length {
+            assert_eq!(episode.state[f], state(e, f).to_vec(), "episode {e} frame {f}");
+            assert_eq!(episode.action[f], state(e, f).map(|v| v + 0.5).to_vec());
+            assert!((episode.timestamps[f] - f as f32 / 30.0).abs() < 1e-6);
+            let image = &episode.images["observation.images.front"][f];
+            if min_psnr.is_infinite() {
+                assert!(
+                    *image == picture(96, 96, f, e),
+                    "episode {e} frame {f} image differs"
+                );
+            } else {
+                let here = psnr(image, &picture(96, 96, f, e));
+                // Decoded in step: each frame is closest to its own original.
+                for other in [f.wrapping_sub(1), f + 1].into_iter().filter(|o| *o < *length) {
+                    assert!(
+                        here > psnr(image, &picture(96, 96, other, e)),
+                        "episode {e} frame {f} matches frame {other} better"
+                    );
+                }
+                worst = worst.min(here);
+            }
+        }
+        assert_eq!(episode.done.as_ref().unwrap().iter().filter(|d| **d).count(), 1);
+    }
+    if min_psnr.is_finite() {
+        println!("worst PSNR {worst:.1} dB");
+        assert!(worst >= min_psnr, "worst PSNR {worst:.1} dB");
+    }
+}
+
+#[test]
+fn png_episodes_round_trip_exactly() {
+    let dir = temp_dir("png");
+    let lengths = [12, 7, 20];
+    write(&dir, CameraStorage::Png, &lengths);
+    check(&dir, &lengths, f64::INFINITY);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn video_episodes_round_trip_within_35_db() {
+    let dir = temp_dir("video");
+    let lengths = [25, 9, 31, 16];
+    write(&dir, CameraStorage::Video, &lengths);
+    check(&dir, &lengths, 35.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resume_appends_to_the_same_files() {
+    let dir = temp_dir("resume");
+    write(&dir, CameraStorage::Png, &[5, 6]);
+    let mut writer = DatasetWriter::resume(&dir).unwrap();
+    assert_eq!(writer.episodes(), 2);
+    writer.start_episode("wipe up the coffee").unwrap();
+    for f in 0..4 {
+        let s = state(2, f);
+        let image = picture(96, 96, f, 2);
+        writer
+            .add_frame(&FrameInput {
+                state: &s,
+                action: &s.map(|v| v + 0.5),
+                images: &[&image],
+                reward: 0.0,
+                done: f == 3,
+            })
+            .unwrap();
+    }
+    writer.finish_episode().unwrap();
+    let dataset = Dataset::open(&dir).unwrap();
+    assert_eq!(dataset.info().total_frames, 15);
+    assert_eq!(dataset.episodes()[2].dataset_from_index, 11);
+    assert_eq!(
+        dataset.episodes()[2].data_file,
+        dataset.episodes()[0].data_file,
+        "appended to the same data file"
+    );
+    assert_eq!(dataset.read_episode(2).unwrap().state[3], state(2, 3).to_vec());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wrong_frames_are_refused_and_nothing_is_saved() {
+    let dir = temp_dir("refuse");
+    let mut spec = DatasetSpec::so100(30);
+    spec.storage = CameraStorage::Png;
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 96,
+        height: 96,
+    }];
+    let mut writer = DatasetWriter::create(&dir, spec.clone()).unwrap();
+    assert!(
+        DatasetWriter::create(&dir, spec).is_err(),
+        "refuses a non-empty folder"
+    );
+    writer.start_episode("task").unwrap();
+    let small = vec![0u8; 10];
+    let err = writer
+        .add_frame(&FrameInput {
+            state: &[0.0; 6],
+            action: &[0.0; 6],
+            images: &[&small],
+            reward: 0.0,
+            done: false,
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("front") && err.to_string().contains("27648"),
+        "{err}"
+    );
+    let err = writer.finish_episode().unwrap_err();
+    assert!(err.to_string().contains("no frames"), "{err}");
+    assert_eq!(Dataset::open(&dir).unwrap().info().total_episodes, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
