@@ -8,6 +8,7 @@ pub mod meta;
 pub mod reader;
 pub mod stats;
 pub mod table;
+pub mod validate;
 pub mod video;
 pub mod writer;
 

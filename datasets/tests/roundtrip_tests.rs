@@ -79,6 +79,11 @@ fn write(dir: &PathBuf, storage: CameraStorage, lengths: &[usize]) -> DatasetSpe
 }
 
 fn check(dir: &PathBuf, lengths: &[usize], min_psnr: f64) {
+    assert_eq!(
+        sponge_datasets::validate::validate(dir),
+        Vec::new(),
+        "the dataset validates"
+    );
     let dataset = Dataset::open(dir).unwrap();
     assert_eq!(dataset.info().total_episodes, lengths.len() as u64);
     assert_eq!(dataset.info().total_frames, lengths.iter().sum::<usize>() as u64);
