@@ -2,6 +2,7 @@
 //! Argument parsing and dispatch only; the work lives in the library crates.
 
 mod bench_cmd;
+mod dataset_cmd;
 mod demo;
 mod motors_cmd;
 mod robot_cmd;
@@ -40,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: robot_cmd::RobotCommand,
     },
+    /// LeRobot v3.0 datasets: info, validate, synthetic data.
+    Dataset {
+        #[command(subcommand)]
+        command: dataset_cmd::DatasetCommand,
+    },
     /// Set up and inspect the servos on a bus.
     Motors {
         #[command(subcommand)]
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Robot { command } => robot_cmd::run(command),
+        Command::Dataset { command } => dataset_cmd::run(&command),
         Command::Motors { command } => motors_cmd::motors(&command),
         Command::Emulate(args) => motors_cmd::emulate(&args),
         Command::Calibrate(args) => teleop_cmd::calibrate_command(&args),

@@ -158,3 +158,50 @@ pub fn recover(root: &Path) -> Result<bool> {
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("sponge-commit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("meta")).unwrap();
+        root
+    }
+
+    #[test]
+    fn crash_after_the_journal_is_rolled_forward() {
+        let root = temp_root("forward");
+        std::fs::write(root.join("a.txt"), "old a").unwrap();
+        let mut commit = Commit::new(&root);
+        commit.stage_bytes(&root.join("a.txt"), b"new a").unwrap();
+        commit.stage_bytes(&root.join("data/b.txt"), b"new b").unwrap();
+        // The process dies right after the commit point: journal written, no rename done.
+        let journal = serde_json::to_vec(&Journal {
+            renames: commit.renames.clone(),
+        })
+        .unwrap();
+        std::fs::write(journal_path(&root), journal).unwrap();
+        assert!(recover(&root).unwrap());
+        assert_eq!(std::fs::read_to_string(root.join("a.txt")).unwrap(), "new a");
+        assert_eq!(std::fs::read_to_string(root.join("data/b.txt")).unwrap(), "new b");
+        assert!(!journal_path(&root).exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn crash_before_the_journal_is_rolled_back() {
+        let root = temp_root("back");
+        std::fs::write(root.join("a.txt"), "old a").unwrap();
+        let mut commit = Commit::new(&root);
+        commit.stage_bytes(&root.join("a.txt"), b"new a").unwrap();
+        // The process dies before the commit point: staged files only.
+        assert!(recover(&root).unwrap());
+        assert_eq!(std::fs::read_to_string(root.join("a.txt")).unwrap(), "old a");
+        let mut tmp = root.join("a.txt").into_os_string();
+        tmp.push(TMP_SUFFIX);
+        assert!(!PathBuf::from(tmp).exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -7,6 +7,7 @@ pub mod layout;
 pub mod meta;
 pub mod reader;
 pub mod stats;
+pub mod synth;
 pub mod table;
 pub mod validate;
 pub mod video;

@@ -264,11 +264,11 @@ fn check_data(check: &mut Checker<'_>, info: &Info, episodes: &[EpisodeMeta]) {
                     break;
                 }
             };
-            for row in 0..batch.num_rows() {
+            for (row, timestamp) in ts.iter().enumerate() {
                 per_episode.entry(ep.value(row)).or_default().push((
                     index.value(row),
                     frame.value(row),
-                    ts[row],
+                    *timestamp,
                 ));
             }
         }

@@ -1,7 +1,12 @@
 //! Episodes written and read back: state and action identical, PNG images
 //! identical, video images at PSNR ≥ 35 dB.
 
-use std::path::PathBuf;
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up should panic the test"
+)]
+
+use std::path::{Path, PathBuf};
 
 use sponge_datasets::{CameraSpec, CameraStorage, Dataset, DatasetSpec, DatasetWriter, FrameInput};
 
@@ -40,7 +45,7 @@ fn state(episode: usize, frame: usize) -> [f32; 6] {
     std::array::from_fn(|j| (episode * 100 + frame) as f32 * 0.25 + j as f32)
 }
 
-fn write(dir: &PathBuf, storage: CameraStorage, lengths: &[usize]) -> DatasetSpec {
+fn write(dir: &Path, storage: CameraStorage, lengths: &[usize]) -> DatasetSpec {
     let mut spec = DatasetSpec::so100(30);
     spec.storage = storage;
     spec.reward_done = true;
@@ -78,7 +83,7 @@ fn write(dir: &PathBuf, storage: CameraStorage, lengths: &[usize]) -> DatasetSpe
     spec
 }
 
-fn check(dir: &PathBuf, lengths: &[usize], min_psnr: f64) {
+fn check(dir: &Path, lengths: &[usize], min_psnr: f64) {
     assert_eq!(
         sponge_datasets::validate::validate(dir),
         Vec::new(),

@@ -1,6 +1,11 @@
 //! `validate` on good datasets and on each kind of damage: it must name the
 //! file and the problem.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up should panic the test"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,178 @@
+//! `sponge dataset ...`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use sponge_datasets::validate::validate;
+use sponge_datasets::{CameraSpec, CameraStorage, Dataset, DatasetSpec, DatasetWriter, synth};
+
+/// How cameras are stored.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StorageArg {
+    /// mp4 per camera (AV1, or H.264 without an AV1 encoder).
+    Video,
+    /// PNG images inside the parquet files.
+    Png,
+}
+
+/// `sponge dataset`.
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// A summary: episodes, frames, fps, features, tasks, size.
+    Info {
+        /// The dataset folder.
+        dir: PathBuf,
+    },
+    /// Check every invariant; exits non-zero naming each file and problem.
+    Validate {
+        /// The dataset folder.
+        dir: PathBuf,
+    },
+    /// Write a synthetic dataset (moving test pattern, smooth joint
+    /// curves), for trying the tools and for benchmarks.
+    Synth {
+        /// New dataset folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Episodes to write.
+        #[arg(long, default_value_t = 5)]
+        episodes: u64,
+        /// Frames per episode.
+        #[arg(long, default_value_t = 90)]
+        frames: u64,
+        /// Cameras (named front, wrist, cam2, ...).
+        #[arg(long, default_value_t = 1)]
+        cameras: usize,
+        /// Camera width and height, pixels.
+        #[arg(long, default_value_t = 96)]
+        image_size: u32,
+        /// How cameras are stored.
+        #[arg(long, value_enum, default_value = "video")]
+        storage: StorageArg,
+        /// Frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// Add episodes to an existing dataset.
+        #[arg(long)]
+        resume: bool,
+    },
+}
+
+fn folder_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Runs a `sponge dataset` subcommand.
+pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
+    match command {
+        DatasetCommand::Info { dir } => {
+            let dataset = Dataset::open(dir)?;
+            let info = dataset.info();
+            println!("dataset      {}", dir.display());
+            println!(
+                "format       LeRobot {} ({})",
+                info.codebase_version,
+                info.robot_type.as_deref().unwrap_or("unknown robot")
+            );
+            println!("episodes     {}", info.total_episodes);
+            println!(
+                "frames       {} at {} fps ({:.1} s)",
+                info.total_frames,
+                info.fps,
+                info.total_frames as f64 / f64::from(info.fps)
+            );
+            println!("size         {:.1} MB", folder_size(dir) as f64 / 1e6);
+            println!("tasks        {}", info.total_tasks);
+            for (i, task) in dataset.tasks().iter().enumerate() {
+                let count = dataset
+                    .episodes()
+                    .iter()
+                    .filter(|e| e.tasks.contains(task))
+                    .count();
+                println!("  {i:>3}  {task}  ({count} episodes)");
+            }
+            println!("features");
+            for (name, feature) in dataset.features() {
+                let codec = feature
+                    .info
+                    .as_ref()
+                    .and_then(|i| i["video.codec"].as_str())
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default();
+                println!("  {name:<28} {:<8} {:?}{codec}", feature.dtype, feature.shape);
+            }
+            Ok(())
+        }
+        DatasetCommand::Validate { dir } => {
+            if dir.is_dir() && sponge_datasets::commit::recover(dir)? {
+                println!("{}: finished a commit that a crash interrupted", dir.display());
+            }
+            let problems = validate(dir);
+            if problems.is_empty() {
+                println!("{}: valid LeRobot v3.0 dataset", dir.display());
+                return Ok(());
+            }
+            for problem in &problems {
+                eprintln!("{}: {problem}", dir.display());
+            }
+            bail!("{} problem(s) in {}", problems.len(), dir.display());
+        }
+        DatasetCommand::Synth {
+            out,
+            episodes,
+            frames,
+            cameras,
+            image_size,
+            storage,
+            fps,
+            resume,
+        } => {
+            let mut writer = if *resume {
+                DatasetWriter::resume(out)?
+            } else {
+                let mut spec = DatasetSpec::so100(*fps);
+                spec.reward_done = true;
+                spec.storage = match storage {
+                    StorageArg::Video => CameraStorage::Video,
+                    StorageArg::Png => CameraStorage::Png,
+                };
+                let names = ["front", "wrist"];
+                spec.cameras = (0..*cameras)
+                    .map(|i| CameraSpec {
+                        name: names
+                            .get(i)
+                            .map_or_else(|| format!("cam{i}"), |n| (*n).to_owned()),
+                        width: *image_size,
+                        height: *image_size,
+                    })
+                    .collect();
+                DatasetWriter::create(out, spec)?
+            };
+            let first = writer.episodes() as u64;
+            for e in first..first + episodes {
+                let task = [
+                    "wipe up the coffee",
+                    "clean the ink on the left",
+                    "wipe the table",
+                ][(e % 3) as usize];
+                synth::write_episode(&mut writer, e, *frames, task)
+                    .with_context(|| format!("episode {e}"))?;
+                println!("episode {e} saved ({} frames in the dataset)", writer.frames());
+            }
+            writer.close()?;
+            Ok(())
+        }
+    }
+}
