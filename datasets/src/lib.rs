@@ -4,6 +4,7 @@ pub mod commit;
 mod error;
 pub mod info;
 pub mod layout;
+pub mod loader;
 pub mod meta;
 pub mod reader;
 pub mod stats;

@@ -22,6 +22,8 @@ pub struct Episode {
     pub index: u64,
     /// Its task text.
     pub task: String,
+    /// Its task index (into `meta/tasks.parquet`).
+    pub task_index: i64,
     /// Per frame: timestamp, seconds.
     pub timestamps: Vec<f32>,
     /// Per frame: `observation.state`.
@@ -113,6 +115,11 @@ impl Dataset {
         let mut episode = Episode {
             index: meta.episode_index,
             task: meta.tasks.first().cloned().unwrap_or_default(),
+            task_index: meta
+                .tasks
+                .first()
+                .and_then(|t| self.tasks.iter().position(|known| known == t))
+                .map_or(-1, |i| i as i64),
             timestamps: Vec::new(),
             state: Vec::new(),
             action: Vec::new(),

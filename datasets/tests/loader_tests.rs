@@ -1,0 +1,115 @@
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed set-up should panic the test"
+)]
+//! The training loader's windows, padding and coverage, checked against the
+//! synthetic generator that wrote the data.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use sponge_datasets::loader::{Loader, LoaderConfig};
+use sponge_datasets::synth::{joints, picture};
+use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter, synth};
+
+const LENGTHS: [u64; 3] = [9, 14, 6];
+
+fn dataset(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sponge-loader-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut spec = DatasetSpec::so100(30);
+    spec.storage = CameraStorage::Png;
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 16,
+        height: 8,
+    }];
+    let mut writer = DatasetWriter::create(&dir, spec).unwrap();
+    for (e, length) in LENGTHS.iter().enumerate() {
+        synth::write_episode(&mut writer, e as u64, *length, if e == 1 { "b" } else { "a" }).unwrap();
+    }
+    writer.close().unwrap();
+    dir
+}
+
+#[test]
+fn samples_are_windows_of_the_recorded_episodes() {
+    let dir = dataset("windows");
+    let config = LoaderConfig {
+        batch_size: 7,
+        observation_deltas: vec![-2, 0],
+        action_horizon: 5,
+        pool_episodes: 2,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(&dir, config).unwrap();
+    let total: u64 = LENGTHS.iter().sum();
+    let mut seen: HashMap<(u64, usize), usize> = HashMap::new();
+    let mut samples = 0;
+    while samples < 2 * total as usize {
+        let batch = loader.next_batch().unwrap();
+        for (s, (episode, frame)) in batch.source.iter().enumerate() {
+            *seen.entry((*episode, *frame)).or_default() += 1;
+            let length = LENGTHS[*episode as usize] as usize;
+            for (o, delta) in [-2i64, 0].iter().enumerate() {
+                let wanted = *frame as i64 + delta;
+                let j = wanted.clamp(0, length as i64 - 1) as u64;
+                let state = &batch.state[(s * 2 + o) * 6..(s * 2 + o + 1) * 6];
+                assert_eq!(
+                    state,
+                    joints(*episode, j, 6).as_slice(),
+                    "episode {episode} frame {frame} delta {delta}"
+                );
+                assert_eq!(batch.state_is_pad[s * 2 + o], wanted < 0);
+                let image = &batch.images["observation.images.front"]
+                    [(s * 2 + o) * 3 * 128..(s * 2 + o + 1) * 3 * 128];
+                let expected = picture(16, 8, j, *episode * 10);
+                // Planar: red plane first, then green, then blue.
+                assert_eq!(image[0], f32::from(expected[0]) / 255.0);
+                assert_eq!(image[128 + 5], f32::from(expected[5 * 3 + 1]) / 255.0);
+                assert_eq!(image[256 + 127], f32::from(expected[127 * 3 + 2]) / 255.0);
+            }
+            for h in 0..5 {
+                let wanted = frame + h;
+                let j = wanted.min(length - 1) as u64;
+                let action = &batch.action[(s * 5 + h) * 6..(s * 5 + h + 1) * 6];
+                // Synthetic actions are the next frame's joints.
+                assert_eq!(action, joints(*episode, j + 1, 6).as_slice());
+                assert_eq!(batch.action_is_pad[s * 5 + h], wanted >= length);
+            }
+            assert_eq!(batch.task_index[s], if *episode == 1 { 1 } else { 0 });
+        }
+        samples += batch.size;
+    }
+    for (e, length) in LENGTHS.iter().enumerate() {
+        for f in 0..*length as usize {
+            assert!(
+                seen.contains_key(&(e as u64, f)),
+                "episode {e} frame {f} never drawn"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_split_draws_only_its_episodes() {
+    let dir = dataset("split");
+    let config = LoaderConfig {
+        batch_size: 4,
+        action_horizon: 2,
+        episodes: Some(vec![1]),
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(&dir, config).unwrap();
+    for _ in 0..10 {
+        assert!(loader.next_batch().unwrap().source.iter().all(|(e, _)| *e == 1));
+    }
+    let bad = LoaderConfig {
+        episodes: Some(vec![7]),
+        ..LoaderConfig::default()
+    };
+    let err = Loader::new(&dir, bad).err().unwrap().to_string();
+    assert!(err.contains("episode 7"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
