@@ -15,6 +15,23 @@ use sponge_drivers::{Bus, BusConfig};
 pub enum BenchCommand {
     /// Servo-bus control cycles: sync read of 6 positions + sync write of 6 goals.
     Bus(BusBenchArgs),
+    /// Dataset recording (frames/s, video and PNG, 96x96 and 640x480) and
+    /// training-loader throughput (samples/s).
+    Dataset(DatasetBenchArgs),
+}
+
+/// Options of `sponge bench dataset`.
+#[derive(Args)]
+pub struct DatasetBenchArgs {
+    /// Scratch folder (default: a temporary folder, removed after).
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// Seconds to run the loader.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Options of `sponge bench bus`.
@@ -49,7 +66,101 @@ fn machine() -> String {
 pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Bus(args) => bench_bus(args),
+        BenchCommand::Dataset(args) => bench_dataset(args),
     }
+}
+
+fn bench_dataset(args: &DatasetBenchArgs) -> anyhow::Result<()> {
+    use sponge_datasets::CameraStorage;
+    use sponge_datasets::bench::{WriteCase, loader_throughput, write_throughput};
+    use sponge_datasets::loader::LoaderConfig;
+
+    let scratch = args
+        .scratch
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("sponge-bench-dataset-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let cases = [
+        (
+            "96x96 video, 1 camera",
+            WriteCase {
+                size: (96, 96),
+                cameras: 1,
+                storage: CameraStorage::Video,
+                episodes: 5,
+                frames: 120,
+            },
+        ),
+        (
+            "96x96 png, 1 camera",
+            WriteCase {
+                size: (96, 96),
+                cameras: 1,
+                storage: CameraStorage::Png,
+                episodes: 5,
+                frames: 120,
+            },
+        ),
+        (
+            "640x480 video, 2 cameras",
+            WriteCase {
+                size: (640, 480),
+                cameras: 2,
+                storage: CameraStorage::Video,
+                episodes: 3,
+                frames: 90,
+            },
+        ),
+        (
+            "640x480 png, 2 cameras",
+            WriteCase {
+                size: (640, 480),
+                cameras: 2,
+                storage: CameraStorage::Png,
+                episodes: 3,
+                frames: 90,
+            },
+        ),
+    ];
+    let mut results = serde_json::Map::new();
+    println!("machine   {}", machine());
+    for (i, (name, case)) in cases.iter().enumerate() {
+        let fps = write_throughput(&scratch.join(format!("write-{i}")), *case)?;
+        println!("write     {name:<26} {fps:>8.0} frames/s");
+        results.insert(format!("write {name}"), json!({"frames_per_s": fps}));
+    }
+    let loader_root = scratch.join("loader");
+    let mut spec = sponge_datasets::DatasetSpec::so100(30);
+    spec.cameras = vec![sponge_datasets::CameraSpec {
+        name: "front".into(),
+        width: 96,
+        height: 96,
+    }];
+    let mut writer = sponge_datasets::DatasetWriter::create(&loader_root, spec)?;
+    for e in 0..20 {
+        sponge_datasets::synth::write_episode(&mut writer, e, 150, "wipe the table")?;
+    }
+    writer.close()?;
+    let config = LoaderConfig {
+        batch_size: 64,
+        action_horizon: 50,
+        ..LoaderConfig::default()
+    };
+    let samples = loader_throughput(&loader_root, config, Duration::from_secs_f64(args.seconds))?;
+    println!("loader    96x96 video, batch 64, horizon 50, 2 workers {samples:>8.0} samples/s");
+    results.insert(
+        "loader 96x96 video".into(),
+        json!({"samples_per_s": samples, "batch": 64, "action_horizon": 50, "workers": 2}),
+    );
+    if args.scratch.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    if let Some(path) = &args.json {
+        let value = json!({"bench": "dataset", "machine": machine(), "results": results});
+        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn bench_bus(args: &BusBenchArgs) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! LeRobotDataset v3.0: writer, reader, video, statistics and tools.
 
+pub mod bench;
 pub mod commit;
 mod error;
 pub mod info;

@@ -43,26 +43,49 @@ fn video_error(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-/// The best codec the installed ffmpeg can encode, found once.
-pub fn available_codec() -> Result<Codec> {
-    static FOUND: OnceLock<Option<Codec>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        let output = Command::new("ffmpeg")
+/// The codecs the installed ffmpeg can encode, found once.
+fn encodable() -> &'static [Codec] {
+    static FOUND: OnceLock<Vec<Codec>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let Ok(output) = Command::new("ffmpeg")
             .args(["-hide_banner", "-encoders"])
             .output()
-            .ok()?;
+        else {
+            return Vec::new();
+        };
         let encoders = String::from_utf8_lossy(&output.stdout);
         [Codec::Av1, Codec::H264]
             .into_iter()
-            .find(|c| encoders.contains(c.encoder()))
-    });
-    found.ok_or_else(|| {
-        Error::Usage(
-            "no video encoder: ffmpeg with libsvtav1 or libx264 is needed for video cameras \
-             (apt-get install ffmpeg), or store cameras as PNG images"
-                .into(),
-        )
+            .filter(|c| encoders.contains(c.encoder()))
+            .collect()
     })
+}
+
+/// Largest frame (in pixels) encoded as AV1 by default: SVT-AV1 encodes
+/// about 29 frames/s of 640x480 on one core here, too slow to record two
+/// such cameras live; H.264 does about 250.
+pub const AV1_DEFAULT_MAX_PIXELS: u32 = 320 * 240;
+
+/// The codec for cameras of at most `max_pixels` pixels: `wanted` if
+/// given, else AV1 (LeRobot's default) for training-size frames and H.264
+/// for larger ones, each only if ffmpeg can encode it.
+pub fn choose_codec(wanted: Option<Codec>, max_pixels: u32) -> Result<Codec> {
+    let available = encodable();
+    let preferred = match wanted {
+        Some(codec) => vec![codec],
+        None if max_pixels <= AV1_DEFAULT_MAX_PIXELS => vec![Codec::Av1, Codec::H264],
+        None => vec![Codec::H264, Codec::Av1],
+    };
+    preferred
+        .into_iter()
+        .find(|c| available.contains(c))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no {} encoder: ffmpeg with libsvtav1 or libx264 is needed for video cameras \
+             (apt-get install ffmpeg), or store cameras as PNG images",
+                wanted.map_or("video", Codec::name)
+            ))
+        })
 }
 
 /// An ffmpeg process encoding RGB frames into an mp4.
@@ -109,7 +132,8 @@ impl VideoEncoder {
                 "30",
             ]);
         if codec == Codec::Av1 {
-            command.args(["-preset", "10", "-svtav1-params", "lp=1"]);
+            // 12 is SVT-AV1's fastest preset at these sizes.
+            command.args(["-preset", "12", "-svtav1-params", "lp=1"]);
         } else {
             command.args(["-preset", "veryfast"]);
         }

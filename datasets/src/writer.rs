@@ -67,6 +67,8 @@ pub struct DatasetSpec {
     pub storage: CameraStorage,
     /// Whether frames carry `next.reward` and `next.done`.
     pub reward_done: bool,
+    /// Video codec; `None` chooses by frame size ([`video::choose_codec`]).
+    pub codec: Option<Codec>,
 }
 
 impl DatasetSpec {
@@ -82,6 +84,7 @@ impl DatasetSpec {
             cameras: Vec::new(),
             storage: CameraStorage::Video,
             reward_done: false,
+            codec: None,
         }
     }
 
@@ -186,6 +189,7 @@ impl DatasetSpec {
             cameras,
             storage,
             reward_done: find("next.reward").is_some(),
+            codec,
         };
         Ok((spec, codec))
     }
@@ -303,8 +307,11 @@ impl DatasetWriter {
                 camera.name, camera.width, camera.height
             )));
         }
-        let codec = match (spec.storage, spec.cameras.is_empty()) {
-            (CameraStorage::Video, false) => Some(video::available_codec()?),
+        let codec = match (
+            spec.storage,
+            spec.cameras.iter().map(|c| c.width * c.height).max(),
+        ) {
+            (CameraStorage::Video, Some(max_pixels)) => Some(video::choose_codec(spec.codec, max_pixels)?),
             _ => None,
         };
         std::fs::create_dir_all(root.join("meta")).map_err(|e| Error::io(root, e))?;

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sponge_datasets::video::Codec;
 use sponge_datasets::{CameraSpec, CameraStorage, Dataset, DatasetSpec, DatasetWriter, FrameInput};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -46,8 +47,13 @@ fn state(episode: usize, frame: usize) -> [f32; 6] {
 }
 
 fn write(dir: &Path, storage: CameraStorage, lengths: &[usize]) -> DatasetSpec {
+    write_with(dir, storage, None, lengths)
+}
+
+fn write_with(dir: &Path, storage: CameraStorage, codec: Option<Codec>, lengths: &[usize]) -> DatasetSpec {
     let mut spec = DatasetSpec::so100(30);
     spec.storage = storage;
+    spec.codec = codec;
     spec.reward_done = true;
     spec.cameras = vec![CameraSpec {
         name: "front".into(),
@@ -145,6 +151,20 @@ fn video_episodes_round_trip_within_35_db() {
     let dir = temp_dir("video");
     let lengths = [25, 9, 31, 16];
     write(&dir, CameraStorage::Video, &lengths);
+    check(&dir, &lengths, 35.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn h264_episodes_round_trip_within_35_db() {
+    let dir = temp_dir("h264");
+    let lengths = [12, 20];
+    write_with(&dir, CameraStorage::Video, Some(Codec::H264), &lengths);
+    let info = Dataset::open(&dir).unwrap().info().clone();
+    assert_eq!(
+        info.features["observation.images.front"]["info"]["video.codec"],
+        "h264"
+    );
     check(&dir, &lengths, 35.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
