@@ -1,7 +1,8 @@
 //! Video through ffmpeg: encoding an episode's RGB frames, concatenating
 //! episodes into one file per camera, decoding a segment back to RGB, and
 //! probing frame counts. LeRobot's defaults: AV1 (SVT-AV1), yuv420p, a
-//! keyframe every 2 frames, CRF 30; H.264 when no AV1 encoder is there.
+//! keyframe every 2 frames, CRF 30; H.264 (CRF 23, no B-frames) for large
+//! frames recorded live, or when no AV1 encoder is there.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -133,9 +134,12 @@ impl VideoEncoder {
             ]);
         if codec == Codec::Av1 {
             // 12 is SVT-AV1's fastest preset at these sizes.
-            command.args(["-preset", "12", "-svtav1-params", "lp=1"]);
+            command.args(["-crf", "30", "-preset", "12", "-svtav1-params", "lp=1"]);
         } else {
-            command.args(["-preset", "veryfast"]);
+            // No B-frames: their reordering delay shifts timestamps, and a shift
+            // survives concatenation as a one-frame offset in later episodes.
+            // CRF 23 (x264's default) is about the quality of SVT-AV1's 30.
+            command.args(["-crf", "23", "-preset", "veryfast", "-bf", "0"]);
         }
         let mut child = command
             .args(["-f", "mp4"])
