@@ -277,16 +277,27 @@ fn batch_loop(
 fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
     let size = picks.len();
     let observations = config.observation_deltas.len();
+    let dims = picks
+        .first()
+        .map_or(0, |(e, _)| e.state.first().map_or(0, Vec::len));
     let mut batch = Batch {
         size,
-        state: Vec::new(),
+        state: Vec::with_capacity(size * observations * dims),
         state_is_pad: Vec::with_capacity(size * observations),
-        action: Vec::new(),
+        action: Vec::with_capacity(size * config.action_horizon * dims),
         action_is_pad: Vec::with_capacity(size * config.action_horizon),
         images: BTreeMap::new(),
         task_index: Vec::with_capacity(size),
         source: Vec::with_capacity(size),
     };
+    if let Some((first, _)) = picks.first() {
+        for (camera, frames) in &first.images {
+            let pixels = frames.first().map_or(0, Vec::len);
+            batch
+                .images
+                .insert(camera.clone(), Vec::with_capacity(size * observations * pixels));
+        }
+    }
     for (episode, frame) in picks {
         let last = episode.state.len() - 1;
         for delta in &config.observation_deltas {
@@ -294,8 +305,7 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
             let j = wanted.clamp(0, last as i64) as usize;
             batch.state_is_pad.push(wanted != j as i64);
             batch.state.extend_from_slice(&episode.state[j]);
-            for (camera, frames) in &episode.images {
-                let out = batch.images.entry(camera.clone()).or_default();
+            for ((_, frames), out) in episode.images.iter().zip(batch.images.values_mut()) {
                 push_chw(out, &frames[j]);
             }
         }

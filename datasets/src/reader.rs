@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
@@ -45,6 +46,8 @@ pub struct Dataset {
     features: Vec<(String, Feature)>,
     tasks: Vec<String>,
     episodes: Vec<EpisodeMeta>,
+    /// The data file read last: episodes are read one after another from the same file.
+    cached: Mutex<Option<(FileId, Arc<Vec<RecordBatch>>)>>,
 }
 
 impl Dataset {
@@ -69,6 +72,7 @@ impl Dataset {
             features,
             tasks,
             episodes,
+            cached: Mutex::new(None),
         })
     }
 
@@ -98,8 +102,18 @@ impl Dataset {
     }
 
     /// The rows of one data file.
-    pub fn data_file(&self, file: FileId) -> Result<Vec<RecordBatch>> {
-        Ok(table::read_parquet(&layout::data_path(&self.root, file))?.1)
+    pub fn data_file(&self, file: FileId) -> Result<Arc<Vec<RecordBatch>>> {
+        if let Ok(cached) = self.cached.lock()
+            && let Some((id, batches)) = cached.as_ref()
+            && *id == file
+        {
+            return Ok(batches.clone());
+        }
+        let batches = Arc::new(table::read_parquet(&layout::data_path(&self.root, file))?.1);
+        if let Ok(mut cached) = self.cached.lock() {
+            *cached = Some((file, batches.clone()));
+        }
+        Ok(batches)
     }
 
     /// Reads episode `index` whole, images decoded.
@@ -127,7 +141,7 @@ impl Dataset {
             done: None,
             images: BTreeMap::new(),
         };
-        for batch in &batches {
+        for batch in batches.iter() {
             let episode_index = column(batch, "episode_index", &path)?
                 .as_primitive_opt::<Int64Type>()
                 .ok_or_else(|| Error::format(&path, "episode_index is not int64"))?;
