@@ -29,6 +29,18 @@ pub enum DatasetCommand {
         /// The dataset folder.
         dir: PathBuf,
     },
+    /// Print one episode's frames: task, timestamps, state, action, and per
+    /// camera the mean of each image (as JSON with --json).
+    Show {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// Episode index.
+        #[arg(long, default_value_t = 0)]
+        episode: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a synthetic dataset (moving test pattern, smooth joint
     /// curves), for trying the tools and for benchmarks.
     Synth {
@@ -112,6 +124,52 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
                     .map(|c| format!(" {c}"))
                     .unwrap_or_default();
                 println!("  {name:<28} {:<8} {:?}{codec}", feature.dtype, feature.shape);
+            }
+            Ok(())
+        }
+        DatasetCommand::Show { dir, episode, json } => {
+            let dataset = Dataset::open(dir)?;
+            let read = dataset.read_episode(*episode)?;
+            let image_means: serde_json::Map<String, serde_json::Value> = read
+                .images
+                .iter()
+                .map(|(camera, frames)| {
+                    let means: Vec<f64> = frames
+                        .iter()
+                        .map(|f| f.iter().map(|v| f64::from(*v)).sum::<f64>() / f.len().max(1) as f64)
+                        .collect();
+                    (camera.clone(), serde_json::json!(means))
+                })
+                .collect();
+            if *json {
+                let value = serde_json::json!({
+                    "episode_index": read.index,
+                    "task": read.task,
+                    "task_index": read.task_index,
+                    "timestamp": read.timestamps,
+                    "observation.state": read.state,
+                    "action": read.action,
+                    "next.reward": read.reward,
+                    "next.done": read.done,
+                    "image_means": image_means,
+                });
+                println!("{}", serde_json::to_string(&value)?);
+            } else {
+                println!(
+                    "episode {} ({} frames): {}",
+                    read.index,
+                    read.state.len(),
+                    read.task
+                );
+                for (f, ((t, state), action)) in read
+                    .timestamps
+                    .iter()
+                    .zip(&read.state)
+                    .zip(&read.action)
+                    .enumerate()
+                {
+                    println!("{f:>5} {t:>8.3} s  state {state:?}  action {action:?}");
+                }
             }
             Ok(())
         }

@@ -67,15 +67,27 @@ fn encodable() -> &'static [Codec] {
 /// such cameras live; H.264 does about 250.
 pub const AV1_DEFAULT_MAX_PIXELS: u32 = 320 * 240;
 
-/// The codec for cameras of at most `max_pixels` pixels: `wanted` if
-/// given, else AV1 (LeRobot's default) for training-size frames and H.264
-/// for larger ones, each only if ffmpeg can encode it.
-pub fn choose_codec(wanted: Option<Codec>, max_pixels: u32) -> Result<Codec> {
+/// Smallest width or height SVT-AV1 encodes.
+pub const AV1_MIN_SIDE: u32 = 64;
+
+/// The codec for cameras of at most `max_pixels` pixels and no side under
+/// `min_side`: `wanted` if given, else AV1 (LeRobot's default) for
+/// training-size frames and H.264 for larger (or tiny) ones, each only if
+/// ffmpeg can encode it.
+pub fn choose_codec(wanted: Option<Codec>, min_side: u32, max_pixels: u32) -> Result<Codec> {
+    if wanted == Some(Codec::Av1) && min_side < AV1_MIN_SIDE {
+        return Err(Error::Usage(format!(
+            "AV1 (SVT-AV1) needs frames at least {AV1_MIN_SIDE} pixels wide and high; a camera has a {min_side}-pixel side: \
+             use H.264 or PNG storage"
+        )));
+    }
     let available = encodable();
     let preferred = match wanted {
         Some(codec) => vec![codec],
-        None if max_pixels <= AV1_DEFAULT_MAX_PIXELS => vec![Codec::Av1, Codec::H264],
-        None => vec![Codec::H264, Codec::Av1],
+        None if max_pixels <= AV1_DEFAULT_MAX_PIXELS && min_side >= AV1_MIN_SIDE => {
+            vec![Codec::Av1, Codec::H264]
+        }
+        None => vec![Codec::H264],
     };
     preferred
         .into_iter()

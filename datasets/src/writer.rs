@@ -307,11 +307,17 @@ impl DatasetWriter {
                 camera.name, camera.width, camera.height
             )));
         }
-        let codec = match (
-            spec.storage,
-            spec.cameras.iter().map(|c| c.width * c.height).max(),
-        ) {
-            (CameraStorage::Video, Some(max_pixels)) => Some(video::choose_codec(spec.codec, max_pixels)?),
+        let max_pixels = spec.cameras.iter().map(|c| c.width * c.height).max();
+        let min_side = spec
+            .cameras
+            .iter()
+            .map(|c| c.width.min(c.height))
+            .min()
+            .unwrap_or(0);
+        let codec = match (spec.storage, max_pixels) {
+            (CameraStorage::Video, Some(max_pixels)) => {
+                Some(video::choose_codec(spec.codec, min_side, max_pixels)?)
+            }
             _ => None,
         };
         std::fs::create_dir_all(root.join("meta")).map_err(|e| Error::io(root, e))?;

@@ -237,3 +237,24 @@ fn wrong_frames_are_refused_and_nothing_is_saved() {
     assert_eq!(Dataset::open(&dir).unwrap().info().total_episodes, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn small_cameras_fall_back_from_av1_and_explicit_av1_is_refused() {
+    let dir = temp_dir("tiny");
+    let mut spec = DatasetSpec::so100(30);
+    spec.cameras = vec![CameraSpec {
+        name: "tiny".into(),
+        width: 32,
+        height: 32,
+    }];
+    drop(DatasetWriter::create(&dir, spec.clone()).unwrap());
+    let info = Dataset::open(&dir).unwrap().info().clone();
+    assert_eq!(
+        info.features["observation.images.tiny"]["info"]["video.codec"],
+        "h264"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    spec.codec = Some(Codec::Av1);
+    let err = DatasetWriter::create(&dir, spec).err().unwrap().to_string();
+    assert!(err.contains("at least 64"), "{err}");
+}
