@@ -41,6 +41,15 @@ pub enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Merge datasets with the same features into a new one.
+    Merge {
+        /// Datasets to merge, in order.
+        #[arg(required = true, num_args = 2..)]
+        inputs: Vec<PathBuf>,
+        /// New dataset folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a synthetic dataset (moving test pattern, smooth joint
     /// curves), for trying the tools and for benchmarks.
     Synth {
@@ -171,6 +180,15 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
                     println!("{f:>5} {t:>8.3} s  state {state:?}  action {action:?}");
                 }
             }
+            Ok(())
+        }
+        DatasetCommand::Merge { inputs, out } => {
+            let paths: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+            sponge_datasets::merge::merge(&paths, out, |done, total| {
+                eprint!("\rmerging: {done}/{total} episodes");
+            })?;
+            eprintln!();
+            println!("{} written", out.display());
             Ok(())
         }
         DatasetCommand::Validate { dir } => {

@@ -6,6 +6,7 @@ mod error;
 pub mod info;
 pub mod layout;
 pub mod loader;
+pub mod merge;
 pub mod meta;
 pub mod reader;
 pub mod stats;

@@ -144,7 +144,7 @@ impl DatasetSpec {
     }
 
     /// Reconstructs the spec of an existing dataset from its info.json.
-    fn from_info(info: &Info) -> Result<(DatasetSpec, Option<Codec>)> {
+    pub fn from_info(info: &Info) -> Result<(DatasetSpec, Option<Codec>)> {
         let features = info.features()?;
         let find = |name: &str| features.iter().find(|(n, _)| n == name).map(|(_, f)| f);
         let action = find("action").ok_or_else(|| Error::Usage("dataset has no action feature".into()))?;

@@ -258,3 +258,24 @@ fn small_cameras_fall_back_from_av1_and_explicit_av1_is_refused() {
     let err = DatasetWriter::create(&dir, spec).err().unwrap().to_string();
     assert!(err.contains("at least 64"), "{err}");
 }
+
+#[test]
+fn merged_dataset_holds_both_in_order_and_validates() {
+    let (a, b, out) = (temp_dir("merge-a"), temp_dir("merge-b"), temp_dir("merge-out"));
+    write(&a, CameraStorage::Png, &[5, 6]);
+    write(&b, CameraStorage::Png, &[4]);
+    sponge_datasets::merge::merge(&[&a, &b], &out, |_, _| {}).unwrap();
+    assert_eq!(sponge_datasets::validate::validate(&out), Vec::new());
+    let merged = Dataset::open(&out).unwrap();
+    assert_eq!(merged.info().total_episodes, 3);
+    assert_eq!(merged.info().total_frames, 15);
+    let source = Dataset::open(&b).unwrap().read_episode(0).unwrap();
+    let copied = merged.read_episode(2).unwrap();
+    assert_eq!(copied.state, source.state);
+    assert_eq!(copied.action, source.action);
+    assert_eq!(copied.images, source.images);
+    assert_eq!(copied.task, source.task);
+    for dir in [a, b, out] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
