@@ -41,6 +41,14 @@ pub enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a LeRobot v2.1 (or v2.0) dataset to v3.0.
+    Convert {
+        /// The v2.x dataset folder.
+        input: PathBuf,
+        /// New v3.0 dataset folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Merge datasets with the same features into a new one.
     Merge {
         /// Datasets to merge, in order.
@@ -180,6 +188,14 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
                     println!("{f:>5} {t:>8.3} s  state {state:?}  action {action:?}");
                 }
             }
+            Ok(())
+        }
+        DatasetCommand::Convert { input, out } => {
+            sponge_datasets::convert::convert_v2(input, out, |done, total| {
+                eprint!("\rconverting: {done}/{total} episodes");
+            })?;
+            eprintln!();
+            println!("{} written (LeRobot v3.0)", out.display());
             Ok(())
         }
         DatasetCommand::Merge { inputs, out } => {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod commit;
+pub mod convert;
 mod error;
 pub mod info;
 pub mod layout;

@@ -220,7 +220,12 @@ impl Dataset {
     }
 }
 
-fn read_png_column(batch: &RecordBatch, name: &str, rows: &[usize], path: &Path) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn read_png_column(
+    batch: &RecordBatch,
+    name: &str,
+    rows: &[usize],
+    path: &Path,
+) -> Result<Vec<Vec<u8>>> {
     let column = column(batch, name, path)?;
     let images = column
         .as_struct_opt()

@@ -125,6 +125,73 @@ def build(root):
     (root / "meta/stats.json").write_text(json.dumps(stats, indent=4))
 
 
+def build_v21(root):
+    """LeRobot v2.1: one parquet and one mp4 per episode, jsonl metadata."""
+    (root / "meta").mkdir(parents=True)
+    (root / "data/chunk-000").mkdir(parents=True)
+    video_dir = root / "videos/chunk-000/observation.images.laptop"
+    video_dir.mkdir(parents=True)
+    index = 0
+    for e, length in enumerate(LENGTHS):
+        frames = range(length)
+        table = pa.table({
+            "action": pa.array([[float(e * 100 + f + j + 0.5) for j in range(6)] for f in frames], type=pa.list_(pa.float32())),
+            "observation.state": pa.array([[float(e * 100 + f + j) for j in range(6)] for f in frames], type=pa.list_(pa.float32())),
+            "timestamp": pa.array([f / FPS for f in frames], type=pa.float32()),
+            "frame_index": pa.array(list(frames), type=pa.int64()),
+            "episode_index": pa.array([e] * length, type=pa.int64()),
+            "index": pa.array(list(range(index, index + length)), type=pa.int64()),
+            "task_index": pa.array([e] * length, type=pa.int64()),
+        })
+        index += length
+        pq.write_table(table, root / f"data/chunk-000/episode_{e:06d}.parquet")
+        raw = b"".join(frame_image(e, f).tobytes() for f in frames)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
+                        "-r", str(FPS), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "2", "-bf", "0",
+                        str(video_dir / f"episode_{e:06d}.mp4")], input=raw, check=True)
+    with open(root / "meta/episodes.jsonl", "w") as f:
+        for e, length in enumerate(LENGTHS):
+            f.write(json.dumps({"episode_index": e, "tasks": [TASKS[e]], "length": length}) + "\n")
+    with open(root / "meta/tasks.jsonl", "w") as f:
+        for i, task in enumerate(TASKS):
+            f.write(json.dumps({"task_index": i, "task": task}) + "\n")
+    motors = {"dtype": "float32", "shape": [6], "names": {"motors": NAMES}}
+    scalar = lambda dtype: {"dtype": dtype, "shape": [1], "names": None}
+    info = {
+        "codebase_version": "v2.1", "robot_type": "so100", "fps": FPS, "total_episodes": len(LENGTHS),
+        "total_frames": sum(LENGTHS), "total_tasks": len(TASKS), "total_videos": len(LENGTHS), "total_chunks": 1,
+        "chunks_size": 1000, "splits": {"train": f"0:{len(LENGTHS)}"},
+        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+        "features": {
+            "action": motors, "observation.state": motors,
+            "observation.images.laptop": {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"],
+                                          "info": {"video.fps": FPS, "video.codec": "h264"}},
+            "timestamp": scalar("float32"), "frame_index": scalar("int64"), "episode_index": scalar("int64"),
+            "index": scalar("int64"), "task_index": scalar("int64"),
+        },
+    }
+    (root / "meta/info.json").write_text(json.dumps(info, indent=4))
+
+
+def check_episodes(sponge, root, label):
+    for e, length in enumerate(LENGTHS):
+        shown = subprocess.run([sponge, "dataset", "show", str(root), "--episode", str(e), "--json"],
+                               capture_output=True, text=True)
+        check(f"{label}: episode {e} reads", shown.returncode == 0, shown.stderr)
+        if shown.returncode != 0:
+            continue
+        got = json.loads(shown.stdout)
+        check(f"{label}: episode {e} task", got["task"] == TASKS[e] and got["task_index"] == e, got["task"])
+        check(f"{label}: episode {e} state", got["observation.state"] == [[float(e * 100 + f + j) for j in range(6)] for f in range(length)])
+        check(f"{label}: episode {e} action", got["action"] == [[e * 100 + f + j + 0.5 for j in range(6)] for f in range(length)])
+        check(f"{label}: episode {e} timestamps", all(abs(t - f / FPS) < 1e-6 for f, t in enumerate(got["timestamp"])))
+        means = got["image_means"].get("observation.images.laptop", [])
+        expected = [float(frame_image(e, f).mean()) for f in range(length)]
+        check(f"{label}: episode {e} video frames decoded in step", len(means) == length and
+              all(abs(m - x) < 3.0 for m, x in zip(means, expected)), f"{[round(m) for m in means]} vs {expected}")
+
+
 def main(sponge, work):
     root = pathlib.Path(work) / "lerobot-written"
     build(root)
@@ -132,21 +199,16 @@ def main(sponge, work):
     check("sponge validates the LeRobot-layout dataset", validate.returncode == 0, validate.stdout + validate.stderr)
     info = subprocess.run([sponge, "dataset", "info", str(root)], capture_output=True, text=True)
     check("sponge dataset info reads it", info.returncode == 0 and "episodes     2" in info.stdout, info.stdout + info.stderr)
-    for e, length in enumerate(LENGTHS):
-        shown = subprocess.run([sponge, "dataset", "show", str(root), "--episode", str(e), "--json"],
-                               capture_output=True, text=True)
-        check(f"episode {e} reads", shown.returncode == 0, shown.stderr)
-        if shown.returncode != 0:
-            continue
-        got = json.loads(shown.stdout)
-        check(f"episode {e} task", got["task"] == TASKS[e] and got["task_index"] == e, got["task"])
-        check(f"episode {e} state", got["observation.state"] == [[float(e * 100 + f + j) for j in range(6)] for f in range(length)])
-        check(f"episode {e} action", got["action"] == [[e * 100 + f + j + 0.5 for j in range(6)] for f in range(length)])
-        check(f"episode {e} timestamps", all(abs(t - f / FPS) < 1e-6 for f, t in enumerate(got["timestamp"])))
-        means = got["image_means"].get("observation.images.laptop", [])
-        expected = [float(frame_image(e, f).mean()) for f in range(length)]
-        check(f"episode {e} video frames decoded in step", len(means) == length and
-              all(abs(m - x) < 3.0 for m, x in zip(means, expected)), f"{[round(m) for m in means]} vs {expected}")
+    check_episodes(sponge, root, "v3.0 by LeRobot's rules")
+
+    old = pathlib.Path(work) / "lerobot-v21"
+    build_v21(old)
+    new = pathlib.Path(work) / "converted-v30"
+    converted = subprocess.run([sponge, "dataset", "convert", str(old), "--out", str(new)], capture_output=True, text=True)
+    check("sponge converts v2.1 to v3.0", converted.returncode == 0, converted.stdout + converted.stderr)
+    validate = subprocess.run([sponge, "dataset", "validate", str(new)], capture_output=True, text=True)
+    check("the converted dataset validates", validate.returncode == 0, validate.stdout + validate.stderr)
+    check_episodes(sponge, new, "converted from v2.1")
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if passed == len(results) else 1
