@@ -41,6 +41,11 @@ pub enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recompute the statistics (per episode and meta/stats.json) from the frames.
+    Stats {
+        /// The dataset folder.
+        dir: PathBuf,
+    },
     /// Convert a LeRobot v2.1 (or v2.0) dataset to v3.0.
     Convert {
         /// The v2.x dataset folder.
@@ -188,6 +193,28 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
                     println!("{f:>5} {t:>8.3} s  state {state:?}  action {action:?}");
                 }
             }
+            Ok(())
+        }
+        DatasetCommand::Stats { dir } => {
+            let stats = sponge_datasets::restat::recompute_stats(dir, |done, total| {
+                eprint!("\rrecomputing: {done}/{total} episodes");
+            })?;
+            eprintln!();
+            println!(
+                "{:<28} {:>10} {:>10} {:>10} {:>10}",
+                "feature (first entry)", "mean", "std", "min", "max"
+            );
+            for (name, s) in &stats {
+                let first = |v: &Vec<f64>| v.first().copied().unwrap_or(f64::NAN);
+                println!(
+                    "{name:<28} {:>10.4} {:>10.4} {:>10.4} {:>10.4}",
+                    first(&s.mean),
+                    first(&s.std),
+                    first(&s.min),
+                    first(&s.max)
+                );
+            }
+            println!("written to {}", dir.join("meta/stats.json").display());
             Ok(())
         }
         DatasetCommand::Convert { input, out } => {

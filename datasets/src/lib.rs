@@ -10,6 +10,7 @@ pub mod loader;
 pub mod merge;
 pub mod meta;
 pub mod reader;
+pub mod restat;
 pub mod stats;
 pub mod synth;
 pub mod table;

@@ -7,6 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every `SAMPLE_EVERY`-th frame of an episode feeds the camera statistics.
+pub const SAMPLE_EVERY: u64 = 5;
+/// Every `PIXEL_STRIDE`-th pixel of a sampled frame feeds them.
+pub const PIXEL_STRIDE: usize = 7;
+
 /// The quantiles kept, and their names.
 pub const QUANTILES: [(f64, &str); 5] = [
     (0.01, "q01"),
@@ -206,6 +211,93 @@ impl FeatureStats {
             q99: flat("q99").unwrap_or_default(),
         })
     }
+}
+
+/// One episode's values, as the statistics need them.
+pub struct EpisodeColumns<'a> {
+    /// Entries of the state and action vectors.
+    pub dims: usize,
+    /// States, frame after frame (`frames × dims`).
+    pub state: &'a [f32],
+    /// Actions, frame after frame.
+    pub action: &'a [f32],
+    /// Rewards, if the dataset has them.
+    pub reward: Option<&'a [f32]>,
+    /// Frames per second.
+    pub fps: u32,
+    /// The episode's index.
+    pub episode_index: u64,
+    /// Its first global frame index.
+    pub from: u64,
+    /// Its task index.
+    pub task_index: i64,
+    /// Per camera feature: sampled pixels (every [`SAMPLE_EVERY`]-th frame,
+    /// every [`PIXEL_STRIDE`]-th pixel), RGB8.
+    pub camera_samples: Vec<(String, &'a Vec<Vec<u8>>)>,
+}
+
+/// The sampled pixels of one frame for [`EpisodeColumns::camera_samples`].
+pub fn sample_pixels(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .step_by(PIXEL_STRIDE)
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// Statistics of every numeric feature of one episode.
+pub fn episode_stats(episode: &EpisodeColumns<'_>) -> std::collections::BTreeMap<String, FeatureStats> {
+    let dims = episode.dims.max(1);
+    let n = episode.state.len() / dims;
+    let columns = |values: &[f32]| -> Vec<Vec<f64>> {
+        (0..dims)
+            .map(|d| (0..n).map(|i| f64::from(values[i * dims + d])).collect())
+            .collect()
+    };
+    let scalar = |f: &dyn Fn(usize) -> f64| vec![(0..n).map(f).collect::<Vec<f64>>()];
+    let fps = episode.fps as f32;
+    let mut stats = std::collections::BTreeMap::new();
+    stats.insert(
+        "action".to_owned(),
+        FeatureStats::from_columns(&columns(episode.action)),
+    );
+    stats.insert(
+        "observation.state".to_owned(),
+        FeatureStats::from_columns(&columns(episode.state)),
+    );
+    for (camera, samples) in &episode.camera_samples {
+        stats.insert(
+            camera.clone(),
+            FeatureStats::from_images(samples.iter().map(Vec::as_slice), 1),
+        );
+    }
+    stats.insert(
+        "timestamp".into(),
+        FeatureStats::from_columns(&scalar(&|i| f64::from(i as f32 / fps))),
+    );
+    stats.insert(
+        "frame_index".into(),
+        FeatureStats::from_columns(&scalar(&|i| i as f64)),
+    );
+    stats.insert(
+        "episode_index".into(),
+        FeatureStats::from_columns(&scalar(&|_| episode.episode_index as f64)),
+    );
+    stats.insert(
+        "index".into(),
+        FeatureStats::from_columns(&scalar(&|i| (episode.from + i as u64) as f64)),
+    );
+    stats.insert(
+        "task_index".into(),
+        FeatureStats::from_columns(&scalar(&|_| episode.task_index as f64)),
+    );
+    if let Some(reward) = episode.reward {
+        stats.insert(
+            "next.reward".into(),
+            FeatureStats::from_columns(&scalar(&|i| f64::from(reward[i]))),
+        );
+    }
+    stats
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::commit::{self, Commit, TMP_SUFFIX};
 use crate::info::{Feature, Info};
 use crate::layout::{self, FileId};
 use crate::meta::{self, EpisodeMeta, VideoSpan};
-use crate::stats::FeatureStats;
+use crate::stats::{self, EpisodeColumns, FeatureStats};
 use crate::table;
 use crate::video::{self, Codec, VideoEncoder};
 use crate::{Error, Result};
@@ -209,11 +209,6 @@ pub struct FrameInput<'a> {
     /// Whether the episode ends after this frame (datasets with `reward_done`).
     pub done: bool,
 }
-
-/// Every `SAMPLE_EVERY`-th frame feeds the camera statistics.
-const SAMPLE_EVERY: u64 = 5;
-/// Every `PIXEL_STRIDE`-th pixel of a sampled frame feeds them.
-const PIXEL_STRIDE: usize = 7;
 
 struct EpisodeBuffer {
     task_index: usize,
@@ -501,15 +496,8 @@ impl DatasetWriter {
             } else {
                 episode.pngs[i].push(encode_png(image, &self.spec.cameras[i])?);
             }
-            if episode.frames % SAMPLE_EVERY == 0 {
-                episode.camera_samples[i].push(
-                    image
-                        .chunks_exact(3)
-                        .step_by(PIXEL_STRIDE)
-                        .flatten()
-                        .copied()
-                        .collect(),
-                );
+            if episode.frames % stats::SAMPLE_EVERY == 0 {
+                episode.camera_samples[i].push(stats::sample_pixels(image));
             }
         }
         episode.state.extend_from_slice(frame.state);
@@ -568,65 +556,6 @@ impl DatasetWriter {
         }
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| Error::Usage(format!("episode table: {e}")))
-    }
-
-    fn episode_stats(
-        &self,
-        episode: &EpisodeBuffer,
-        index: u64,
-        from: u64,
-    ) -> std::collections::BTreeMap<String, FeatureStats> {
-        let dims = self.spec.joint_names.len();
-        let n = episode.frames as usize;
-        let columns = |values: &[f32]| -> Vec<Vec<f64>> {
-            (0..dims)
-                .map(|d| (0..n).map(|i| f64::from(values[i * dims + d])).collect())
-                .collect()
-        };
-        let scalar = |f: &dyn Fn(usize) -> f64| vec![(0..n).map(f).collect::<Vec<f64>>()];
-        let fps = f64::from(self.spec.fps);
-        let mut stats = std::collections::BTreeMap::new();
-        stats.insert(
-            "action".to_owned(),
-            FeatureStats::from_columns(&columns(&episode.action)),
-        );
-        stats.insert(
-            "observation.state".to_owned(),
-            FeatureStats::from_columns(&columns(&episode.state)),
-        );
-        for (camera, samples) in self.spec.cameras.iter().zip(&episode.camera_samples) {
-            stats.insert(
-                camera.key(),
-                FeatureStats::from_images(samples.iter().map(Vec::as_slice), 1),
-            );
-        }
-        stats.insert(
-            "timestamp".into(),
-            FeatureStats::from_columns(&scalar(&|i| f64::from(i as f32 / fps as f32))),
-        );
-        stats.insert(
-            "frame_index".into(),
-            FeatureStats::from_columns(&scalar(&|i| i as f64)),
-        );
-        stats.insert(
-            "episode_index".into(),
-            FeatureStats::from_columns(&scalar(&|_| index as f64)),
-        );
-        stats.insert(
-            "index".into(),
-            FeatureStats::from_columns(&scalar(&|i| (from + i as u64) as f64)),
-        );
-        stats.insert(
-            "task_index".into(),
-            FeatureStats::from_columns(&scalar(&|_| episode.task_index as f64)),
-        );
-        if self.spec.reward_done {
-            stats.insert(
-                "next.reward".into(),
-                FeatureStats::from_columns(&scalar(&|i| f64::from(episode.reward[i]))),
-            );
-        }
-        stats
     }
 
     /// Finishes the episode being recorded and commits it to the dataset.
@@ -728,7 +657,23 @@ impl DatasetWriter {
             dataset_to_index: from + episode.frames,
             videos,
             meta_file,
-            stats: self.episode_stats(episode, index, from),
+            stats: stats::episode_stats(&EpisodeColumns {
+                dims: self.spec.joint_names.len(),
+                state: &episode.state,
+                action: &episode.action,
+                reward: self.spec.reward_done.then_some(episode.reward.as_slice()),
+                fps: self.spec.fps,
+                episode_index: index,
+                from,
+                task_index: episode.task_index as i64,
+                camera_samples: self
+                    .spec
+                    .cameras
+                    .iter()
+                    .map(CameraSpec::key)
+                    .zip(episode.camera_samples.iter())
+                    .collect(),
+            }),
         };
         let mut in_meta_file: Vec<EpisodeMeta> = self
             .episodes

@@ -279,3 +279,25 @@ fn merged_dataset_holds_both_in_order_and_validates() {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[test]
+fn recomputed_stats_equal_those_written_while_recording() {
+    let dir = temp_dir("restat");
+    write(&dir, CameraStorage::Png, &[8, 13]);
+    let stats_path = dir.join("meta/stats.json");
+    let written = std::fs::read_to_string(&stats_path).unwrap();
+    let episodes_before = Dataset::open(&dir).unwrap().episodes().to_vec();
+    std::fs::write(&stats_path, "{}").unwrap();
+    assert!(
+        !sponge_datasets::validate::validate(&dir).is_empty(),
+        "damaged stats are noticed"
+    );
+    sponge_datasets::restat::recompute_stats(&dir, |_, _| {}).unwrap();
+    assert_eq!(std::fs::read_to_string(&stats_path).unwrap(), written);
+    assert_eq!(
+        Dataset::open(&dir).unwrap().episodes(),
+        episodes_before.as_slice()
+    );
+    assert_eq!(sponge_datasets::validate::validate(&dir), Vec::new());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
