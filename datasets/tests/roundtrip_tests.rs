@@ -301,3 +301,50 @@ fn recomputed_stats_equal_those_written_while_recording() {
     assert_eq!(sponge_datasets::validate::validate(&dir), Vec::new());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn disk_full_is_a_clear_error_and_the_dataset_stays_valid() {
+    let dir = temp_dir("diskfull");
+    let mut spec = DatasetSpec::so100(30);
+    spec.storage = CameraStorage::Png;
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 96,
+        height: 96,
+    }];
+    let mut writer = DatasetWriter::create(&dir, spec).unwrap();
+    let record = |writer: &mut DatasetWriter, e: usize| {
+        writer.start_episode("wipe up the coffee").unwrap();
+        for f in 0..6 {
+            let s = state(e, f);
+            let image = picture(96, 96, f, e);
+            writer
+                .add_frame(&FrameInput {
+                    state: &s,
+                    action: &s,
+                    images: &[&image],
+                    reward: 0.0,
+                    done: false,
+                })
+                .unwrap();
+        }
+        writer.finish_episode()
+    };
+    record(&mut writer, 0).unwrap();
+    // The next data file write lands on /dev/full: ENOSPC, as on a full disk.
+    let staged = dir.join("data/chunk-000/file-000.parquet.sponge-tmp");
+    std::os::unix::fs::symlink("/dev/full", &staged).unwrap();
+    let err = record(&mut writer, 1).unwrap_err().to_string();
+    assert!(err.contains("No space left"), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&staged).is_err(),
+        "the failed commit cleaned up its staged files"
+    );
+    assert_eq!(sponge_datasets::validate::validate(&dir), Vec::new());
+    assert_eq!(Dataset::open(&dir).unwrap().info().total_episodes, 1);
+    // Space again: recording carries on.
+    record(&mut writer, 1).unwrap();
+    assert_eq!(Dataset::open(&dir).unwrap().info().total_episodes, 2);
+    assert_eq!(sponge_datasets::validate::validate(&dir), Vec::new());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
