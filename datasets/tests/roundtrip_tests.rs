@@ -348,3 +348,37 @@ fn disk_full_is_a_clear_error_and_the_dataset_stays_valid() {
     assert_eq!(sponge_datasets::validate::validate(&dir), Vec::new());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn files_roll_over_at_the_size_limits() {
+    let dir = temp_dir("rollover");
+    write(&dir, CameraStorage::Video, &[5]);
+    // Limits of 0 MB: every episode starts new data, video and metadata files.
+    let info_path = dir.join("meta/info.json");
+    let text = std::fs::read_to_string(&info_path).unwrap();
+    let text = text
+        .replace("\"data_files_size_in_mb\": 100", "\"data_files_size_in_mb\": 0")
+        .replace("\"video_files_size_in_mb\": 200", "\"video_files_size_in_mb\": 0");
+    std::fs::write(&info_path, text).unwrap();
+    let mut writer = DatasetWriter::resume(&dir).unwrap();
+    for e in 1..3 {
+        sponge_datasets::synth::write_episode(&mut writer, e, 4, "wipe up the coffee").unwrap();
+    }
+    writer.close().unwrap();
+    assert_eq!(sponge_datasets::validate::validate(&dir), Vec::new());
+    let dataset = Dataset::open(&dir).unwrap();
+    let files: Vec<u64> = dataset.episodes().iter().map(|e| e.data_file.file).collect();
+    assert_eq!(files, [0, 1, 2]);
+    let videos: Vec<u64> = dataset
+        .episodes()
+        .iter()
+        .map(|e| e.videos["observation.images.front"].file.file)
+        .collect();
+    assert_eq!(videos, [0, 1, 2]);
+    assert!(
+        dir.join("videos/observation.images.front/chunk-000/file-002.mp4")
+            .exists()
+    );
+    assert_eq!(dataset.read_episode(2).unwrap().state.len(), 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
