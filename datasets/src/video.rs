@@ -259,10 +259,15 @@ pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
     list.push(".concat");
     list.push(crate::commit::TMP_SUFFIX);
     let list = std::path::PathBuf::from(list);
-    let text: String = parts
-        .iter()
-        .map(|p| format!("file '{}'\n", p.display().to_string().replace('\'', "'\\''")))
-        .collect();
+    // ffmpeg resolves relative entries against the list's own folder: list absolute paths.
+    let mut text = String::new();
+    for part in parts {
+        let absolute = std::path::absolute(part).map_err(|e| Error::io(part, e))?;
+        text.push_str(&format!(
+            "file '{}'\n",
+            absolute.display().to_string().replace('\'', "'\\''")
+        ));
+    }
     std::fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
     let result = run(
         Command::new("ffmpeg")
