@@ -41,6 +41,20 @@ pub enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write views of an episode: a PNG plot of the joint trajectories (one
+    /// panel per joint, top to bottom; state blue, action orange) and, in
+    /// builds with the `rerun` feature, a Rerun .rrd file with the camera
+    /// images and joint curves.
+    View {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// Episode index.
+        #[arg(long, default_value_t = 0)]
+        episode: usize,
+        /// Output folder (default: the current folder).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Recompute the statistics (per episode and meta/stats.json) from the frames.
     Stats {
         /// The dataset folder.
@@ -193,6 +207,31 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
                     println!("{f:>5} {t:>8.3} s  state {state:?}  action {action:?}");
                 }
             }
+            Ok(())
+        }
+        DatasetCommand::View { dir, episode, out } => {
+            let dataset = Dataset::open(dir)?;
+            let read = dataset.read_episode(*episode)?;
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            let png = out.join(format!("episode_{episode:06}_joints.png"));
+            let (rgb, width, height) = sponge_datasets::plot::plot_joints(&read, 900, 110);
+            sponge_datasets::plot::write_png(&png, &rgb, width, height)?;
+            let names = dataset
+                .features()
+                .iter()
+                .find(|(n, _)| n == "action")
+                .and_then(|(_, f)| f.names.as_array().cloned())
+                .unwrap_or_default();
+            println!(
+                "{}: joint trajectories, one panel per joint from the top ({}); blue observation.state, orange action",
+                png.display(),
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            crate::rerun_export::write_rrd(&dataset, &read, out)?;
             Ok(())
         }
         DatasetCommand::Stats { dir } => {

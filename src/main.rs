@@ -5,6 +5,7 @@ mod bench_cmd;
 mod dataset_cmd;
 mod demo;
 mod motors_cmd;
+mod rerun_export;
 mod robot_cmd;
 mod teleop_cmd;
 

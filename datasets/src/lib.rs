@@ -9,6 +9,7 @@ pub mod layout;
 pub mod loader;
 pub mod merge;
 pub mod meta;
+pub mod plot;
 pub mod reader;
 pub mod restat;
 pub mod stats;

@@ -382,3 +382,29 @@ fn files_roll_over_at_the_size_limits() {
     assert_eq!(dataset.read_episode(2).unwrap().state.len(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn joint_plot_draws_every_joint_in_its_panel() {
+    let dir = temp_dir("plot");
+    write(&dir, CameraStorage::Png, &[30]);
+    let episode = Dataset::open(&dir).unwrap().read_episode(0).unwrap();
+    let (rgb, width, height) = sponge_datasets::plot::plot_joints(&episode, 300, 50);
+    assert_eq!((width, height), (300, 300));
+    for panel in 0..6 {
+        let rows = &rgb[(panel * 50 * 300 * 3)..((panel + 1) * 50 * 300 * 3)];
+        let has = |colour: [u8; 3]| rows.chunks_exact(3).any(|p| p == colour);
+        assert!(
+            has(sponge_datasets::plot::STATE_COLOUR),
+            "panel {panel} has the state curve"
+        );
+        assert!(
+            has(sponge_datasets::plot::ACTION_COLOUR),
+            "panel {panel} has the action curve"
+        );
+    }
+    let png = dir.join("plot.png");
+    sponge_datasets::plot::write_png(&png, &rgb, width, height).unwrap();
+    let decoded = sponge_datasets::reader::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!(decoded, rgb);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
