@@ -350,6 +350,22 @@ pub fn read_episodes(root: &Path) -> Result<Vec<EpisodeMeta>> {
     Ok(episodes)
 }
 
+/// The tasks and episode metadata under `root`; an empty dataset (no
+/// episode yet) has neither file.
+pub fn read_tasks_and_episodes(root: &Path) -> Result<(Vec<String>, Vec<EpisodeMeta>)> {
+    let tasks = if layout::tasks_path(root).exists() {
+        read_tasks(root)?
+    } else {
+        Vec::new()
+    };
+    let episodes = if root.join("meta/episodes").exists() {
+        read_episodes(root)?
+    } else {
+        Vec::new()
+    };
+    Ok((tasks, episodes))
+}
+
 /// `meta/tasks.parquet` bytes: columns `task_index` and `task`, with pandas
 /// metadata making `task` the index, as LeRobot writes it.
 pub fn tasks_parquet(tasks: &[String], path: &Path) -> Result<Vec<u8>> {

@@ -56,16 +56,7 @@ impl Dataset {
         commit::recover(root)?;
         let info = Info::load(root)?;
         let features = info.features()?;
-        let tasks = if layout::tasks_path(root).exists() {
-            meta::read_tasks(root)?
-        } else {
-            Vec::new()
-        };
-        let episodes = if root.join("meta/episodes").exists() {
-            meta::read_episodes(root)?
-        } else {
-            Vec::new()
-        };
+        let (tasks, episodes) = meta::read_tasks_and_episodes(root)?;
         Ok(Dataset {
             root: root.to_path_buf(),
             info,

@@ -343,16 +343,7 @@ impl DatasetWriter {
         let _ = std::fs::remove_dir_all(staging_dir(root));
         let info = Info::load(root)?;
         let (spec, codec) = DatasetSpec::from_info(&info)?;
-        let tasks = if layout::tasks_path(root).exists() {
-            meta::read_tasks(root)?
-        } else {
-            Vec::new()
-        };
-        let episodes = if root.join("meta/episodes").exists() {
-            meta::read_episodes(root)?
-        } else {
-            Vec::new()
-        };
+        let (tasks, episodes) = meta::read_tasks_and_episodes(root)?;
         let (data_file, meta_file) = episodes
             .last()
             .map_or((FileId::default(), FileId::default()), |e| {
