@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use sponge_drivers::calibrate::{ArmKind, calibration_path};
+use sponge_drivers::calibrate::{ArmKind, calibration_path, write_calibration};
 use sponge_drivers::emulator::{Emulator, EmulatorConfig, Faults};
-use sponge_drivers::protocol::register as reg;
 use sponge_drivers::scan::scan;
 use sponge_drivers::setup::setup_motor;
+use sponge_drivers::{Bus, BusConfig};
 use sponge_robot::Joint;
 use sponge_robot::calibration::ArmCalibration;
 
@@ -44,28 +44,6 @@ pub struct EmulateArgs {
     /// a leader arm for trying teleop without hardware.
     #[arg(long)]
     wiggle: bool,
-}
-
-/// Writes `calibration` into the emulated servos' EEPROM, as `sponge calibrate` would.
-fn calibrate_emulated(emulator: &Emulator, calibration: &ArmCalibration) {
-    let mut bus = emulator.bus();
-    for joint in Joint::ALL {
-        let motor = calibration.motor(joint);
-        let Some(servo) = bus.servo_mut(joint.motor_id()) else {
-            continue;
-        };
-        servo.write(reg::LOCK.address, &[0]);
-        for (register, value) in [
-            (reg::HOMING_OFFSET, motor.homing_offset),
-            (reg::MIN_POSITION_LIMIT, i32::from(motor.range_min)),
-            (reg::MAX_POSITION_LIMIT, i32::from(motor.range_max)),
-        ] {
-            if let Ok(bytes) = register.encode(value) {
-                servo.write(register.address, &bytes);
-            }
-        }
-        servo.write(reg::LOCK.address, &[1]);
-    }
 }
 
 /// `sponge motors`.
@@ -145,7 +123,8 @@ pub fn emulate(args: &EmulateArgs) -> anyhow::Result<()> {
     let emulator = Emulator::start(&args.link, config)?;
     if let Some(path) = &calibrate_as {
         let calibration = ArmCalibration::nominal();
-        calibrate_emulated(&emulator, &calibration);
+        let port = emulator.link().to_str().context("link path is not UTF-8")?;
+        write_calibration(&mut Bus::open(port, BusConfig::default())?, &calibration)?;
         calibration.save(path)?;
         println!(
             "Calibrated with the nominal calibration, saved to {}",

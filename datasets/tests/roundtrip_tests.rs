@@ -17,19 +17,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A smooth test picture that moves with the frame number.
+/// The synthetic generator's picture (smooth, moving with the frame).
 fn picture(width: u32, height: u32, frame: usize, seed: usize) -> Vec<u8> {
-    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
-    for y in 0..height as usize {
-        for x in 0..width as usize {
-            // Smooth like a rendered scene: slow gradients and waves, moving with the frame.
-            let (xf, yf, t) = (x as f32, y as f32, frame as f32 + seed as f32 * 7.0);
-            rgb.push((120.0 + 100.0 * ((xf + 2.0 * t) / 23.0).sin()) as u8);
-            rgb.push((120.0 + 90.0 * ((yf - t) / 19.0).cos()) as u8);
-            rgb.push((128.0 + 60.0 * ((xf + yf) / 31.0 + t / 9.0).sin()) as u8);
-        }
-    }
-    rgb
+    sponge_datasets::synth::picture(width, height, frame as u64, seed as u64)
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {

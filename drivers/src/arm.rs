@@ -254,11 +254,8 @@ impl Arm {
         let temperature = self.bus.sync_read(reg::PRESENT_TEMPERATURE, &IDS)?;
         let voltage = self.bus.sync_read(reg::PRESENT_VOLTAGE, &IDS)?;
         self.check_status()?;
-        let direction: JointVector = std::array::from_fn(|i| {
-            let motor = self.calibration.motors[i];
-            let drive = if motor.drive_mode == 1 { -1.0 } else { 1.0 };
-            drive * sponge_robot::calibration::SERVO_DIRECTION[i]
-        });
+        let direction: JointVector =
+            std::array::from_fn(|i| self.calibration.motors[i].direction(Joint::ALL[i]));
         Ok(ArmState {
             position_rad,
             velocity_rad_s: std::array::from_fn(|i| direction[i] * f64::from(velocity[i]) * rad_per_tick),

@@ -21,12 +21,7 @@ pub struct SetupReport {
 /// STS3215, and writes `joint`'s ID and 1 Mbaud to its EEPROM.
 pub fn setup_motor(port: &str, joint: Joint) -> Result<SetupReport> {
     let mut bus = Bus::open(port, BusConfig::default())?;
-    let mut found = Vec::new();
-    for baud in BAUD_RATES {
-        bus.set_baud(baud)?;
-        let window = crate::bus::broadcast_window(baud);
-        found.extend(bus.broadcast_ping(window)?.into_iter().map(|id| (id, baud)));
-    }
+    let found = crate::scan::find_servos(&mut bus)?;
     let (old_id, old_baud) = match found.as_slice() {
         [one] => *one,
         [] => {

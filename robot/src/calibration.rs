@@ -97,7 +97,8 @@ impl MotorCalibration {
         0.5 * (f64::from(self.range_min) + f64::from(self.range_max))
     }
 
-    fn direction(&self, joint: Joint) -> f64 {
+    /// +1 if ticks grow with the joint angle, −1 if not (drive mode and servo direction).
+    pub fn direction(&self, joint: Joint) -> f64 {
         let drive = if self.drive_mode == 1 { -1.0 } else { 1.0 };
         drive * SERVO_DIRECTION[joint.index()]
     }
