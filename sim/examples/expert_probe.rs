@@ -12,19 +12,19 @@ fn main() {
     for seed in from..to {
         let mut env = Env::new(EnvConfig::default(), seed);
         let mut expert = sponge_sim::expert::Expert::new(&mut env);
-        let mut last = None;
+        let mut last;
         let mut maxf: f64 = 0.0;
         loop {
             let a = expert.act(&mut env);
             let s = env.step(&a);
-            maxf = maxf.max(s.info.max_force_n);
+            maxf = maxf.max(s.info.mean_force_n);
             let done = s.done;
             last = Some(s);
             if done {
                 break;
             }
         }
-        let s = last.unwrap();
+        let Some(s) = last else { continue };
         ok += s.info.success as u32;
         let kinds: Vec<_> = env.scene().spills.iter().map(|s| s.kind.name()).collect();
         println!(

@@ -50,13 +50,13 @@ impl EnvConfig {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), String> {
         let rate = (1.0 / PHYSICS_DT_S).round() as u32;
-        if self.fps == 0 || rate % self.fps != 0 {
+        if self.fps == 0 || !rate.is_multiple_of(self.fps) {
             return Err(format!(
                 "fps {} must divide the physics rate of {rate} Hz",
                 self.fps
             ));
         }
-        if !(self.time_limit_s > 0.0) {
+        if self.time_limit_s.is_nan() || self.time_limit_s <= 0.0 {
             return Err(format!("time limit {} s must be positive", self.time_limit_s));
         }
         if !(16..=640).contains(&self.image_size) {
@@ -151,9 +151,14 @@ pub struct StepInfo {
     pub spill_fractions: Vec<f64>,
     /// Fraction cleaned of the named spills together.
     pub target_fraction: f64,
-    /// Largest sponge normal force during the step, newtons.
+    /// Largest sponge normal force at any physics step within the step, newtons.
     pub max_force_n: f64,
-    /// Whether the sponge pressed harder than [`FORCE_LIMIT_N`] during the step.
+    /// Sponge normal force averaged over the step, newtons: what a load
+    /// cell read at the control rate would see.
+    pub mean_force_n: f64,
+    /// Whether the sponge pressed harder than [`FORCE_LIMIT_N`] over the
+    /// step (on the mean force, so that a single solver-step impulse of
+    /// 1/240 s does not count as pressing too hard).
     pub force_violation: bool,
     /// Whether the action asked for a joint beyond its limits.
     pub joint_limit_violation: bool,
@@ -248,6 +253,7 @@ impl Env {
         });
         self.arm.set_goal(action);
         let mut max_force_n: f64 = 0.0;
+        let mut sum_force_n = 0.0;
         let mut arm_on_table = false;
         let half = {
             let s = self.arm.params().sponge_size_m;
@@ -265,11 +271,13 @@ impl Env {
             );
             self.face = face;
             max_force_n = max_force_n.max(contact.normal_force_n);
+            sum_force_n += contact.normal_force_n;
             arm_on_table |= contact.arm_on_table;
             self.last_force_n = contact.normal_force_n;
         }
         self.steps += 1;
-        let force_violation = max_force_n > FORCE_LIMIT_N;
+        let mean_force_n = sum_force_n / self.config.substeps() as f64;
+        let force_violation = mean_force_n > FORCE_LIMIT_N;
         self.violated |= force_violation || joint_limit_violation;
         let target_fraction = self.scene.target_fraction_cleaned();
         let success = self.scene.targets_clean() && !self.violated;
@@ -284,6 +292,7 @@ impl Env {
                 spill_fractions: self.scene.fractions_cleaned(),
                 target_fraction,
                 max_force_n,
+                mean_force_n,
                 force_violation,
                 joint_limit_violation,
                 arm_on_table,

@@ -27,7 +27,7 @@ use crate::spill::SpillKind;
 /// Height above the table for travelling between spills, metres.
 const HOVER_M: f64 = 0.04;
 /// The expert moves on from a spill cleaned this far.
-const DONE_FRACTION: f64 = 0.975;
+const DONE_FRACTION: f64 = 0.97;
 /// Cells with less dirt than this do not make a spill's extent.
 const DIRTY_CELL: f32 = 0.08;
 
@@ -155,7 +155,9 @@ impl Expert {
                     self.next_waypoint = 1;
                     self.depth_m = -self.point.z.min(0.0);
                 } else {
-                    self.point.z -= 0.06 * self.dt_s;
+                    // Quickly to just above the table, then gently onto it.
+                    let speed = if self.point.z > 0.012 { 0.06 } else { 0.012 };
+                    self.point.z -= speed * self.dt_s;
                 }
             }
             Phase::Sweep => {

@@ -8,6 +8,7 @@
 pub mod env;
 pub mod expert;
 pub mod physics;
+pub mod render;
 pub mod spill;
 pub mod task;
 

@@ -79,7 +79,6 @@ pub struct SpongeContact {
 /// One arm on one table, stepped at [`PHYSICS_DT_S`].
 pub struct ArmWorld {
     world: PhysicsWorld,
-    bodies: [RigidBodyHandle; NUM_LINKS],
     joints: [MultibodyJointHandle; NUM_JOINTS],
     table: ColliderHandle,
     sponge: ColliderHandle,
@@ -255,7 +254,6 @@ impl ArmWorld {
 
         let mut arm = ArmWorld {
             world,
-            bodies,
             joints,
             table,
             sponge,

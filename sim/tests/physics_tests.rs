@@ -1,5 +1,4 @@
 //! The twin's physics against `robot`'s model.
-#![expect(clippy::unwrap_used, reason = "tests")]
 
 use rand::{Rng, SeedableRng};
 use sponge_robot::joint::{Joint, NUM_JOINTS};
