@@ -7,6 +7,7 @@ mod demo;
 mod motors_cmd;
 mod rerun_export;
 mod robot_cmd;
+mod sim_cmd;
 mod teleop_cmd;
 
 use std::process::ExitCode;
@@ -60,6 +61,11 @@ enum Command {
     /// Servo-bus emulator: six STS3215 servos on a pseudo-terminal, for
     /// trying and testing everything that talks to a real arm.
     Emulate(motors_cmd::EmulateArgs),
+    /// The digital twin: expert episodes as datasets, rendering, the expert's success rate.
+    Sim {
+        #[command(subcommand)]
+        command: sim_cmd::SimCommand,
+    },
     /// Benchmarks, measured on this machine.
     Bench {
         #[command(subcommand)]
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         Command::Emulate(args) => motors_cmd::emulate(&args),
         Command::Calibrate(args) => teleop_cmd::calibrate_command(&args),
         Command::Teleop(args) => teleop_cmd::teleop_command(&args),
+        Command::Sim { command } => sim_cmd::run(&command),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

@@ -5,6 +5,7 @@
 //! Physics ([`physics`], [`spill`], [`task`], [`env`], [`expert`]) does
 //! not depend on Bevy; only [`render`] does.
 
+pub mod batch;
 pub mod env;
 pub mod expert;
 pub mod physics;
@@ -12,4 +13,5 @@ pub mod render;
 pub mod spill;
 pub mod task;
 
+pub use batch::VecEnv;
 pub use env::{Env, EnvConfig, Observation, Step, StepInfo};

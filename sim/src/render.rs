@@ -1,8 +1,8 @@
 //! Headless rendering of many twins at once with Bevy.
 //!
-//! One Bevy app holds a copy of every environment's scene (table, dirt
-//! decal, arm, sponge, light, cameras), each far from the others so that
-//! no camera or light reaches a neighbour. Every camera draws into its own
+//! One Bevy app holds a copy of every environment's scene (table with its
+//! dirt, arm, sponge, cameras), each on its own render layer so that no
+//! camera sees a neighbour, and lit through its own materials. Every camera draws into its own
 //! tile of one shared image; one update draws them all, and a render-world
 //! system copies that image back to the CPU before the update returns, so
 //! [`Renderer::render`] is synchronous and deterministic.
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bevy::app::{PluginsState, TerminalCtrlCHandlerPlugin};
 use bevy::asset::RenderAssetUsages;
+use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{ClearColorConfig, RenderTarget, Viewport};
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::image::ImageSampler;
@@ -39,8 +40,6 @@ use sponge_robot::model::{COLLIDERS, Link, NUM_LINKS, Shape};
 use crate::env::{Appearance, Env};
 use crate::spill::{CELL_M, GRID_NX, GRID_NY, GRID_X0_M, GRID_Y0_M};
 
-/// Distance between neighbouring environments' scenes, metres.
-const SCENE_SPACING_M: f32 = 10.0;
 /// Cameras see no further than this, metres.
 const FAR_M: f32 = 3.0;
 /// Table top size and centre (base frame), as in the physics.
@@ -266,9 +265,17 @@ impl Renderer {
                 capacity: self.slots.len(),
             });
         }
+        let mut changed = false;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let env = envs.get(i).copied();
-            update_slot(self.app.world_mut(), slot, env);
+            changed |= update_slot(self.app.world_mut(), slot, env);
+        }
+        if changed {
+            // A slot's new textures and material settings reach the GPU one
+            // update after they change: draw once more so that the first
+            // image of an episode already shows it.
+            self.app.update();
+            self.take_pixels()?;
         }
         self.app.update();
         let pixels = self.take_pixels()?;
@@ -466,10 +473,12 @@ fn build_slot(
     let printed = material([0.92, 0.9, 0.85], &white);
     let servo = material([0.08, 0.08, 0.09], &white);
 
-    let offset = Vec3::new(index as f32 * SCENE_SPACING_M, 0.0, 0.0);
+    // Every slot's scene sits at the origin on its own render layer, so
+    // that an episode renders the same whichever slot it lands in.
+    let layer = RenderLayers::layer(index + 1);
     let root = world
         .spawn((
-            Transform::from_translation(offset).with_rotation(Quat::from_rotation_x(-FRAC_PI_2)),
+            Transform::from_rotation(Quat::from_rotation_x(-FRAC_PI_2)),
             Visibility::default(),
         ))
         .id();
@@ -477,6 +486,7 @@ fn build_slot(
         Mesh3d(table_mesh),
         MeshMaterial3d(table_material.clone()),
         Transform::from_xyz(TABLE_CENTRE_M[0], TABLE_CENTRE_M[1], -0.5 * TABLE_THICKNESS_M),
+        layer.clone(),
         ChildOf(root),
     ));
     let links: [Entity; NUM_LINKS] = std::array::from_fn(|_| {
@@ -494,6 +504,7 @@ fn build_slot(
             Mesh3d(mesh),
             MeshMaterial3d(material),
             transform,
+            layer.clone(),
             ChildOf(links[link.index()]),
         ));
     }
@@ -502,6 +513,7 @@ fn build_slot(
             Mesh3d(sponge_mesh),
             MeshMaterial3d(sponge_material.clone()),
             Transform::default(),
+            layer.clone(),
             ChildOf(root),
         ))
         .id();
@@ -537,6 +549,7 @@ fn build_slot(
                     Msaa::Off,
                     Tonemapping::None,
                     Transform::default(),
+                    layer.clone(),
                     ChildOf(root),
                 ))
                 .id()
@@ -554,8 +567,9 @@ fn build_slot(
     }
 }
 
-/// Puts a slot's scene in the state of `env` (or hides it).
-fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) {
+/// Puts a slot's scene in the state of `env` (or hides it); true when it
+/// started showing a new episode.
+fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) -> bool {
     let Some(env) = env else {
         if let Some(mut v) = world.get_mut::<Visibility>(slot.root) {
             *v = Visibility::Hidden;
@@ -565,7 +579,8 @@ fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) {
                 c.is_active = false;
             }
         }
-        return;
+        slot.episode = None;
+        return false;
     };
     if let Some(mut v) = world.get_mut::<Visibility>(slot.root) {
         *v = Visibility::Inherited;
@@ -578,12 +593,9 @@ fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) {
     let arm = env.arm();
     let sponge_size = arm.params().sponge_size_m;
     let episode = (env.seed(), sponge_size);
-    if slot.episode != Some(episode) {
-        let root = world
-            .get::<Transform>(slot.root)
-            .map(|t| t.translation)
-            .unwrap_or_default();
-        set_looks(world, slot, root, env.appearance());
+    let new_episode = slot.episode != Some(episode);
+    if new_episode {
+        set_looks(world, slot, env.appearance());
         slot.episode = Some(episode);
         slot.drawn_dirt.clear();
     }
@@ -639,6 +651,7 @@ fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) {
         }
         slot.drawn_dirt = dirt;
     }
+    new_episode
 }
 
 /// Writes an sRGB colour into texel (column, row) of the table texture.
@@ -670,7 +683,7 @@ pub fn table_colour_at(appearance: &Appearance, x: f32, y: f32) -> [f32; 3] {
 }
 
 /// Sets what changes only between episodes: colours, light, camera pose, bare table.
-fn set_looks(world: &mut World, slot: &Slot, root: Vec3, appearance: &Appearance) {
+fn set_looks(world: &mut World, slot: &Slot, appearance: &Appearance) {
     let mut images = world.resource_mut::<Assets<Image>>();
     if let Some(mut image) = images.get_mut(&slot.table_image)
         && let Some(data) = image.data.as_mut()
@@ -682,11 +695,11 @@ fn set_looks(world: &mut World, slot: &Slot, root: Vec3, appearance: &Appearance
         }
     }
     // Key light: about a metre away in the episode's direction, in Bevy's
-    // frame (y up): base (x, y, z) is Bevy (x, z, −y) plus the slot's offset.
+    // frame (y up): base (x, y, z) is Bevy (x, z, −y).
     let d = Vec3::from_array(appearance.light_direction).normalize_or(Vec3::Z);
     let distance = 1.2;
     let p = Vec3::new(TABLE_CENTRE_M[0], -0.25, 0.0) + distance * d;
-    let light_position = root + Vec3::new(p.x, p.z, -p.y);
+    let light_position = Vec3::new(p.x, p.z, -p.y);
     let lc = Color::srgb(
         appearance.light_colour[0],
         appearance.light_colour[1],

@@ -1,0 +1,488 @@
+//! `sponge sim`: the digital twin from the command line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sponge_datasets::{CameraSpec, DatasetSpec, DatasetWriter, FrameInput};
+use sponge_robot::joint::JointVector;
+use sponge_robot::units::joints_to_dataset;
+use sponge_sim::expert::Expert;
+use sponge_sim::render::{RenderConfig, Renderer};
+use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
+
+/// `sponge sim`.
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Scripted-expert episodes as a LeRobot v3.0 dataset (state, action =
+    /// joint goals in dataset units, camera videos, task text, reward, done).
+    ///
+    /// Episode k is drawn from seed S + k, so the same command writes the
+    /// same dataset. Episodes the expert fails are left out unless
+    /// --keep-failures (and more seeds are tried until N are written).
+    Generate(GenerateArgs),
+    /// Runs the scripted expert on many seeds (no rendering) and reports its success rate.
+    Expert(ExpertArgs),
+    /// Renders the front (and wrist) camera of one seed to PNG files.
+    Frame(FrameArgs),
+}
+
+/// Options of `sponge sim generate`.
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The new dataset's folder (must not exist yet).
+    #[arg(long)]
+    out: PathBuf,
+    /// Episodes to write.
+    #[arg(long)]
+    episodes: usize,
+    /// Seed of the first episode.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Camera image width and height, pixels (16..=640).
+    #[arg(long, default_value_t = 96)]
+    image_size: u32,
+    /// Environments run and rendered together (default: up to 16).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Control and camera rate, Hz (a divisor of 240).
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Episode time limit, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    time_limit: f64,
+    /// Record a wrist camera too (`observation.images.wrist`).
+    #[arg(long)]
+    wrist: bool,
+    /// Keep the episodes the expert failed.
+    #[arg(long)]
+    keep_failures: bool,
+    /// Store camera frames as PNG images in the parquet files instead of mp4 video.
+    #[arg(long)]
+    png: bool,
+}
+
+/// Options of `sponge sim expert`.
+#[derive(Args)]
+pub struct ExpertArgs {
+    /// Seeds to run.
+    #[arg(long, default_value_t = 200)]
+    episodes: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one line per episode.
+    #[arg(long)]
+    verbose: bool,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Options of `sponge sim frame`.
+#[derive(Args)]
+pub struct FrameArgs {
+    /// Output file prefix: writes PREFIX-front.png (and PREFIX-wrist.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Episode seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image width and height, pixels.
+    #[arg(long, default_value_t = 320)]
+    image_size: u32,
+    /// Run the expert this many control steps first.
+    #[arg(long, default_value_t = 0)]
+    steps: usize,
+    /// Render the wrist camera too.
+    #[arg(long)]
+    wrist: bool,
+}
+
+/// Runs a `sponge sim` command.
+pub fn run(command: &SimCommand) -> anyhow::Result<()> {
+    match command {
+        SimCommand::Generate(args) => generate(args).map(|_| ()),
+        SimCommand::Expert(args) => expert(args),
+        SimCommand::Frame(args) => frame(args),
+    }
+}
+
+/// One recorded frame, in dataset units.
+struct Frame {
+    state: Vec<f32>,
+    action: Vec<f32>,
+    images: Vec<Vec<u8>>,
+    reward: f32,
+    done: bool,
+}
+
+/// An episode being run in one slot of the batch.
+struct Running {
+    ordinal: u64,
+    task: String,
+    expert: Expert,
+    frames: Vec<Frame>,
+    observation: Observation,
+}
+
+/// A finished episode waiting to be written in order.
+struct Finished {
+    task: String,
+    frames: Vec<Frame>,
+    success: bool,
+}
+
+/// What `generate` did.
+pub struct GenerateSummary {
+    /// Episodes written.
+    pub episodes: usize,
+    /// Episodes the expert ran.
+    pub attempted: u64,
+    /// Of those, how many succeeded.
+    pub succeeded: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+fn dataset_units(q: &JointVector) -> Vec<f32> {
+    joints_to_dataset(q).iter().map(|&v| v as f32).collect()
+}
+
+/// `sponge sim generate`.
+pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let config = EnvConfig {
+        fps: args.fps,
+        time_limit_s: args.time_limit,
+        image_size: args.image_size,
+        wrist_camera: args.wrist,
+        end_on_success: true,
+    };
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid twin settings: {e}"))?;
+    let workers = args.workers.unwrap_or(16).clamp(1, 64).min(args.episodes);
+    if args.out.exists() {
+        bail!(
+            "{} already exists: choose a new folder for the dataset",
+            args.out.display()
+        );
+    }
+
+    let mut spec = DatasetSpec::so100(args.fps);
+    spec.reward_done = true;
+    let mut cameras = vec!["front"];
+    if args.wrist {
+        cameras.push("wrist");
+    }
+    spec.cameras = cameras
+        .iter()
+        .map(|name| CameraSpec {
+            name: (*name).into(),
+            width: args.image_size,
+            height: args.image_size,
+        })
+        .collect();
+    if args.png {
+        spec.storage = sponge_datasets::CameraStorage::Png;
+    }
+    let mut writer = DatasetWriter::create(&args.out, spec)
+        .with_context(|| format!("cannot create the dataset at {}", args.out.display()))?;
+
+    eprintln!(
+        "starting {workers} twins ({} px{}) ...",
+        args.image_size,
+        if args.wrist { ", front + wrist" } else { ", front" }
+    );
+    let mut batch = VecEnv::new(config.clone(), workers, true)?;
+    let started = Instant::now();
+    let progress = ProgressBar::new(args.episodes as u64);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} episodes  {msg}  (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    // The writer runs on its own thread, taking finished episodes in order.
+    let (to_writer, from_main) = mpsc::sync_channel::<Finished>(4);
+    let writer_thread = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let mut frames = 0;
+        for episode in from_main {
+            writer.start_episode(&episode.task)?;
+            for f in &episode.frames {
+                let views: Vec<&[u8]> = f.images.iter().map(Vec::as_slice).collect();
+                writer.add_frame(&FrameInput {
+                    state: &f.state,
+                    action: &f.action,
+                    images: &views,
+                    reward: f.reward,
+                    done: f.done,
+                })?;
+            }
+            writer.finish_episode()?;
+            frames += episode.frames.len() as u64;
+        }
+        writer.close()?;
+        Ok(frames)
+    });
+
+    let max_attempts = (args.episodes as u64) * 4 + 16;
+    let mut slots: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
+    let mut next_ordinal = 0u64;
+    let mut pending: BTreeMap<u64, Finished> = BTreeMap::new();
+    let mut next_to_write = 0u64;
+    let (mut written, mut attempted, mut succeeded, mut failed) = (0usize, 0u64, 0u64, 0u64);
+    let mut stepped = 0u64;
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            // Fill free slots with new episodes while more may be needed.
+            let mut reset_any = false;
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let needed = next_ordinal - if args.keep_failures { 0 } else { failed };
+                if slot.is_none() && (needed as usize) < args.episodes && next_ordinal < max_attempts {
+                    let env = &mut batch.envs_mut()[i];
+                    env.reset(args.seed + next_ordinal);
+                    let expert = Expert::new(env);
+                    *slot = Some(Running {
+                        ordinal: next_ordinal,
+                        task: env.scene().instruction.clone(),
+                        expert,
+                        frames: Vec::new(),
+                        observation: Observation::default(),
+                    });
+                    next_ordinal += 1;
+                    reset_any = true;
+                }
+            }
+            if slots.iter().all(Option::is_none) {
+                break;
+            }
+            if reset_any {
+                let observations = batch.observe()?;
+                for (slot, observation) in slots.iter_mut().zip(observations) {
+                    if let Some(run) = slot
+                        && run.frames.is_empty()
+                    {
+                        run.observation = observation;
+                    }
+                }
+            }
+            let actions: Vec<JointVector> = slots
+                .iter_mut()
+                .zip(batch.envs_mut())
+                .map(|(slot, env)| match slot {
+                    Some(run) => run.expert.act(env),
+                    None => *env.arm().goal(),
+                })
+                .collect();
+            let steps = batch.step(&actions)?;
+            for ((slot, step), action) in slots.iter_mut().zip(steps).zip(&actions) {
+                let Some(run) = slot else { continue };
+                let observation = std::mem::replace(&mut run.observation, step.observation);
+                run.frames.push(Frame {
+                    state: dataset_units(&observation.state),
+                    action: dataset_units(action),
+                    images: observation.images,
+                    reward: step.reward as f32,
+                    done: step.done,
+                });
+                if step.done {
+                    let success = step.info.success;
+                    let Some(run) = slot.take() else { continue };
+                    attempted += 1;
+                    succeeded += success as u64;
+                    failed += !success as u64;
+                    pending.insert(
+                        run.ordinal,
+                        Finished {
+                            task: run.task,
+                            frames: run.frames,
+                            success,
+                        },
+                    );
+                }
+            }
+            // Hand finished episodes to the writer in seed order.
+            while let Some(episode) = pending.remove(&next_to_write) {
+                next_to_write += 1;
+                if (episode.success || args.keep_failures) && written < args.episodes {
+                    to_writer
+                        .send(episode)
+                        .map_err(|_| anyhow::anyhow!("the dataset writer stopped"))?;
+                    written += 1;
+                    progress.set_position(written as u64);
+                }
+            }
+            stepped += slots.iter().filter(|s| s.is_some()).count() as u64;
+            progress.set_message(format!(
+                "expert {succeeded}/{attempted} ok, {:.0} frames/s",
+                stepped as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+        }
+        Ok(())
+    })();
+    drop(to_writer);
+    let frames = writer_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the dataset writer panicked"))??;
+    result?;
+    progress.finish_and_clear();
+    let summary = GenerateSummary {
+        episodes: written,
+        attempted,
+        succeeded,
+        frames,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    println!(
+        "wrote {} episodes ({} frames, {:.1} s of robot time) to {} in {:.1} s ({:.0} frames/s); \
+         expert succeeded on {}/{} seeds ({:.1}%)",
+        summary.episodes,
+        summary.frames,
+        summary.frames as f64 / args.fps as f64,
+        args.out.display(),
+        summary.seconds,
+        summary.frames as f64 / summary.seconds.max(1e-9),
+        summary.succeeded,
+        summary.attempted,
+        100.0 * summary.succeeded as f64 / summary.attempted.max(1) as f64
+    );
+    if summary.episodes < args.episodes {
+        bail!(
+            "only {} of {} episodes written: the expert failed too often (see --keep-failures)",
+            summary.episodes,
+            args.episodes
+        );
+    }
+    Ok(summary)
+}
+
+/// How one expert episode went.
+struct ExpertRun {
+    seed: u64,
+    success: bool,
+    steps: usize,
+    target_fraction: f64,
+    max_force_n: f64,
+    instruction: String,
+}
+
+fn run_expert(seed: u64) -> ExpertRun {
+    let mut env = Env::new(EnvConfig::default(), seed);
+    let mut expert = Expert::new(&mut env);
+    let mut max_force_n: f64 = 0.0;
+    loop {
+        let action = expert.act(&mut env);
+        let step = env.step(&action);
+        max_force_n = max_force_n.max(step.info.mean_force_n);
+        if step.done {
+            return ExpertRun {
+                seed,
+                success: step.info.success,
+                steps: env.steps(),
+                target_fraction: step.info.target_fraction,
+                max_force_n,
+                instruction: env.scene().instruction.clone(),
+            };
+        }
+    }
+}
+
+/// `sponge sim expert`.
+fn expert(args: &ExpertArgs) -> anyhow::Result<()> {
+    use rayon::prelude::*;
+    let started = Instant::now();
+    let progress = ProgressBar::new(args.episodes);
+    let runs: Vec<ExpertRun> = (args.seed..args.seed + args.episodes)
+        .into_par_iter()
+        .map(|seed| {
+            let run = run_expert(seed);
+            progress.inc(1);
+            run
+        })
+        .collect();
+    progress.finish_and_clear();
+    let fps = EnvConfig::default().fps as f64;
+    for run in &runs {
+        if args.verbose || !run.success {
+            println!(
+                "seed {:>5}: {} in {:>5.1} s, {:>5.1}% of the named spill(s) cleaned, peak force {:>4.1} N: '{}'",
+                run.seed,
+                if run.success { "success" } else { "FAILED " },
+                run.steps as f64 / fps,
+                100.0 * run.target_fraction,
+                run.max_force_n,
+                run.instruction
+            );
+        }
+    }
+    let ok = runs.iter().filter(|r| r.success).count();
+    let mean_s = runs
+        .iter()
+        .filter(|r| r.success)
+        .map(|r| r.steps as f64 / fps)
+        .sum::<f64>()
+        / ok.max(1) as f64;
+    println!(
+        "expert succeeded on {ok}/{} seeds ({:.1}%), {mean_s:.1} s per successful episode on average; {:.1} s wall",
+        runs.len(),
+        100.0 * ok as f64 / runs.len().max(1) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "seeds": runs.len(),
+            "first_seed": args.seed,
+            "succeeded": ok,
+            "success_rate": ok as f64 / runs.len().max(1) as f64,
+            "mean_success_seconds": mean_s,
+            "failed_seeds": runs.iter().filter(|r| !r.success).map(|r| r.seed).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `sponge sim frame`.
+fn frame(args: &FrameArgs) -> anyhow::Result<()> {
+    let config = EnvConfig {
+        image_size: args.image_size,
+        wrist_camera: args.wrist,
+        end_on_success: false,
+        ..EnvConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid twin settings: {e}"))?;
+    let mut env = Env::new(config, args.seed);
+    let mut expert = Expert::new(&mut env);
+    for _ in 0..args.steps {
+        let action = expert.act(&mut env);
+        env.step(&action);
+    }
+    let mut renderer = Renderer::new(RenderConfig {
+        envs: 1,
+        image_size: args.image_size,
+        wrist_camera: args.wrist,
+    })?;
+    let images = renderer.render(&[&env])?;
+    let names = ["front", "wrist"];
+    for (camera, image) in images.iter().flatten().enumerate() {
+        let path = PathBuf::from(format!("{}-{}.png", args.out.display(), names[camera]));
+        sponge_datasets::plot::write_png(&path, image, args.image_size, args.image_size)?;
+        println!("wrote {}", path.display());
+    }
+    println!("task: '{}'", env.scene().instruction);
+    Ok(())
+}
