@@ -18,6 +18,27 @@ pub enum BenchCommand {
     /// Dataset recording (frames/s, video and PNG, 96x96 and 640x480) and
     /// training-loader throughput (samples/s).
     Dataset(DatasetBenchArgs),
+    /// The twin: physics steps/s on one core and on all cores, rendered
+    /// frames/s at 96x96 and 224x224 (batched), and expert episodes per
+    /// minute written to a dataset end to end.
+    Sim(SimBenchArgs),
+}
+
+/// Options of `sponge bench sim`.
+#[derive(Args)]
+pub struct SimBenchArgs {
+    /// Episodes replayed for the physics figures.
+    #[arg(long, default_value_t = 24)]
+    pub physics_episodes: u64,
+    /// Environments rendered together.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Episodes generated for the end-to-end figure (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    pub episodes: usize,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Options of `sponge bench dataset`.
@@ -48,7 +69,8 @@ pub struct BusBenchArgs {
     json: Option<PathBuf>,
 }
 
-fn machine() -> String {
+/// The machine, in words.
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -67,6 +89,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Bus(args) => bench_bus(args),
         BenchCommand::Dataset(args) => bench_dataset(args),
+        BenchCommand::Sim(args) => crate::sim_cmd::bench(args),
     }
 }
 

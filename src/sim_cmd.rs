@@ -486,3 +486,166 @@ fn frame(args: &FrameArgs) -> anyhow::Result<()> {
     println!("task: '{}'", env.scene().instruction);
     Ok(())
 }
+
+/// The expert's actions for one seed (recorded once, replayed open loop:
+/// the twin is deterministic, so the replay presses and wipes the same).
+fn expert_actions(seed: u64) -> Vec<JointVector> {
+    let mut env = Env::new(EnvConfig::default(), seed);
+    let mut expert = Expert::new(&mut env);
+    let mut actions = Vec::new();
+    loop {
+        let action = expert.act(&mut env);
+        actions.push(action);
+        if env.step(&action).done {
+            return actions;
+        }
+    }
+}
+
+/// Replays `episodes` on a pool of `threads`; returns physics steps per second.
+fn physics_rate(episodes: &[Vec<JointVector>], threads: usize) -> anyhow::Result<f64> {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let substeps = EnvConfig::default().substeps() as u64;
+    let started = Instant::now();
+    let steps: u64 = pool.install(|| {
+        episodes
+            .par_iter()
+            .enumerate()
+            .map(|(seed, actions)| {
+                let mut env = Env::new(EnvConfig::default(), seed as u64);
+                for action in actions {
+                    env.step(action);
+                }
+                actions.len() as u64 * substeps
+            })
+            .sum()
+    });
+    Ok(steps as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Renders `batch` environments at `size` for a few seconds; returns frames (images) per second.
+fn render_rate(batch: usize, size: u32) -> anyhow::Result<(f64, String)> {
+    let config = EnvConfig {
+        image_size: size,
+        ..EnvConfig::default()
+    };
+    let mut envs = VecEnv::new(config, batch, true)?;
+    let seeds: Vec<u64> = (0..batch as u64).collect();
+    envs.reset(&seeds)?;
+    let mut experts: Vec<Expert> = envs.envs_mut().iter_mut().map(Expert::new).collect();
+    let mut act = |envs: &mut VecEnv| -> Vec<JointVector> {
+        envs.envs_mut()
+            .iter_mut()
+            .zip(&mut experts)
+            .map(|(env, expert)| expert.act(env))
+            .collect()
+    };
+    // Warm up (pipelines, first uploads).
+    for _ in 0..5 {
+        let actions = act(&mut envs);
+        envs.step(&actions)?;
+    }
+    let (mut rendered, mut render_s) = (0usize, 0.0);
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < 4.0 {
+        let actions = act(&mut envs);
+        for (env, action) in envs.envs_mut().iter_mut().zip(&actions) {
+            env.step(action);
+        }
+        let t = Instant::now();
+        envs.observe()?;
+        render_s += t.elapsed().as_secs_f64();
+        rendered += batch;
+    }
+    Ok((rendered as f64 / render_s, envs.adapter().unwrap_or_default()))
+}
+
+/// `sponge bench sim`.
+pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
+    use rayon::prelude::*;
+    let machine = crate::bench_cmd::machine();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!(
+        "recording {} expert episodes to replay ...",
+        args.physics_episodes
+    );
+    let episodes: Vec<Vec<JointVector>> = (0..args.physics_episodes)
+        .into_par_iter()
+        .map(expert_actions)
+        .collect();
+    // Alternate the two measurements and keep each one's best, so that a
+    // noisy neighbour or a frequency change does not skew the ratio.
+    let (mut one, mut all) = (0.0f64, 0.0f64);
+    for _ in 0..3 {
+        one = one.max(physics_rate(&episodes, 1)?);
+        all = all.max(physics_rate(&episodes, cores)?);
+    }
+    println!("machine              {machine}");
+    println!("physics, 1 core      {one:.0} steps/s (dt = 1/240 s; arm, table, sponge, spill grid)");
+    println!("physics, {cores} cores     {all:.0} steps/s ({:.2}x)", all / one);
+    eprintln!("rendering ...");
+    let (r96, adapter) = render_rate(args.batch, 96)?;
+    println!(
+        "render 96x96         {r96:.0} frames/s (batches of {}, {adapter})",
+        args.batch
+    );
+    let (r224, _) = render_rate(args.batch, 224)?;
+    println!(
+        "render 224x224       {r224:.0} frames/s (batches of {}, {adapter})",
+        args.batch
+    );
+    let mut per_minute = None;
+    let mut generate_summary = serde_json::Value::Null;
+    if args.episodes > 0 {
+        let dir = std::env::temp_dir().join(format!("sponge-bench-sim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let summary = generate(&GenerateArgs {
+            out: dir.clone(),
+            episodes: args.episodes,
+            seed: 0,
+            image_size: 96,
+            workers: None,
+            fps: 30,
+            time_limit: 20.0,
+            wrist: false,
+            keep_failures: false,
+            png: false,
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let summary = summary?;
+        let rate = summary.episodes as f64 / (summary.seconds / 60.0);
+        println!(
+            "end to end           {rate:.1} episodes/min ({} episodes, {} frames at 96x96, AV1 video, in {:.1} s)",
+            summary.episodes, summary.frames, summary.seconds
+        );
+        per_minute = Some(rate);
+        generate_summary = serde_json::json!({
+            "episodes": summary.episodes,
+            "frames": summary.frames,
+            "seconds": summary.seconds,
+            "expert_attempted": summary.attempted,
+            "expert_succeeded": summary.succeeded,
+        });
+    }
+    if let Some(path) = &args.json {
+        let value = serde_json::json!({
+            "bench": "sim",
+            "machine": machine,
+            "render_adapter": adapter,
+            "physics_dt_s": 1.0 / 240.0,
+            "physics_steps_per_s_1_core": one,
+            "physics_steps_per_s_all_cores": all,
+            "cores": cores,
+            "physics_scaling": all / one,
+            "render_batch": args.batch,
+            "render_fps_96": r96,
+            "render_fps_224": r224,
+            "episodes_per_minute": per_minute,
+            "generate": generate_summary,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -52,6 +52,11 @@ impl VecEnv {
         &self.config
     }
 
+    /// The graphics adapter rendering the cameras, if rendering.
+    pub fn adapter(&self) -> Option<String> {
+        self.renderer.as_ref().map(Renderer::adapter)
+    }
+
     /// The environments.
     pub fn envs(&self) -> &[Env] {
         &self.envs

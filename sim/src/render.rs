@@ -255,6 +255,18 @@ impl Renderer {
         &self.config
     }
 
+    /// The graphics adapter in use, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Cpu, Vulkan)".
+    pub fn adapter(&self) -> String {
+        self.app
+            .get_sub_app(RenderApp)
+            .and_then(|app| {
+                app.world()
+                    .get_resource::<bevy::render::renderer::RenderAdapterInfo>()
+            })
+            .map(|info| format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend))
+            .unwrap_or_else(|| "unknown adapter".into())
+    }
+
     /// Renders `envs` (at most `config().envs`) as they are now: for each
     /// environment, one RGB8 image per camera (front, then wrist), row-major,
     /// `image_size`² × 3 bytes.
