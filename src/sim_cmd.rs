@@ -101,6 +101,10 @@ pub struct FrameArgs {
     /// Render the wrist camera too.
     #[arg(long)]
     wrist: bool,
+    /// Also write a numbered frame every this many steps along the way
+    /// (PREFIX-front-0000.png …), e.g. to make a GIF with ffmpeg.
+    #[arg(long)]
+    every: Option<usize>,
 }
 
 /// Runs a `sponge sim` command.
@@ -467,22 +471,37 @@ fn frame(args: &FrameArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid twin settings: {e}"))?;
     let mut env = Env::new(config, args.seed);
     let mut expert = Expert::new(&mut env);
-    for _ in 0..args.steps {
-        let action = expert.act(&mut env);
-        env.step(&action);
-    }
     let mut renderer = Renderer::new(RenderConfig {
         envs: 1,
         image_size: args.image_size,
         wrist_camera: args.wrist,
     })?;
-    let images = renderer.render(&[&env])?;
     let names = ["front", "wrist"];
-    for (camera, image) in images.iter().flatten().enumerate() {
-        let path = PathBuf::from(format!("{}-{}.png", args.out.display(), names[camera]));
-        sponge_datasets::plot::write_png(&path, image, args.image_size, args.image_size)?;
-        println!("wrote {}", path.display());
+    let mut write = |env: &Env, suffix: String| -> anyhow::Result<()> {
+        let images = renderer.render(&[env])?;
+        for (camera, image) in images.iter().flatten().enumerate() {
+            let path = PathBuf::from(format!("{}-{}{suffix}.png", args.out.display(), names[camera]));
+            sponge_datasets::plot::write_png(&path, image, args.image_size, args.image_size)?;
+        }
+        Ok(())
+    };
+    for step in 0..args.steps {
+        if let Some(every) = args.every.filter(|&k| k > 0)
+            && step % every == 0
+        {
+            write(&env, format!("-{:04}", step / every))?;
+        }
+        let action = expert.act(&mut env);
+        env.step(&action);
     }
+    write(&env, String::new())?;
+    println!(
+        "wrote {}-front.png{} after {} steps ({:.0}% of the named spill(s) wiped)",
+        args.out.display(),
+        if args.wrist { " and -wrist.png" } else { "" },
+        args.steps,
+        100.0 * env.scene().target_fraction_cleaned()
+    );
     println!("task: '{}'", env.scene().instruction);
     Ok(())
 }

@@ -630,8 +630,8 @@ fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) -> bool {
     // Wrist camera: on the gripper, behind the jaws, looking along them.
     if let Some(&wrist) = slot.cameras.get(1) {
         let gripper = poses[Link::Gripper.index()];
-        let eye = gripper * nalgebra::Point3::new(0.0, -0.01, 0.055);
-        let aim = gripper * nalgebra::Point3::new(0.0, -0.17, 0.0);
+        let eye = gripper * nalgebra::Point3::new(0.0, -0.03, 0.065);
+        let aim = gripper * nalgebra::Point3::new(0.0, -0.25, -0.01);
         let up = gripper * Vector3::z();
         if let Some(mut t) = world.get_mut::<Transform>(wrist) {
             *t = Transform::from_xyz(eye.x as f32, eye.y as f32, eye.z as f32).looking_at(
