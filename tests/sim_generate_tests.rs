@@ -1,0 +1,128 @@
+//! `sponge sim generate` as a user runs it: a valid LeRobot dataset whose
+//! files are identical when the same command runs twice, and clear errors
+//! for bad settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SPONGE: &str = env!("CARGO_BIN_EXE_sponge");
+
+fn sponge(args: &[&str]) -> Output {
+    Command::new(SPONGE).args(args).output().expect("sponge runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(root).expect("under root").to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sponge-sim-gen-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn same_command_writes_the_same_valid_dataset() {
+    let a = scratch("a");
+    let b = scratch("b");
+    for out in [&a, &b] {
+        let output = sponge(&[
+            "sim",
+            "generate",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--episodes",
+            "2",
+            "--seed",
+            "3",
+            "--image-size",
+            "48",
+            "--workers",
+            "2",
+            "--wrist",
+            "--png",
+        ]);
+        assert!(output.status.success(), "generate failed:\n{}", text(&output));
+        assert!(text(&output).contains("wrote 2 episodes"), "{}", text(&output));
+    }
+    let validate = sponge(&["dataset", "validate", a.to_str().expect("utf-8")]);
+    assert!(validate.status.success(), "validate failed:\n{}", text(&validate));
+
+    let info = sponge(&["dataset", "info", a.to_str().expect("utf-8")]);
+    let info = text(&info);
+    for feature in [
+        "observation.images.front",
+        "observation.images.wrist",
+        "next.reward",
+        "next.done",
+    ] {
+        assert!(info.contains(feature), "{feature} missing from:\n{info}");
+    }
+
+    let (fa, fb) = (files(&a), files(&b));
+    assert_eq!(fa, fb);
+    assert!(fa.iter().any(|f| f.to_string_lossy().ends_with(".parquet")));
+    for f in &fa {
+        let (x, y) = (
+            std::fs::read(a.join(f)).expect("readable"),
+            std::fs::read(b.join(f)).expect("readable"),
+        );
+        assert!(
+            x == y,
+            "{} differs between two runs of the same command",
+            f.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_clear_error() {
+    let out = scratch("bad");
+    let path = out.to_str().expect("utf-8");
+    let fps = sponge(&["sim", "generate", "--out", path, "--episodes", "1", "--fps", "7"]);
+    assert!(!fps.status.success());
+    assert!(text(&fps).contains("fps 7"), "{}", text(&fps));
+    assert!(!out.exists(), "nothing should be written for a refused command");
+
+    let size = sponge(&[
+        "sim",
+        "generate",
+        "--out",
+        path,
+        "--episodes",
+        "1",
+        "--image-size",
+        "4000",
+    ]);
+    assert!(!size.status.success());
+    assert!(text(&size).contains("image size 4000"), "{}", text(&size));
+
+    std::fs::create_dir_all(&out).expect("scratch");
+    let exists = sponge(&["sim", "generate", "--out", path, "--episodes", "1"]);
+    assert!(!exists.status.success());
+    assert!(text(&exists).contains("already exists"), "{}", text(&exists));
+    let _ = std::fs::remove_dir_all(&out);
+}
