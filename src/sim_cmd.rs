@@ -29,6 +29,28 @@ pub enum SimCommand {
     Expert(ExpertArgs),
     /// Renders the front (and wrist) camera of one seed to PNG files.
     Frame(FrameArgs),
+    /// The twin in a window: orbit camera (drag, scroll), the sponge driven
+    /// with the keys (W/S, A/D, Q/E; R for the next seed), the task, the
+    /// wiped fraction and the joints in the title bar. Needs a build with
+    /// `--features viewer` and a display.
+    View(ViewArgs),
+}
+
+/// Options of `sponge sim view`.
+#[derive(Args)]
+pub struct ViewArgs {
+    /// Episode seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Save a screenshot here after --frames frames, then close (for checks).
+    #[arg(long, hide = true)]
+    screenshot: Option<PathBuf>,
+    /// Frames before the screenshot.
+    #[arg(long, hide = true, default_value_t = 60)]
+    frames: u32,
+    /// Hold the S key down the whole time (for checks: the sponge moves towards the base).
+    #[arg(long, hide = true)]
+    hold_s: bool,
 }
 
 /// Options of `sponge sim generate`.
@@ -113,6 +135,7 @@ pub fn run(command: &SimCommand) -> anyhow::Result<()> {
         SimCommand::Generate(args) => generate(args).map(|_| ()),
         SimCommand::Expert(args) => expert(args),
         SimCommand::Frame(args) => frame(args),
+        SimCommand::View(args) => view(args),
     }
 }
 
@@ -678,4 +701,26 @@ pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `sponge sim view`.
+#[cfg(feature = "viewer")]
+fn view(args: &ViewArgs) -> anyhow::Result<()> {
+    sponge_sim::viewer::run(sponge_sim::viewer::ViewerOptions {
+        seed: args.seed,
+        screenshot: args.screenshot.clone(),
+        frames: args.frames,
+        hold: args.hold_s.then_some(sponge_sim::viewer::KeyCode::KeyS),
+    })?;
+    Ok(())
+}
+
+/// `sponge sim view` in a build without the viewer.
+#[cfg(not(feature = "viewer"))]
+fn view(args: &ViewArgs) -> anyhow::Result<()> {
+    let _ = (args.seed, &args.screenshot, args.frames, args.hold_s);
+    bail!(
+        "this sponge was built without the viewer: rebuild with \
+         `cargo build --release --features viewer` (needs a display; X11)"
+    )
 }

@@ -60,6 +60,12 @@ fn run_and_kill(dir: &Path, resume: bool, after: Duration) -> u64 {
             }
         })
     };
+    // Time the kill from when the dataset exists: a loaded machine may take
+    // longer than `after` just to start the process.
+    let waiting = Instant::now();
+    while !dir.join("meta/info.json").exists() && waiting.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(after);
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");

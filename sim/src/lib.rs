@@ -12,6 +12,8 @@ pub mod physics;
 pub mod render;
 pub mod spill;
 pub mod task;
+#[cfg(feature = "viewer")]
+pub mod viewer;
 
 pub use batch::VecEnv;
 pub use env::{Env, EnvConfig, Observation, Step, StepInfo};

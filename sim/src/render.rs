@@ -108,7 +108,7 @@ const TWIN_SHADER: Handle<Shader> = bevy::asset::uuid_handle!("5d0f7f3e-3a57-4d0
 /// A surface of the twin: a colour times a texture, lit by the slot's own
 /// light (so that neighbouring environments' lights never mix).
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
-struct TwinMaterial {
+pub(crate) struct TwinMaterial {
     #[uniform(0)]
     params: TwinParams,
     #[texture(1)]
@@ -118,7 +118,7 @@ struct TwinMaterial {
 
 /// The uniform block of [`TwinMaterial`] (linear colours, display units).
 #[derive(Debug, Clone, Copy, Default, bevy::render::render_resource::ShaderType)]
-struct TwinParams {
+pub(crate) struct TwinParams {
     colour: Vec4,
     light_position: Vec4,
     light: Vec4,
@@ -145,8 +145,8 @@ struct Readback {
 }
 
 /// One environment's entities and assets in the Bevy world.
-struct Slot {
-    root: Entity,
+pub(crate) struct Slot {
+    pub(crate) root: Entity,
     links: [Entity; NUM_LINKS],
     sponge: Entity,
     /// Every material of the slot (they all carry its light), sponge and table first.
@@ -192,14 +192,7 @@ impl Renderer {
                 .disable::<bevy::render::pipelined_rendering::PipelinedRenderingPlugin>()
                 .disable::<TerminalCtrlCHandlerPlugin>(),
         );
-        app.add_plugins(MaterialPlugin::<TwinMaterial>::default());
-        app.world_mut()
-            .resource_mut::<Assets<Shader>>()
-            .insert(
-                TWIN_SHADER.id(),
-                Shader::from_wgsl(include_str!("shaders/twin.wgsl"), "sponge_sim/shaders/twin.wgsl"),
-            )
-            .map_err(|e| RenderError::NoAdapter(format!("could not add the twin shader: {e}")))?;
+        add_twin_material(&mut app)?;
         // Wait for the adapter and device (opened asynchronously), then finish the plugins.
         let started = std::time::Instant::now();
         while app.plugins_state() == PluginsState::Adding {
@@ -234,7 +227,11 @@ impl Renderer {
         }
 
         let slots = (0..config.envs)
-            .map(|i| build_slot(app.world_mut(), &config, i, columns, &atlas))
+            .map(|i| {
+                let mut slot = build_slot(app.world_mut(), i);
+                spawn_tile_cameras(app.world_mut(), &mut slot, &config, i, columns, &atlas);
+                slot
+            })
             .collect();
         let mut renderer = Renderer {
             app,
@@ -327,6 +324,18 @@ impl Renderer {
     }
 }
 
+/// Adds the twin's material and its shader to an app.
+pub(crate) fn add_twin_material(app: &mut App) -> Result<(), RenderError> {
+    app.add_plugins(MaterialPlugin::<TwinMaterial>::default());
+    app.world_mut()
+        .resource_mut::<Assets<Shader>>()
+        .insert(
+            TWIN_SHADER.id(),
+            Shader::from_wgsl(include_str!("shaders/twin.wgsl"), "sponge_sim/shaders/twin.wgsl"),
+        )
+        .map_err(|e| RenderError::NoAdapter(format!("could not add the twin shader: {e}")))
+}
+
 /// Render world: copies the atlas into a mappable buffer, waits for it and
 /// hands the rows (without wgpu's row padding) to the main world.
 fn copy_atlas_back(
@@ -405,13 +414,8 @@ fn transform_of(iso: &Isometry3<f64>) -> Transform {
     }
 }
 
-fn build_slot(
-    world: &mut World,
-    config: &RenderConfig,
-    index: usize,
-    columns: u32,
-    atlas: &Handle<Image>,
-) -> Slot {
+/// Builds slot `index`'s scene (no cameras) on render layer `index + 1`.
+pub(crate) fn build_slot(world: &mut World, index: usize) -> Slot {
     let mut meshes = world.resource_mut::<Assets<Mesh>>();
     let table_mesh = meshes.add(Cuboid::new(TABLE_SIZE_M[0], TABLE_SIZE_M[1], TABLE_THICKNESS_M));
     let sponge_mesh = meshes.add(Cuboid::new(1.0, 1.0, 1.0));
@@ -529,7 +533,30 @@ fn build_slot(
             ChildOf(root),
         ))
         .id();
-    let cameras = (0..config.cameras_per_env())
+    Slot {
+        root,
+        links,
+        sponge,
+        materials: vec![sponge_material, table_material, printed, servo],
+        table_image,
+        cameras: Vec::new(),
+        episode: None,
+        drawn_dirt: Vec::new(),
+    }
+}
+
+/// Spawns slot `index`'s cameras, each drawing into its tile of the atlas.
+fn spawn_tile_cameras(
+    world: &mut World,
+    slot: &mut Slot,
+    config: &RenderConfig,
+    index: usize,
+    columns: u32,
+    atlas: &Handle<Image>,
+) {
+    let root = slot.root;
+    let layer = RenderLayers::layer(index + 1);
+    slot.cameras = (0..config.cameras_per_env())
         .map(|c| {
             let tile = (index * config.cameras_per_env() + c) as u32;
             let s = config.image_size;
@@ -567,21 +594,11 @@ fn build_slot(
                 .id()
         })
         .collect();
-    Slot {
-        root,
-        links,
-        sponge,
-        materials: vec![sponge_material, table_material, printed, servo],
-        table_image,
-        cameras,
-        episode: None,
-        drawn_dirt: Vec::new(),
-    }
 }
 
 /// Puts a slot's scene in the state of `env` (or hides it); true when it
 /// started showing a new episode.
-fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) -> bool {
+pub(crate) fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>) -> bool {
     let Some(env) = env else {
         if let Some(mut v) = world.get_mut::<Visibility>(slot.root) {
             *v = Visibility::Hidden;
