@@ -66,6 +66,9 @@ pub enum RenderError {
          (`sudo apt-get install mesa-vulkan-drivers`) or a GPU driver ({0})"
     )]
     NoAdapter(String),
+    /// Bevy refused to set the scene up or stopped with an error.
+    #[error("rendering failed: {0}")]
+    Bevy(String),
     /// More environments than the renderer was built for.
     #[error("{given} environments given to a renderer built for {capacity}")]
     TooManyEnvs {
@@ -333,7 +336,7 @@ pub(crate) fn add_twin_material(app: &mut App) -> Result<(), RenderError> {
             TWIN_SHADER.id(),
             Shader::from_wgsl(include_str!("shaders/twin.wgsl"), "sponge_sim/shaders/twin.wgsl"),
         )
-        .map_err(|e| RenderError::NoAdapter(format!("could not add the twin shader: {e}")))
+        .map_err(|e| RenderError::Bevy(format!("could not add the twin shader: {e}")))
 }
 
 /// Render world: copies the atlas into a mappable buffer, waits for it and

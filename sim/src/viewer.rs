@@ -114,9 +114,7 @@ pub fn run(options: ViewerOptions) -> Result<(), RenderError> {
     app.add_systems(Update, (drive, sync).chain());
     match app.run() {
         AppExit::Success => Ok(()),
-        AppExit::Error(code) => Err(RenderError::NoAdapter(format!(
-            "the viewer stopped with code {code}"
-        ))),
+        AppExit::Error(code) => Err(RenderError::Bevy(format!("the viewer stopped with code {code}"))),
     }
 }
 
