@@ -1,7 +1,8 @@
 //! `sponge demo`: the first run on embedded defaults.
 //!
-//! Today it exercises what exists: the robot model. It grows with the stack
-//! (twin → dataset → training → evaluation) as those parts land.
+//! Today it exercises what exists: the robot model, emulated arms, and the
+//! twin writing expert episodes as a dataset. It grows with the stack
+//! (training → evaluation) as those parts land.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,7 +31,7 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!(
-        "sponge demo: the SO-100 model, emulated arms and datasets (the twin and policy join as they land)\n"
+        "sponge demo: the SO-100 model, emulated arms, the twin and its datasets (training and the policy join as they land)\n"
     );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -93,7 +94,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     record_dataset(&args.out)?;
 
     println!(
-        "\nNext: sponge robot fk --pose home | sponge emulate --help | sponge dataset info {}",
+        "\nNext: sponge sim generate --out wipes --episodes 100 | sponge sim frame --out twin | sponge dataset info {}",
         args.out.join("dataset").display()
     );
     Ok(())
@@ -174,36 +175,37 @@ fn teleop_emulated(out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A small LeRobot v3.0 dataset, validated and read back.
+/// Expert episodes from the twin as a LeRobot v3.0 dataset, validated and read back.
 fn record_dataset(out: &std::path::Path) -> anyhow::Result<()> {
-    use sponge_datasets::{CameraSpec, Dataset, DatasetSpec, DatasetWriter, synth};
+    use sponge_datasets::Dataset;
 
     let root = out.join("dataset");
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
     }
-    let mut spec = DatasetSpec::so100(30);
-    spec.reward_done = true;
-    spec.cameras = vec![CameraSpec {
-        name: "front".into(),
-        width: 96,
-        height: 96,
-    }];
-    let mut writer = DatasetWriter::create(&root, spec)?;
-    for e in 0..3 {
-        synth::write_episode(&mut writer, e, 60, "wipe up the coffee")?;
-    }
-    writer.close()?;
+    println!("6. The twin: the scripted expert wipes 3 spill scenes, rendered headless at 96x96:");
+    crate::sim_cmd::generate(&crate::sim_cmd::GenerateArgs {
+        out: root.clone(),
+        episodes: 3,
+        seed: 0,
+        image_size: 96,
+        workers: Some(3),
+        fps: 30,
+        time_limit: 20.0,
+        wrist: false,
+        keep_failures: false,
+        png: false,
+    })?;
     if let Some(problem) = sponge_datasets::validate::validate(&root).first() {
         anyhow::bail!("the demo dataset does not validate: {problem}");
     }
     let dataset = Dataset::open(&root)?;
     let episode = dataset.read_episode(2)?;
     println!(
-        "6. Recorded a LeRobot v3.0 dataset (synthetic frames until the twin lands): {} episodes, {} frames, \
-         valid; episode 2 read back with {} video frames, in {}",
+        "   A valid LeRobot v3.0 dataset: {} episodes, {} frames; episode 2 ('{}') read back with {} video frames, in {}",
         dataset.info().total_episodes,
         dataset.info().total_frames,
+        episode.task,
         episode.images.values().next().map_or(0, Vec::len),
         root.display()
     );

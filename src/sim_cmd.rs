@@ -58,34 +58,34 @@ pub struct ViewArgs {
 pub struct GenerateArgs {
     /// The new dataset's folder (must not exist yet).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Episodes to write.
     #[arg(long)]
-    episodes: usize,
+    pub(crate) episodes: usize,
     /// Seed of the first episode.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Camera image width and height, pixels (16..=640).
     #[arg(long, default_value_t = 96)]
-    image_size: u32,
+    pub(crate) image_size: u32,
     /// Environments run and rendered together (default: up to 16).
     #[arg(long)]
-    workers: Option<usize>,
+    pub(crate) workers: Option<usize>,
     /// Control and camera rate, Hz (a divisor of 240).
     #[arg(long, default_value_t = 30)]
-    fps: u32,
+    pub(crate) fps: u32,
     /// Episode time limit, seconds.
     #[arg(long, default_value_t = 20.0)]
-    time_limit: f64,
+    pub(crate) time_limit: f64,
     /// Record a wrist camera too (`observation.images.wrist`).
     #[arg(long)]
-    wrist: bool,
+    pub(crate) wrist: bool,
     /// Keep the episodes the expert failed.
     #[arg(long)]
-    keep_failures: bool,
+    pub(crate) keep_failures: bool,
     /// Store camera frames as PNG images in the parquet files instead of mp4 video.
     #[arg(long)]
-    png: bool,
+    pub(crate) png: bool,
 }
 
 /// Options of `sponge sim expert`.
