@@ -1,0 +1,3 @@
+//! The nodes. Each sees messages, never the other nodes' devices.
+
+pub mod twin;
