@@ -22,6 +22,24 @@ pub enum BenchCommand {
     /// frames/s at 96x96 and 224x224 (batched), and expert episodes per
     /// minute written to a dataset end to end.
     Sim(SimBenchArgs),
+    /// The node runtime on loopback: publish-to-receive latency of a
+    /// JointState and of a 640x480 Image between two Zenoh sessions, and
+    /// 640x480 camera frames dropped at 30 Hz.
+    Zenoh(ZenohBenchArgs),
+}
+
+/// Options of `sponge bench zenoh`.
+#[derive(Args)]
+pub struct ZenohBenchArgs {
+    /// JointState messages timed.
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
+    /// Length of the 30 Hz camera stream, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Options of `sponge bench sim`.
@@ -90,6 +108,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Bus(args) => bench_bus(args),
         BenchCommand::Dataset(args) => bench_dataset(args),
         BenchCommand::Sim(args) => crate::sim_cmd::bench(args),
+        BenchCommand::Zenoh(args) => bench_zenoh(args),
     }
 }
 
@@ -234,6 +253,46 @@ fn bench_bus(args: &BusBenchArgs) -> anyhow::Result<()> {
             "p50_us": report.p50_us,
             "p99_us": report.p99_us,
             "max_us": report.max_us,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn bench_zenoh(args: &ZenohBenchArgs) -> anyhow::Result<()> {
+    eprintln!(
+        "timing {} JointStates and 200 images, then a 30 Hz 640x480 stream for {:.0} s ...",
+        args.messages, args.seconds
+    );
+    let report = sponge_launch::bench::run(args.messages, args.seconds)?;
+    let line = |name: &str, l: &sponge_launch::bench::Latency| {
+        println!(
+            "{name:<22} p50 {:>7.0} µs  p99 {:>7.0} µs  max {:>7.0} µs  ({} messages)",
+            l.p50_us, l.p99_us, l.max_us, l.samples
+        )
+    };
+    println!("machine                {}", machine());
+    println!("transport              two Zenoh peer sessions, TCP on loopback");
+    line("JointState", &report.joint_state);
+    line("Image 640x480 rgb8", &report.image);
+    println!(
+        "30 Hz stream           {} of {} frames received ({} dropped)",
+        report.stream_received,
+        report.stream_sent,
+        report.stream_sent.saturating_sub(report.stream_received)
+    );
+    if let Some(path) = &args.json {
+        let lat = |l: &sponge_launch::bench::Latency| json!({"samples": l.samples, "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us});
+        let value = json!({
+            "bench": "zenoh",
+            "machine": machine(),
+            "transport": "two Zenoh peer sessions in one process, TCP on loopback",
+            "joint_state": lat(&report.joint_state),
+            "image_640x480": lat(&report.image),
+            "stream_seconds": args.seconds,
+            "stream_sent": report.stream_sent,
+            "stream_received": report.stream_received,
         });
         std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;

@@ -5,6 +5,7 @@
 //! This is the first part of the `launch` crate; the nodes, the ROS 2
 //! bridge and the launch files build on it.
 
+pub mod bench;
 pub mod nodes;
 pub mod session;
 pub mod topics;
