@@ -2,35 +2,13 @@
 //! endpoints): typed messages arrive intact under the design's keys, and a
 //! payload that is not the expected CDR is an error that names the key.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use sponge_launch::{Error, Node, SessionConfig, topics};
 use sponge_robot::msg::{Header, Image, JointState, RosMessage, Time};
 
-/// A free loopback TCP port.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn pair() -> (Node, Node) {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-    let a = Node::open(&SessionConfig {
-        listen: vec![endpoint.clone()],
-        multicast_scouting: false,
-        ..SessionConfig::default()
-    })
-    .expect("listening node");
-    let b = Node::open(&SessionConfig {
-        connect: vec![endpoint],
-        multicast_scouting: false,
-        ..SessionConfig::default()
-    })
-    .expect("connecting node");
-    (a, b)
+    sponge_launch::bench::loopback_pair().expect("two nodes on loopback")
 }
 
 /// Publishes until the subscriber has something (discovery takes a moment).

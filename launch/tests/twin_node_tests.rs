@@ -2,22 +2,14 @@
 //! `joint_command`, publishes `joint_states` (and camera images), keeps
 //! goals within the joint limits, and holds when commands stop.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sponge_launch::nodes::twin::{self, TwinNodeConfig};
-use sponge_launch::{Node, SessionConfig, topics};
+use sponge_launch::{Node, topics};
 use sponge_robot::joint::{Joint, JointVector};
 use sponge_robot::msg::{Image, JointState, Time};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Starts the twin node in a thread; returns the test's node, the stop flag and the thread.
 fn start(
@@ -27,24 +19,12 @@ fn start(
     Arc<AtomicBool>,
     std::thread::JoinHandle<twin::TwinNodeStats>,
 ) {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-    let twin_node = Node::open(&SessionConfig {
-        listen: vec![endpoint.clone()],
-        multicast_scouting: false,
-        ..SessionConfig::default()
-    })
-    .expect("twin's node");
+    let (twin_node, test_node) = sponge_launch::bench::loopback_pair().expect("two nodes on loopback");
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let stop = stop.clone();
         std::thread::spawn(move || twin::run(&twin_node, &config, &stop).expect("twin node runs"))
     };
-    let test_node = Node::open(&SessionConfig {
-        connect: vec![endpoint],
-        multicast_scouting: false,
-        ..SessionConfig::default()
-    })
-    .expect("test's node");
     (test_node, stop, thread)
 }
 
