@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod dataset_cmd;
 mod demo;
+mod launch_cmd;
 mod motors_cmd;
 mod rerun_export;
 mod robot_cmd;
@@ -66,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: sim_cmd::SimCommand,
     },
+    /// Run a launch file: nodes over Zenoh (twin or real arm, teleop,
+    /// recorder, executor, policy), one process each, restarted as the file
+    /// says; Ctrl-C stops them all and leaves the follower torque-off or
+    /// holding. `--check` validates a file without running it.
+    Launch(launch_cmd::LaunchArgs),
     /// Benchmarks, measured on this machine.
     Bench {
         #[command(subcommand)]
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => teleop_cmd::calibrate_command(&args),
         Command::Teleop(args) => teleop_cmd::teleop_command(&args),
         Command::Sim { command } => sim_cmd::run(&command),
+        Command::Launch(args) => launch_cmd::run(&args),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

@@ -1,5 +1,6 @@
 //! A node's Zenoh session and its typed publishers and subscribers.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -61,17 +62,53 @@ impl Default for SessionConfig {
     }
 }
 
-fn valid_topic(topic: &str) -> bool {
+/// Whether `topic` is a usable topic or namespace: `/`-separated parts of
+/// letters, digits and `_`.
+pub fn valid_topic(topic: &str) -> bool {
     !topic.is_empty()
         && topic
             .split('/')
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
+fn open_session(config: &SessionConfig, mode: &str) -> Result<zenoh::Session, Error> {
+    let mut zc = zenoh::Config::default();
+    let json = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(",")
+        )
+    };
+    let set = |zc: &mut zenoh::Config, key: &str, value: String| {
+        zc.insert_json5(key, &value)
+            .map_err(|e| Error::Config(format!("{key} = {value}: {e}")))
+    };
+    set(&mut zc, "mode", format!("{mode:?}"))?;
+    set(&mut zc, "connect/endpoints", json(&config.connect))?;
+    if !config.listen.is_empty() {
+        set(&mut zc, "listen/endpoints", json(&config.listen))?;
+    }
+    set(
+        &mut zc,
+        "scouting/multicast/enabled",
+        config.multicast_scouting.to_string(),
+    )?;
+    zenoh::open(zc).wait().map_err(zenoh_error)
+}
+
+/// A Zenoh router for the nodes of one launch: it listens on
+/// `config.listen`, connects to `config.connect`, and routes between the
+/// node processes that connect to it (and keeps routing while one of them
+/// restarts). Dropping it closes it.
+pub fn open_router(config: &SessionConfig) -> Result<zenoh::Session, Error> {
+    open_session(config, "router")
+}
+
 /// One node's session: peer mode, embedded, no router needed.
 pub struct Node {
     session: zenoh::Session,
     namespace: String,
+    remaps: BTreeMap<String, String>,
 }
 
 impl Node {
@@ -80,37 +117,26 @@ impl Node {
         if !valid_topic(&config.namespace) {
             return Err(Error::BadTopic(config.namespace.clone()));
         }
-        let mut zc = zenoh::Config::default();
-        let json = |v: &[String]| {
-            format!(
-                "[{}]",
-                v.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(",")
-            )
-        };
-        let set = |zc: &mut zenoh::Config, key: &str, value: String| {
-            zc.insert_json5(key, &value)
-                .map_err(|e| Error::Config(format!("{key} = {value}: {e}")))
-        };
-        set(&mut zc, "mode", "\"peer\"".into())?;
-        set(&mut zc, "connect/endpoints", json(&config.connect))?;
-        if !config.listen.is_empty() {
-            set(&mut zc, "listen/endpoints", json(&config.listen))?;
-        }
-        set(
-            &mut zc,
-            "scouting/multicast/enabled",
-            config.multicast_scouting.to_string(),
-        )?;
-        let session = zenoh::open(zc).wait().map_err(zenoh_error)?;
+        let session = open_session(config, "peer")?;
         Ok(Node {
             session,
             namespace: config.namespace.clone(),
+            remaps: BTreeMap::new(),
         })
     }
 
-    /// The key of `topic` under this node's namespace (a leading `/` is dropped).
+    /// Renames topics: a topic the node asks for that is a key of `remaps`
+    /// is replaced by its value (`joint_command` → `leader/joint_states`).
+    pub fn with_remaps(mut self, remaps: BTreeMap<String, String>) -> Node {
+        self.remaps = remaps;
+        self
+    }
+
+    /// The key of `topic` under this node's namespace (a leading `/` is
+    /// dropped; remaps applied).
     pub fn key(&self, topic: &str) -> Result<String, Error> {
         let topic = topic.strip_prefix('/').unwrap_or(topic);
+        let topic = self.remaps.get(topic).map_or(topic, String::as_str);
         if !valid_topic(topic) {
             return Err(Error::BadTopic(topic.to_owned()));
         }

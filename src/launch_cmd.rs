@@ -1,0 +1,147 @@
+//! `sponge launch`: run, check or list launch files and their nodes.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use sponge_launch::nodes::{self, NodeKind};
+use sponge_launch::supervisor::{SupervisorConfig, supervise};
+use sponge_launch::{LaunchError, SessionConfig};
+
+use crate::motors_cmd::ctrl_c_flag;
+
+/// `sponge launch FILE [key=value ...]`.
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// The launch file (TOML), e.g. launch/sim_teleop.toml.
+    #[arg(required_unless_present = "kinds")]
+    file: Option<PathBuf>,
+    /// Values for the file's [args], as key=value (e.g. seed=3 port=/dev/ttyACM0).
+    #[arg(value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Check the file (syntax, node kinds, parameter types, files it names)
+    /// and run nothing; errors point at file:line:column.
+    #[arg(long)]
+    check: bool,
+    /// Run only this node of the file, in this process (e.g. the policy on
+    /// a GPU server, with the file's [session] connect pointing at the robot).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// With --node: connect to this launch router instead of using the
+    /// file's [session] endpoints (the launcher passes this to its nodes).
+    #[arg(long, value_name = "ENDPOINT", requires = "node")]
+    router: Option<String>,
+    /// List the node kinds and their parameters.
+    #[arg(long)]
+    kinds: bool,
+}
+
+/// Runs `sponge launch`.
+pub fn run(args: &LaunchArgs) -> anyhow::Result<()> {
+    if args.kinds {
+        print_kinds();
+        return Ok(());
+    }
+    let Some(path) = &args.file else {
+        bail!("name a launch file, e.g. sponge launch launch/sim_autonomy.toml");
+    };
+    let file = match sponge_launch::file::load(path, &args.overrides) {
+        Ok(file) => file,
+        Err(LaunchError::At(diagnostic)) => bail!("{diagnostic}"),
+        Err(e) => return Err(e.into()),
+    };
+    if args.check {
+        println!("{}: ok, {} nodes", path.display(), file.nodes.len());
+        for node in &file.nodes {
+            println!(
+                "  {:<12} {:<15} namespace {}, restart {}{}{}",
+                node.name,
+                node.kind.name(),
+                node.namespace,
+                node.restart,
+                if node.enabled { "" } else { ", disabled" },
+                if node.remaps.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", remaps {}",
+                        node.remaps
+                            .iter()
+                            .map(|(a, b)| format!("{a} → {b}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+        }
+        return Ok(());
+    }
+    let stop = ctrl_c_flag()?;
+
+    if let Some(name) = &args.node {
+        let spec = file.node(name).with_context(|| {
+            format!(
+                "{} has no node '{name}' (its nodes: {})",
+                path.display(),
+                file.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let session = match &args.router {
+            Some(router) => SessionConfig {
+                connect: vec![router.clone()],
+                listen: Vec::new(),
+                ..file.session.clone()
+            },
+            None => file.session.clone(),
+        };
+        let summary = nodes::run(spec, &session, &stop).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{summary}");
+        return Ok(());
+    }
+
+    if !file.description.is_empty() {
+        println!("{}", file.description.lines().next().unwrap_or_default());
+    }
+    let exe = std::env::current_exe().context("finding the sponge executable")?;
+    let command = |spec: &sponge_launch::NodeSpec, router: &str| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("launch")
+            .arg(path)
+            .args(&args.overrides)
+            .args(["--node", &spec.name, "--router", router]);
+        cmd
+    };
+    let log = |line: &str| eprintln!("[launch] {line}");
+    let outcomes = supervise(&file, &SupervisorConfig::default(), command, &stop, log)?;
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.failed.as_ref().map(|why| format!("{} ({why})", o.name)))
+        .collect();
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("[launch] stopped");
+    }
+    if !failed.is_empty() {
+        bail!("nodes failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn print_kinds() {
+    for kind in NodeKind::ALL {
+        println!("{}", kind.name());
+        for p in kind.params() {
+            let default = match (p.default, p.optional) {
+                (Some(d), _) => format!(" = {d}"),
+                (None, true) => " (optional)".into(),
+                (None, false) => " (required)".into(),
+            };
+            println!("    {:<18} {}{default}: {}", p.name, p.ty.describe(), p.help);
+        }
+    }
+}

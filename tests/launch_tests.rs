@@ -1,0 +1,433 @@
+//! The standard launch files run as a user runs them (`sponge launch FILE
+//! key=value ...`, one process per node), against emulated arms on
+//! pseudo-terminals, watched over Zenoh from this test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sponge_drivers::Bus;
+use sponge_drivers::BusConfig;
+use sponge_drivers::calibrate::write_calibration;
+use sponge_drivers::emulator::{Emulator, EmulatorConfig};
+use sponge_drivers::protocol::register as reg;
+use sponge_launch::{Node, SessionConfig};
+use sponge_robot::calibration::ArmCalibration;
+use sponge_robot::joint::{Joint, JointVector};
+use sponge_robot::msg::JointState;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sponge-launch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// An emulated arm with the nominal calibration, saved as arm `id` under
+/// `calibration_dir` (as `sponge calibrate` would).
+fn calibrated_emulator(dir: &Path, folder: &str, id: &str) -> Emulator {
+    let emulator =
+        Emulator::start(&dir.join(format!("{id}.tty")), EmulatorConfig::default()).expect("emulator");
+    let calibration = ArmCalibration::nominal();
+    let port = emulator.link().to_str().expect("utf-8 path").to_owned();
+    write_calibration(
+        &mut Bus::open(&port, BusConfig::default()).expect("bus"),
+        &calibration,
+    )
+    .expect("calibration written");
+    let path = dir.join("calibration").join(folder).join(format!("{id}.json"));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("calibration folder");
+    calibration.save(&path).expect("calibration saved");
+    emulator
+}
+
+/// A running `sponge launch`, its output lines gathered.
+struct Launch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Launch {
+    fn start(file: &str, dir: &Path, args: &[String]) -> Launch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sponge"))
+            .arg("launch")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .args(args)
+            .env("SPONGE_CALIBRATION_DIR", dir.join("calibration"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sponge launch starts");
+        let (send, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let send = send.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = send.send(line);
+                }
+            });
+        }
+        Launch {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an output line containing `text`.
+    fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {text:?} within {timeout:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The endpoint of the launch's router.
+    fn router(&mut self) -> String {
+        let line = self.wait_for("router on ", Duration::from_secs(30));
+        let endpoint = line.split("router on ").nth(1).expect("endpoint");
+        endpoint
+            .split_whitespace()
+            .next()
+            .expect("endpoint")
+            .trim_end_matches(',')
+            .to_owned()
+    }
+
+    /// Ctrl-C, then the exit status.
+    fn interrupt(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sponge launch did not stop after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(6));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A session of this test's own, joined to the launch's router.
+fn observer(router: &str) -> Node {
+    Node::open(&SessionConfig {
+        namespace: "so100".into(),
+        connect: vec![router.to_owned()],
+        listen: Vec::new(),
+        multicast_scouting: false,
+    })
+    .expect("observer session")
+}
+
+#[test]
+fn sim_teleop_twin_follows_an_emulated_leader_and_the_recording_validates() {
+    let dir = scratch("sim-teleop");
+    let leader = calibrated_emulator(&dir, "so100_leader", "leader");
+    let out = dir.join("dataset");
+    let mut launch = Launch::start(
+        "launch/sim_teleop.toml",
+        &dir,
+        &[
+            format!("leader_port={}", leader.link().display()),
+            format!("out={}", out.display()),
+            "episodes=1".into(),
+            "episode_s=5".into(),
+            "reset_s=0".into(),
+        ],
+    );
+    let router = launch.router();
+    let node = observer(&router);
+    let twin = node.subscriber::<JointState>("joint_states").expect("subscriber");
+
+    // A person moves the leader: a slow swing of the shoulder and elbow.
+    let calibration = ArmCalibration::nominal();
+    let started = Instant::now();
+    let mut pairs: Vec<(JointVector, JointVector)> = Vec::new();
+    let mut commanded: Vec<(Instant, JointVector)> = Vec::new();
+    let mut recording_done = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        let t = started.elapsed().as_secs_f64();
+        let mut q = [0.0; 6];
+        q[Joint::ShoulderPan.index()] = 0.5 * (t * 1.2).sin();
+        q[Joint::ElbowFlex.index()] = 0.4 * (t * 0.9).sin();
+        let ticks = calibration.rad_to_ticks(&q);
+        {
+            let mut bus = leader.bus();
+            for joint in Joint::ALL {
+                let servo = bus.servo_mut(joint.motor_id()).expect("servo");
+                servo.move_by_hand(f64::from(ticks[joint.index()]));
+            }
+        }
+        commanded.push((Instant::now(), q));
+        while let Ok(Some(state)) = twin.try_recv() {
+            let now = Instant::now();
+            // The leader's pose 150 ms earlier: the twin follows with a lag
+            // (leader read, teleop, the twin's bounded steps and servos).
+            if let Some((_, then)) = commanded
+                .iter()
+                .rev()
+                .find(|(at, _)| now.duration_since(*at) >= Duration::from_millis(150))
+            {
+                pairs.push((*then, state.positions().expect("six joints")));
+            }
+        }
+        if let Ok(line) = launch.lines.try_recv() {
+            recording_done |= line.contains("recorder ended");
+            launch.seen.push(line);
+        }
+        if recording_done && pairs.len() > 150 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        recording_done,
+        "the recorder never finished:\n{}",
+        launch.seen.join("\n")
+    );
+    let (status, lines) = launch.interrupt();
+    assert!(status.success(), "launch failed: {status}\n{}", lines.join("\n"));
+
+    // The twin followed: it swung as far as the leader, and stayed close.
+    let settled = &pairs[pairs.len() / 3..];
+    for joint in [Joint::ShoulderPan, Joint::ElbowFlex] {
+        let j = joint.index();
+        let (lo, hi) = settled.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, twin)| {
+            (lo.min(twin[j]), hi.max(twin[j]))
+        });
+        assert!(hi - lo > 0.4, "{joint}: the twin moved only {:.2} rad", hi - lo);
+        let mut errors: Vec<f64> = settled
+            .iter()
+            .map(|(lead, twin)| (lead[j] - twin[j]).abs())
+            .collect();
+        errors.sort_by(f64::total_cmp);
+        let median = errors[errors.len() / 2];
+        assert!(median < 0.12, "{joint}: median tracking error {median:.3} rad");
+    }
+
+    // The recording is a valid LeRobot v3 dataset with one 5 s episode.
+    let validate = Command::new(env!("CARGO_BIN_EXE_sponge"))
+        .args(["dataset", "validate"])
+        .arg(&out)
+        .output()
+        .expect("sponge dataset validate");
+    assert!(
+        validate.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta/info.json")).expect("info.json"))
+            .expect("json");
+    assert_eq!(info["total_episodes"], 1);
+    assert_eq!(info["total_frames"], 150);
+    assert!(info["features"]["observation.images.front"].is_object());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn real_autonomy_holds_within_250_ms_when_the_policy_dies_and_resumes_when_it_restarts() {
+    let dir = scratch("real-autonomy");
+    let follower = calibrated_emulator(&dir, "so100_follower", "follower");
+    let mut launch = Launch::start(
+        "launch/real_autonomy.toml",
+        &dir,
+        &[format!("follower_port={}", follower.link().display())],
+    );
+    let router = launch.router();
+    let node = observer(&router);
+    let states = node.subscriber::<JointState>("joint_states").expect("subscriber");
+    let pid_line = launch.wait_for("started policy (pid ", Duration::from_secs(30));
+    let pid: u32 = pid_line
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .expect("policy pid");
+
+    // Positions with their arrival times.
+    let mut log: Vec<(Instant, JointVector)> = Vec::new();
+    let read_for = |log: &mut Vec<(Instant, JointVector)>, d: Duration| {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if let Ok(Some(state)) = states.recv_timeout(Duration::from_millis(50)) {
+                log.push((Instant::now(), state.positions().expect("six joints")));
+            }
+        }
+    };
+    let moved = |log: &[(Instant, JointVector)], since: Instant| -> f64 {
+        let window: Vec<&JointVector> = log.iter().filter(|(t, _)| *t >= since).map(|(_, q)| q).collect();
+        window
+            .windows(2)
+            .map(|w| (0..6).map(|j| (w[1][j] - w[0][j]).abs()).fold(0.0, f64::max))
+            .sum()
+    };
+
+    // The stand-in policy drives the arm through the executor.
+    read_for(&mut log, Duration::from_secs(4));
+    let before = Instant::now() - Duration::from_secs(1);
+    assert!(
+        moved(&log, before) > 0.05,
+        "the arm did not move under the policy"
+    );
+
+    // Kill the policy: the arm must hold within 250 ms.
+    let killed_at = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    read_for(&mut log, Duration::from_millis(450));
+    // Holding: from some moment on, no joint moves more than 0.3° between readings.
+    let after: Vec<&(Instant, JointVector)> = log.iter().filter(|(t, _)| *t >= killed_at).collect();
+    let still_from = (0..after.len())
+        .find(|&i| {
+            after[i..]
+                .windows(2)
+                .all(|w| (0..6).all(|j| (w[1].1[j] - w[0].1[j]).abs() < 0.3f64.to_radians()))
+        })
+        .expect("readings after the kill");
+    let hold_ms = after[still_from].0.duration_since(killed_at).as_secs_f64() * 1e3;
+    assert!(
+        hold_ms <= 250.0 && after.len() - still_from >= 5,
+        "the arm held {hold_ms:.0} ms after the policy died ({} readings after)",
+        after.len()
+    );
+    eprintln!("held {hold_ms:.0} ms after the policy was killed");
+
+    // The launcher restarts the policy, and motion resumes.
+    launch.wait_for("restarting policy", Duration::from_secs(10));
+    launch.wait_for("started policy (pid ", Duration::from_secs(10));
+    let resumed = Instant::now();
+    read_for(&mut log, Duration::from_secs(4));
+    assert!(
+        moved(&log, resumed) > 0.05,
+        "motion did not resume after the restart"
+    );
+
+    // Ctrl-C: the follower is left holding (the file's on_stop = "hold").
+    let (status, lines) = launch.interrupt();
+    assert!(status.success(), "launch failed: {status}\n{}", lines.join("\n"));
+    let mut bus = follower.bus();
+    for joint in Joint::ALL {
+        let servo = bus.servo_mut(joint.motor_id()).expect("servo");
+        assert_eq!(servo.get(reg::TORQUE_ENABLE), 1, "{joint} torque is off");
+        let gap = (servo.get(reg::GOAL_POSITION) - servo.present_position()).abs();
+        assert!(gap <= 3, "{joint}: goal is {gap} ticks from where it is");
+    }
+    drop(bus);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn broken_launch_files_point_at_file_line_column() {
+    let dir = scratch("check");
+    let cases = [
+        (
+            "[[node]]\nname = \"a\"\nkind = \"twinn\"\n",
+            "3:8",
+            "unknown node kind 'twinn'",
+        ),
+        (
+            "[[node]]\nname = \"a\"\nkind = \"twin\"\nparams = { seed = \"zero\" }\n",
+            "4:19",
+            "expected a whole number",
+        ),
+        (
+            "[[node]]\nname = \"a\"\nkind = \"follower\"\nparams = { port = \"/dev/x\", calibration = \"/no/such.json\" }\n",
+            "4:43",
+            "no such file or folder: /no/such.json",
+        ),
+        ("[[node]\nname = \"a\"\n", "1:8", "expected `]`"),
+    ];
+    for (i, (text, place, message)) in cases.iter().enumerate() {
+        let path = dir.join(format!("broken{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let output = Command::new(env!("CARGO_BIN_EXE_sponge"))
+            .args(["launch", "--check"])
+            .arg(&path)
+            .output()
+            .expect("sponge launch --check");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "case {i} passed the check");
+        let expected = format!("{}:{place}", path.display());
+        assert!(
+            stderr.contains(&expected) && stderr.contains(message),
+            "case {i}: wanted {expected} and {message:?} in {stderr}"
+        );
+    }
+    // A launch file that is not there.
+    let output = Command::new(env!("CARGO_BIN_EXE_sponge"))
+        .args(["launch", "--check"])
+        .arg(dir.join("missing.toml"))
+        .output()
+        .expect("sponge launch --check");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml"));
+    // The standard set-ups all pass.
+    for file in [
+        "sim_teleop",
+        "sim_autonomy",
+        "real_teleop",
+        "real_record",
+        "real_autonomy",
+        "remote_policy",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("launch/{file}.toml"));
+        let output = Command::new(env!("CARGO_BIN_EXE_sponge"))
+            .args(["launch", "--check"])
+            .arg(&path)
+            .output()
+            .expect("sponge launch --check");
+        assert!(
+            output.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
