@@ -93,9 +93,19 @@ pub fn run(args: &LaunchArgs) -> anyhow::Result<()> {
             )
         })?;
         let session = match &args.router {
+            // The node listens too, so that the launch's other nodes connect
+            // to it directly (they learn where from the router): on
+            // loopback when the router is local, else on every interface.
             Some(router) => SessionConfig {
                 connect: vec![router.clone()],
-                listen: Vec::new(),
+                listen: vec![if ["127.0.0.1", "localhost", "[::1]"]
+                    .iter()
+                    .any(|h| router.contains(h))
+                {
+                    "tcp/127.0.0.1:0".into()
+                } else {
+                    "tcp/0.0.0.0:0".into()
+                }],
                 ..file.session.clone()
             },
             None => file.session.clone(),

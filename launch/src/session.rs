@@ -143,6 +143,11 @@ impl Node {
         Ok(format!("{}/{topic}", self.namespace))
     }
 
+    /// The robot namespace of its keys.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// A publisher of `T` on `topic`.
     pub fn publisher<T: RosMessage>(&self, topic: &str) -> Result<Publisher<T>, Error> {
         let key = self.key(topic)?;

@@ -11,6 +11,7 @@
 //! | `executor` | action_chunk, joint_states | joint_command |
 //! | `standin_policy` | joint_states | action_chunk |
 //! | `recorder` | joint_states, joint_command, cameras, task | a LeRobot v3 dataset |
+//! | `ros2_bridge` | joint_states, cameras; ROS 2 joint_command | ROS 2 joint_states, images, robot_description; joint_command |
 //!
 //! The watchdog lives where it must not depend on the network: in the
 //! `follower` and `twin` nodes (hold when commands stop) and in the
@@ -21,6 +22,7 @@ pub mod camera;
 pub mod executor;
 pub mod policy;
 pub mod recorder;
+pub mod ros2_bridge;
 pub mod teleop;
 pub mod twin;
 
@@ -53,6 +55,8 @@ pub enum NodeKind {
     StandinPolicy,
     /// Records episodes as a LeRobot v3 dataset.
     Recorder,
+    /// The ROS 2 bridge over DDS.
+    Ros2Bridge,
 }
 
 const TWIN: &[ParamSpec] = &[
@@ -191,9 +195,14 @@ const RECORDER: &[ParamSpec] = &[
     ),
 ];
 
+const ROS2_BRIDGE: &[ParamSpec] = &[
+    ParamSpec::with_default("domain_id", T::Int, "0", "ROS 2 domain (ROS_DOMAIN_ID)"),
+    ParamSpec::with_default("cameras", T::StrList, "[\"front\"]", "camera names to bridge"),
+];
+
 impl NodeKind {
     /// Every kind.
-    pub const ALL: [NodeKind; 8] = [
+    pub const ALL: [NodeKind; 9] = [
         NodeKind::Twin,
         NodeKind::Follower,
         NodeKind::Leader,
@@ -202,6 +211,7 @@ impl NodeKind {
         NodeKind::Executor,
         NodeKind::StandinPolicy,
         NodeKind::Recorder,
+        NodeKind::Ros2Bridge,
     ];
 
     /// Its name in launch files.
@@ -215,6 +225,7 @@ impl NodeKind {
             NodeKind::Executor => "executor",
             NodeKind::StandinPolicy => "standin_policy",
             NodeKind::Recorder => "recorder",
+            NodeKind::Ros2Bridge => "ros2_bridge",
         }
     }
 
@@ -234,6 +245,7 @@ impl NodeKind {
             NodeKind::Executor => EXECUTOR,
             NodeKind::StandinPolicy => STANDIN_POLICY,
             NodeKind::Recorder => RECORDER,
+            NodeKind::Ros2Bridge => ROS2_BRIDGE,
         }
     }
 
@@ -283,6 +295,12 @@ impl NodeKind {
                 }
                 Ok(())
             }
+            NodeKind::Ros2Bridge => {
+                if !(0..=232).contains(&params.int("domain_id")) {
+                    return Err("domain_id must be within 0..=232".into());
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -324,6 +342,7 @@ pub fn run(spec: &NodeSpec, session: &SessionConfig, stop: &AtomicBool) -> Resul
         NodeKind::Executor => executor::run(&node, p, stop),
         NodeKind::StandinPolicy => policy::run_standin(&node, p, stop),
         NodeKind::Recorder => recorder::run(&node, p, stop),
+        NodeKind::Ros2Bridge => ros2_bridge::run(&node, p, stop),
     }
 }
 
