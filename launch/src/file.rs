@@ -250,23 +250,32 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<LaunchFile
     }
     let substitute =
         |value: &Spanned<toml::Value>| substitute(value.get_ref(), &args).map_err(|e| at(value.span(), e));
+    let namespace = |v: &Spanned<toml::Value>| match substitute(v)? {
+        toml::Value::String(s) if crate::session::valid_topic(&s) => Ok(s),
+        other => Err(at(
+            v.span(),
+            format!(
+                "namespace must be a name like \"so100\", found {}",
+                params::describe_value(&other)
+            ),
+        )),
+    };
+    let flag = |v: &Spanned<toml::Value>, what: &str| match substitute(v)? {
+        toml::Value::Boolean(b) => Ok(b),
+        other => Err(at(
+            v.span(),
+            format!(
+                "{what}: expected true or false, found {}",
+                params::describe_value(&other)
+            ),
+        )),
+    };
 
     // The session.
     let mut session = SessionConfig::default();
     if let Some(raw_session) = &raw.session {
         if let Some(v) = &raw_session.namespace {
-            session.namespace = match substitute(v)? {
-                toml::Value::String(s) if crate::session::valid_topic(&s) => s,
-                other => {
-                    return Err(at(
-                        v.span(),
-                        format!(
-                            "namespace must be a name like \"so100\", found {}",
-                            params::describe_value(&other)
-                        ),
-                    ));
-                }
-            };
+            session.namespace = namespace(v)?;
         }
         for (field, target) in [
             (&raw_session.connect, &mut session.connect),
@@ -288,18 +297,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<LaunchFile
             }
         }
         if let Some(v) = &raw_session.multicast_scouting {
-            session.multicast_scouting = match substitute(v)? {
-                toml::Value::Boolean(b) => b,
-                other => {
-                    return Err(at(
-                        v.span(),
-                        format!(
-                            "multicast_scouting: expected true or false, found {}",
-                            params::describe_value(&other)
-                        ),
-                    ));
-                }
-            };
+            session.multicast_scouting = flag(v, "multicast_scouting")?;
         }
     }
 
@@ -347,34 +345,12 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<LaunchFile
             })?,
             None => Restart::Never,
         };
-        let namespace = match &raw_node.namespace {
-            Some(v) => match substitute(v)? {
-                toml::Value::String(s) if crate::session::valid_topic(&s) => s,
-                other => {
-                    return Err(at(
-                        v.span(),
-                        format!(
-                            "namespace must be a name like \"so100\", found {}",
-                            params::describe_value(&other)
-                        ),
-                    ));
-                }
-            },
+        let node_namespace = match &raw_node.namespace {
+            Some(v) => namespace(v)?,
             None => session.namespace.clone(),
         };
         let enabled = match &raw_node.enabled {
-            Some(v) => match substitute(v)? {
-                toml::Value::Boolean(b) => b,
-                other => {
-                    return Err(at(
-                        v.span(),
-                        format!(
-                            "enabled: expected true or false, found {}",
-                            params::describe_value(&other)
-                        ),
-                    ));
-                }
-            },
+            Some(v) => flag(v, "enabled")?,
             None => true,
         };
         let mut remaps = BTreeMap::new();
@@ -452,7 +428,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<LaunchFile
         nodes.push(NodeSpec {
             name: name.clone(),
             kind,
-            namespace,
+            namespace: node_namespace,
             remaps,
             restart,
             params,

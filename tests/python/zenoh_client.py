@@ -1,4 +1,5 @@
-"""An independent Zenoh client (eclipse-zenoh, pycdr2; none of sponge's code)
+"""An independent Zenoh client (eclipse-zenoh, and Cyclone DDS's IDL
+for CDR; none of sponge's code)
 joins a running `sponge launch` and decodes what the twin publishes:
 sensor_msgs/JointState on so100/joint_states and sensor_msgs/Image on
 so100/camera/front/image_raw, both as CDR, as a ROS 2 tool would see them.
@@ -11,57 +12,11 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import zenoh
-from pycdr2 import IdlStruct
-from pycdr2.types import float64, int32, sequence, uint8, uint32
+from ros_types import JOINTS, Checks, Image, JointState
 
-
-@dataclass
-class Time(IdlStruct, typename="builtin_interfaces/msg/Time"):
-    sec: int32
-    nanosec: uint32
-
-
-@dataclass
-class Header(IdlStruct, typename="std_msgs/msg/Header"):
-    stamp: Time
-    frame_id: str
-
-
-@dataclass
-class JointState(IdlStruct, typename="sensor_msgs/msg/JointState"):
-    header: Header
-    name: sequence[str]
-    position: sequence[float64]
-    velocity: sequence[float64]
-    effort: sequence[float64]
-
-
-@dataclass
-class Image(IdlStruct, typename="sensor_msgs/msg/Image"):
-    header: Header
-    height: uint32
-    width: uint32
-    encoding: str
-    is_bigendian: uint8
-    step: uint32
-    data: sequence[uint8]
-
-
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok    {what}")
-    else:
-        failed += 1
-        print(f"FAIL  {what}")
+check = Checks()
 
 
 def main():
@@ -111,5 +66,4 @@ def main():
 
 
 main()
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(check.finish())
