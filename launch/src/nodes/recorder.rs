@@ -35,6 +35,32 @@ pub enum Key {
     Stop,
 }
 
+/// The recording keys in what one read of the terminal gave.
+pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
+    let mut keys = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            0x1b if bytes.get(i + 1) == Some(&b'[') => {
+                match bytes.get(i + 2) {
+                    Some(b'C') => keys.push(Key::Next),
+                    Some(b'D') => keys.push(Key::Redo),
+                    _ => {}
+                }
+                i += 3;
+                continue;
+            }
+            0x1b if i + 1 == bytes.len() => keys.push(Key::Stop),
+            b'n' | b'\n' | b' ' => keys.push(Key::Next),
+            b'r' => keys.push(Key::Redo),
+            b'q' => keys.push(Key::Stop),
+            _ => {}
+        }
+        i += 1;
+    }
+    keys
+}
+
 /// Reads keys from the terminal (no echo, no Enter needed) until dropped;
 /// the terminal's settings come back when it is dropped.
 struct Keyboard {
@@ -44,7 +70,7 @@ struct Keyboard {
 
 impl Keyboard {
     fn open() -> Option<Keyboard> {
-        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        use nix::sys::termios::{LocalFlags, SetArg, SpecialCharacterIndices as Cc, tcgetattr, tcsetattr};
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return None;
@@ -53,30 +79,23 @@ impl Keyboard {
         let mut raw = saved.clone();
         // Keys arrive one by one, unechoed; Ctrl-C still stops everything.
         raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO);
+        raw.control_chars[Cc::VMIN as usize] = 1;
+        raw.control_chars[Cc::VTIME as usize] = 0;
         tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
         let (send, keys) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut bytes = std::io::stdin().lock().bytes();
-            while let Some(Ok(b)) = bytes.next() {
-                let key = match b {
-                    // Arrows are ESC [ C / ESC [ D; a lone ESC is followed by nothing.
-                    0x1b => match bytes.next() {
-                        Some(Ok(b'[')) => match bytes.next() {
-                            Some(Ok(b'C')) => Some(Key::Next),
-                            Some(Ok(b'D')) => Some(Key::Redo),
-                            _ => None,
-                        },
-                        _ => Some(Key::Stop),
-                    },
-                    b'n' | b'\n' | b' ' => Some(Key::Next),
-                    b'r' => Some(Key::Redo),
-                    b'q' => Some(Key::Stop),
-                    _ => None,
-                };
-                if let Some(key) = key
-                    && send.send(key).is_err()
-                {
+            // A terminal sends each key's bytes together, so one read is one
+            // key or more: an arrow is ESC [ C or ESC [ D, Esc alone is ESC.
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
                     break;
+                }
+                for key in parse_keys(&buf[..n]) {
+                    if send.send(key).is_err() {
+                        return;
+                    }
                 }
             }
         });
