@@ -1,8 +1,8 @@
 //! `sponge launch`: run, check or list launch files and their nodes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -115,6 +115,17 @@ pub fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    supervise_file(path, &file, &args.overrides, &stop)
+}
+
+/// Runs every enabled node of `file` (read from `path` with `overrides`),
+/// each in a process of its own, until Ctrl-C or until they all end.
+fn supervise_file(
+    path: &Path,
+    file: &sponge_launch::LaunchFile,
+    overrides: &[String],
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     if !file.description.is_empty() {
         println!("{}", file.description.lines().next().unwrap_or_default());
     }
@@ -123,12 +134,12 @@ pub fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         let mut cmd = Command::new(&exe);
         cmd.arg("launch")
             .arg(path)
-            .args(&args.overrides)
+            .args(overrides)
             .args(["--node", &spec.name, "--router", router]);
         cmd
     };
     let log = |line: &str| eprintln!("[launch] {line}");
-    let outcomes = supervise(&file, &SupervisorConfig::default(), command, &stop, log)?;
+    let outcomes = supervise(file, &SupervisorConfig::default(), command, stop, log)?;
     let failed: Vec<String> = outcomes
         .iter()
         .filter_map(|o| o.failed.as_ref().map(|why| format!("{} ({why})", o.name)))
@@ -140,6 +151,74 @@ pub fn run(args: &LaunchArgs) -> anyhow::Result<()> {
         bail!("nodes failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// `sponge record`: teleoperate the real arm and record episodes.
+#[derive(Args)]
+pub struct RecordArgs {
+    /// Serial port of the leader arm.
+    #[arg(long)]
+    leader: String,
+    /// Serial port of the follower arm.
+    #[arg(long)]
+    follower: String,
+    /// The dataset folder (new, or an earlier recording to add episodes to).
+    #[arg(long)]
+    out: PathBuf,
+    /// The task, as the policy will be told it (e.g. "wipe up the coffee").
+    #[arg(long)]
+    task: String,
+    /// Episodes to record.
+    #[arg(long, default_value_t = 10)]
+    episodes: u32,
+    /// Length of an episode, seconds (→ ends one early).
+    #[arg(long, default_value_t = 20.0)]
+    episode_s: f64,
+    /// Pause between episodes to reset the scene, seconds (→ skips it).
+    #[arg(long, default_value_t = 10.0)]
+    reset_s: f64,
+    /// USB camera to record as `front` (none: joints only).
+    #[arg(long, value_name = "DEVICE")]
+    camera: Option<String>,
+    /// Calibration name of the leader arm.
+    #[arg(long, default_value = "leader")]
+    leader_id: String,
+    /// Calibration name of the follower arm.
+    #[arg(long, default_value = "follower")]
+    follower_id: String,
+}
+
+/// The standard recording set-up, built in.
+const REAL_RECORD: &str = include_str!("../launch/real_record.toml");
+
+/// Runs `sponge record`: launch/real_record.toml with these arguments.
+pub fn record(args: &RecordArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("sponge-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("real_record.toml");
+    std::fs::write(&path, REAL_RECORD).with_context(|| format!("writing {}", path.display()))?;
+    let mut overrides = vec![
+        format!("leader_port={}", args.leader),
+        format!("follower_port={}", args.follower),
+        format!("leader_id={}", args.leader_id),
+        format!("follower_id={}", args.follower_id),
+        format!("out={}", args.out.display()),
+        format!("task={}", args.task),
+        format!("episodes={}", args.episodes),
+        format!("episode_s={}", args.episode_s),
+        format!("reset_s={}", args.reset_s),
+    ];
+    match &args.camera {
+        Some(device) => overrides.push(format!("camera_device={device}")),
+        None => overrides.extend(["camera=false".to_owned(), "cameras=".to_owned()]),
+    }
+    let result = (|| {
+        let file = sponge_launch::file::load(&path, &overrides)?;
+        let stop = ctrl_c_flag()?;
+        supervise_file(&path, &file, &overrides, &stop)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn print_kinds() {

@@ -59,6 +59,10 @@ enum Command {
     Calibrate(teleop_cmd::CalibrateArgs),
     /// Leader-to-follower teleoperation at a steady rate (no middleware).
     Teleop(teleop_cmd::TeleopArgs),
+    /// Teleoperate the real arm and record episodes as a LeRobot v3 dataset
+    /// (the real_record launch set-up: → ends an episode, ← records it
+    /// again, Esc stops).
+    Record(launch_cmd::RecordArgs),
     /// Servo-bus emulator: six STS3215 servos on a pseudo-terminal, for
     /// trying and testing everything that talks to a real arm.
     Emulate(motors_cmd::EmulateArgs),
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Teleop(args) => teleop_cmd::teleop_command(&args),
         Command::Sim { command } => sim_cmd::run(&command),
         Command::Launch(args) => launch_cmd::run(&args),
+        Command::Record(args) => launch_cmd::record(&args),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

@@ -18,6 +18,7 @@
 //! kind = "twin"
 //! restart = "on-failure"      # never | on-failure | always
 //! enabled = true              # false: only `--node twin` runs it
+//! required = false            # true: the launch stops when this node ends
 //! namespace = "so100"         # optional, else the session's
 //! remap = { joint_command = "leader/joint_states" }
 //! params = { seed = "${seed}", camera = true }
@@ -133,6 +134,9 @@ pub struct NodeSpec {
     pub params: Params,
     /// Whether the launcher starts it (`--node` runs it either way).
     pub enabled: bool,
+    /// Whether the whole launch stops when it ends for good (a recorder
+    /// that has recorded its episodes).
+    pub required: bool,
 }
 
 /// A checked launch file.
@@ -187,6 +191,7 @@ struct RawNode {
     remap: BTreeMap<Spanned<String>, Spanned<String>>,
     restart: Option<Spanned<String>>,
     enabled: Option<Spanned<toml::Value>>,
+    required: Option<Spanned<toml::Value>>,
     #[serde(default)]
     params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
@@ -353,6 +358,10 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<LaunchFile
             Some(v) => flag(v, "enabled")?,
             None => true,
         };
+        let required = match &raw_node.required {
+            Some(v) => flag(v, "required")?,
+            None => false,
+        };
         let mut remaps = BTreeMap::new();
         for (from, to) in &raw_node.remap {
             for topic in [from, to] {
@@ -433,6 +442,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<LaunchFile
             restart,
             params,
             enabled,
+            required,
         });
     }
 

@@ -31,7 +31,7 @@ impl ParamType {
             ParamType::Bool => "true or false".into(),
             ParamType::Str => "a string".into(),
             ParamType::ExistingPath => "a path (string) to something that exists".into(),
-            ParamType::StrList => "a list of strings".into(),
+            ParamType::StrList => "a list of strings (or one string, comma-separated)".into(),
             ParamType::Choice(options) => format!("one of {}", options.join(", ")),
         }
     }
@@ -128,6 +128,14 @@ pub fn check(value: &toml::Value, ty: ParamType) -> Result<Value, String> {
             }
             Value::Str(s.clone())
         }
+        // "front,wrist" (from a command-line argument) is a list too; "" is none.
+        (ParamType::StrList, toml::Value::String(s)) => Value::StrList(
+            s.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
         (ParamType::StrList, toml::Value::Array(items)) => Value::StrList(
             items
                 .iter()

@@ -168,6 +168,7 @@ pub fn supervise(
         }
     };
 
+    let mut required_ended = false;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         for node in &mut nodes {
@@ -235,9 +236,13 @@ pub fn supervise(
                     ran.as_secs_f64()
                 ));
                 node.done = true;
+                if node.spec.required {
+                    log(&format!("{} is required: stopping the launch", node.spec.name));
+                    required_ended = true;
+                }
             }
         }
-        if nodes.iter().all(|n| n.done) {
+        if required_ended || nodes.iter().all(|n| n.done) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));

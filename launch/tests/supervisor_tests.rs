@@ -124,3 +124,32 @@ fn restart_policies_and_back_off() {
         );
     }
 }
+
+#[test]
+fn the_launch_ends_when_a_required_node_ends() {
+    let text = "[session]\nmulticast_scouting = false\n\
+                [[node]]\nname = \"recorder\"\nkind = \"teleop\"\nrequired = true\n\
+                [[node]]\nname = \"forever\"\nkind = \"teleop\"\nrestart = \"always\"\n";
+    let file = parse(Path::new("required.toml"), text, &[]).expect("valid");
+    // The long runner stops on SIGINT as nodes do: it sets its own handler
+    // (a shell's child would only die with the shell's `sleep`).
+    let command = |spec: &sponge_launch::NodeSpec, _: &str| {
+        let seconds = if spec.name == "recorder" { "1.0" } else { "30" };
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-c",
+            &format!(
+                "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(0)); time.sleep({seconds})"
+            ),
+        ]);
+        cmd
+    };
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let outcomes = supervise(&file, &SupervisorConfig::default(), command, &stop, |_| {}).expect("supervise");
+    let took = started.elapsed();
+    // The long-running node was asked to stop once the required one ended.
+    assert!(took < Duration::from_secs(5), "the launch ran {took:?}");
+    let recorder = outcomes.iter().find(|o| o.name == "recorder").expect("recorder");
+    assert_eq!((recorder.starts, recorder.failed.as_deref()), (1, None));
+}
