@@ -348,10 +348,9 @@ fn real_autonomy_holds_within_250_ms_when_the_policy_dies_and_resumes_when_it_re
     launch.wait_for("started policy (pid ", Duration::from_secs(10));
     let resumed = Instant::now();
     read_for(&mut log, Duration::from_secs(4));
-    assert!(
-        moved(&log, resumed) > 0.05,
-        "motion did not resume after the restart"
-    );
+    let resumed_motion = moved(&log, resumed);
+    eprintln!("after the restart the joints moved {resumed_motion:.2} rad in 4 s");
+    assert!(resumed_motion > 0.05, "motion did not resume after the restart");
 
     // Ctrl-C: the follower is left holding (the file's on_stop = "hold").
     let (status, lines) = launch.interrupt();
