@@ -1,0 +1,12 @@
+//! The vision-language-action policy in candle: camera images, the
+//! instruction and the robot state in, a chunk of future joint targets out
+//! (flow matching, as π0 and SmolVLA do).
+//!
+//! This is the model; training, evaluation in the twin and the policy node
+//! build on it.
+
+pub mod layers;
+pub mod model;
+pub mod tokenizer;
+
+pub use model::{Observation, Policy, PolicyConfig};
