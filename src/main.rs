@@ -10,6 +10,7 @@ mod rerun_export;
 mod robot_cmd;
 mod sim_cmd;
 mod teleop_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,8 @@ enum Command {
     /// says; Ctrl-C stops them all and leaves the follower torque-off or
     /// holding. `--check` validates a file without running it.
     Launch(launch_cmd::LaunchArgs),
+    /// Train the policy on a dataset (flow matching; CPU, or CUDA with --features cuda).
+    Train(train_cmd::TrainArgs),
     /// Benchmarks, measured on this machine.
     Bench {
         #[command(subcommand)]
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Sim { command } => sim_cmd::run(&command),
         Command::Launch(args) => launch_cmd::run(&args),
         Command::Record(args) => launch_cmd::record(&args),
+        Command::Train(args) => train_cmd::run(&args),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

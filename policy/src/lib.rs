@@ -8,5 +8,6 @@
 pub mod layers;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 
 pub use model::{Observation, Policy, PolicyConfig};

@@ -1,0 +1,448 @@
+//! Training the policy on a LeRobot v3 dataset: flow matching with AdamW,
+//! linear warm-up then cosine decay, gradient clipping, a validation loss
+//! on held-out episodes, and a run folder with checkpoints and a log.
+//!
+//! The run folder holds `config.json` (model shape, normalisation, tasks,
+//! training settings), `model.safetensors` (the latest checkpoint) and
+//! `log.jsonl` (one line per logged step).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+use sponge_datasets::Dataset;
+use sponge_datasets::loader::{Batch, Loader, LoaderConfig};
+use sponge_datasets::stats::FeatureStats;
+
+use crate::tokenizer::tokenize;
+use crate::{Observation, Policy, PolicyConfig};
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The dataset could not be used.
+    #[error("dataset: {0}")]
+    Dataset(#[from] sponge_datasets::Error),
+    /// candle failed.
+    #[error("model: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The run folder could not be written or read.
+    #[error("{path}: {reason}")]
+    Run {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The dataset does not fit the policy.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn run_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Run {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Mean and standard deviation per entry, to bring values near N(0, 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalizer {
+    /// Means.
+    pub mean: Vec<f32>,
+    /// Standard deviations (at least 1e-3).
+    pub std: Vec<f32>,
+}
+
+impl Normalizer {
+    fn from_stats(stats: &FeatureStats) -> Normalizer {
+        Normalizer {
+            mean: stats.mean.iter().map(|v| *v as f32).collect(),
+            std: stats.std.iter().map(|v| (*v as f32).max(1e-3)).collect(),
+        }
+    }
+
+    /// Normalises rows of `values` (each `mean.len()` long).
+    pub fn normalize(&self, values: &[f32]) -> Vec<f32> {
+        let n = self.mean.len();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v - self.mean[i % n]) / self.std[i % n])
+            .collect()
+    }
+
+    /// Undoes [`normalize`](Self::normalize).
+    pub fn denormalize(&self, values: &[f32]) -> Vec<f32> {
+        let n = self.mean.len();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * self.std[i % n] + self.mean[i % n])
+            .collect()
+    }
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Steps of linear warm-up.
+    pub warmup: usize,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Largest global gradient norm.
+    pub grad_clip: f64,
+    /// Measure the validation loss (and save a checkpoint) every this many steps.
+    pub validation_every: usize,
+    /// Episodes held out for validation: every n-th (0: none).
+    pub validation_every_nth_episode: usize,
+    /// Seed of the initialisation, the noise and the batches.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 2000,
+            batch: 32,
+            learning_rate: 3e-4,
+            warmup: 100,
+            weight_decay: 1e-4,
+            grad_clip: 1.0,
+            validation_every: 100,
+            validation_every_nth_episode: 10,
+            seed: 0,
+        }
+    }
+}
+
+/// The run's `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Model shape.
+    pub policy: PolicyConfigJson,
+    /// State normalisation.
+    pub state: Normalizer,
+    /// Action normalisation.
+    pub action: Normalizer,
+    /// Camera features, in the order the model takes them.
+    pub cameras: Vec<String>,
+    /// The dataset's tasks (index → text).
+    pub tasks: Vec<String>,
+    /// Training settings.
+    pub train: TrainConfig,
+    /// Frames per second of the dataset.
+    pub fps: u32,
+}
+
+/// [`PolicyConfig`] as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyConfigJson {
+    /// See [`PolicyConfig`].
+    pub image_size: usize,
+    /// See [`PolicyConfig`].
+    pub cameras: usize,
+    /// See [`PolicyConfig`].
+    pub d_model: usize,
+    /// See [`PolicyConfig`].
+    pub heads: usize,
+    /// See [`PolicyConfig`].
+    pub text_layers: usize,
+    /// See [`PolicyConfig`].
+    pub trunk_layers: usize,
+    /// See [`PolicyConfig`].
+    pub expert_layers: usize,
+    /// See [`PolicyConfig`].
+    pub max_text_tokens: usize,
+    /// See [`PolicyConfig`].
+    pub state_dim: usize,
+    /// See [`PolicyConfig`].
+    pub action_dim: usize,
+    /// See [`PolicyConfig`].
+    pub horizon: usize,
+    /// See [`PolicyConfig`].
+    pub flow_steps: usize,
+}
+
+impl From<&PolicyConfig> for PolicyConfigJson {
+    fn from(c: &PolicyConfig) -> Self {
+        PolicyConfigJson {
+            image_size: c.image_size,
+            cameras: c.cameras,
+            d_model: c.d_model,
+            heads: c.heads,
+            text_layers: c.text_layers,
+            trunk_layers: c.trunk_layers,
+            expert_layers: c.expert_layers,
+            max_text_tokens: c.max_text_tokens,
+            state_dim: c.state_dim,
+            action_dim: c.action_dim,
+            horizon: c.horizon,
+            flow_steps: c.flow_steps,
+        }
+    }
+}
+
+impl From<&PolicyConfigJson> for PolicyConfig {
+    fn from(c: &PolicyConfigJson) -> Self {
+        PolicyConfig {
+            image_size: c.image_size,
+            cameras: c.cameras,
+            d_model: c.d_model,
+            heads: c.heads,
+            text_layers: c.text_layers,
+            trunk_layers: c.trunk_layers,
+            expert_layers: c.expert_layers,
+            max_text_tokens: c.max_text_tokens,
+            state_dim: c.state_dim,
+            action_dim: c.action_dim,
+            horizon: c.horizon,
+            flow_steps: c.flow_steps,
+        }
+    }
+}
+
+/// One logged step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Step (1-based).
+    pub step: usize,
+    /// Training loss of this step.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Validation loss, when measured at this step.
+    pub val_loss: Option<f64>,
+    /// Samples per second since the start.
+    pub samples_per_s: f64,
+}
+
+/// The learning rate at `step` (0-based): linear warm-up, then cosine to 10%.
+pub fn learning_rate(config: &TrainConfig, step: usize) -> f64 {
+    let peak = config.learning_rate;
+    if step < config.warmup {
+        return peak * (step + 1) as f64 / config.warmup as f64;
+    }
+    let span = config.steps.saturating_sub(config.warmup).max(1) as f64;
+    let progress = ((step - config.warmup) as f64 / span).min(1.0);
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
+struct Prepared {
+    observation: Observation,
+    actions: Tensor,
+}
+
+fn prepare(
+    batch: &Batch,
+    run: &RunConfig,
+    config: &PolicyConfig,
+    device: &Device,
+) -> Result<Prepared, TrainError> {
+    let b = batch.size;
+    let size = config.image_size;
+    let mut images = Vec::with_capacity(run.cameras.len());
+    for camera in &run.cameras {
+        let data = batch
+            .images
+            .get(camera)
+            .ok_or_else(|| TrainError::Mismatch(format!("the batch has no {camera}")))?;
+        if data.len() != b * 3 * size * size {
+            return Err(TrainError::Mismatch(format!(
+                "{camera} images are not {size}x{size} (the model's image size)"
+            )));
+        }
+        images.push(Tensor::from_slice(data, (b, 1, 3, size, size), device)?);
+    }
+    let images = Tensor::cat(&images, 1)?;
+    let tokens: Vec<u32> = batch
+        .task_index
+        .iter()
+        .flat_map(|i| {
+            let text = run.tasks.get(*i as usize).map_or("", String::as_str);
+            tokenize(text, config.max_text_tokens)
+        })
+        .collect();
+    let state = run.state.normalize(&batch.state);
+    // Padded actions beyond an episode's end repeat its last action: the arm stays.
+    let actions = run.action.normalize(&batch.action);
+    Ok(Prepared {
+        observation: Observation {
+            images,
+            tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
+            state: Tensor::from_vec(state, (b, config.state_dim), device)?,
+        },
+        actions: Tensor::from_vec(actions, (b, config.horizon, config.action_dim), device)?,
+    })
+}
+
+/// The flow loss of a prepared batch with fresh noise and times.
+fn loss(policy: &Policy, prepared: &Prepared, device: &Device) -> Result<Tensor, TrainError> {
+    let dims = prepared.actions.dims().to_vec();
+    let noise = Tensor::randn(0f32, 1f32, dims.as_slice(), device)?;
+    let t = Tensor::rand(0f32, 1f32, dims[0], device)?;
+    Ok(policy.flow_loss(&prepared.observation, &prepared.actions, &noise, &t)?)
+}
+
+/// Scales the gradients so their global norm is at most `max`; returns the norm before.
+fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) -> Result<f64, TrainError> {
+    let mut total = 0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            total += f64::from(g.sqr()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        }
+    }
+    let norm = total.sqrt();
+    if norm > max && norm.is_finite() {
+        let scale = max / norm;
+        for var in vars {
+            if let Some(g) = grads.remove(var.as_tensor()) {
+                grads.insert(var.as_tensor(), (g * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Trains a policy on the dataset at `dataset` into the run folder `out`,
+/// calling `progress` after every step. Returns the last log line.
+pub fn train(
+    dataset: &Path,
+    out: &Path,
+    policy_config: &PolicyConfig,
+    config: &TrainConfig,
+    device: &Device,
+    mut progress: impl FnMut(&LogLine),
+) -> Result<LogLine, TrainError> {
+    let data = Dataset::open(dataset)?;
+    let info = data.info();
+    let camera_features = info.cameras()?;
+    let mut policy_config = policy_config.clone();
+    policy_config.cameras = camera_features.len();
+    let Some((_, first)) = camera_features.first() else {
+        return Err(TrainError::Mismatch(format!(
+            "{} has no camera",
+            dataset.display()
+        )));
+    };
+    // The model takes the dataset's (square) image size.
+    match first.shape.as_slice() {
+        [h, w, 3] if h == w && h % 16 == 0 => policy_config.image_size = *h,
+        shape => {
+            return Err(TrainError::Mismatch(format!(
+                "camera frames of shape {shape:?}: the policy takes square images, a multiple of 16 pixels"
+            )));
+        }
+    }
+    let cameras: Vec<String> = camera_features.into_iter().map(|(name, _)| name).collect();
+    let stats_path = sponge_datasets::layout::stats_path(dataset);
+    let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
+        .map_err(|e| run_error(&stats_path, e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| run_error(&stats_path, e)))?;
+    let feature = |name: &str| {
+        FeatureStats::from_json(&stats[name]).ok_or_else(|| {
+            TrainError::Mismatch(format!("{} has no statistics for {name}", stats_path.display()))
+        })
+    };
+    let run = RunConfig {
+        policy: PolicyConfigJson::from(&policy_config),
+        state: Normalizer::from_stats(&feature("observation.state")?),
+        action: Normalizer::from_stats(&feature("action")?),
+        cameras,
+        tasks: data.tasks().to_vec(),
+        train: config.clone(),
+        fps: info.fps,
+    };
+    std::fs::create_dir_all(out).map_err(|e| run_error(out, e))?;
+    let config_path = out.join("config.json");
+    let json = serde_json::to_string_pretty(&run).map_err(|e| run_error(&config_path, e))?;
+    std::fs::write(&config_path, json).map_err(|e| run_error(&config_path, e))?;
+
+    // Episodes: every n-th held out for validation.
+    let episodes = data.episodes().len();
+    let nth = config.validation_every_nth_episode;
+    let (val, train_eps): (Vec<usize>, Vec<usize>) =
+        (0..episodes).partition(|e| nth > 0 && episodes > 1 && e % nth == nth - 1);
+    let loader_config = |eps: Vec<usize>, seed: u64| LoaderConfig {
+        batch_size: config.batch,
+        observation_deltas: vec![0],
+        action_horizon: policy_config.horizon,
+        episodes: Some(eps),
+        seed,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(dataset, loader_config(train_eps, config.seed))?;
+    let mut val_loader = if val.is_empty() {
+        None
+    } else {
+        Some(Loader::new(dataset, loader_config(val, config.seed + 1))?)
+    };
+
+    // The CUDA generator takes a seed; candle's CPU generator cannot be seeded.
+    if device.is_cuda() {
+        device.set_seed(config.seed)?;
+    }
+    let varmap = VarMap::new();
+    let policy = Policy::new(
+        &policy_config,
+        VarBuilder::from_varmap(&varmap, DType::F32, device),
+    )?;
+    let vars = varmap.all_vars();
+    let mut optimizer = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: config.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let log_path = out.join("log.jsonl");
+    let mut log = std::fs::File::create(&log_path).map_err(|e| run_error(&log_path, e))?;
+    let checkpoint = out.join("model.safetensors");
+    let started = std::time::Instant::now();
+    let mut last = None;
+    for step in 0..config.steps {
+        let lr = learning_rate(config, step);
+        optimizer.set_learning_rate(lr);
+        let prepared = prepare(&loader.next_batch()?, &run, &policy_config, device)?;
+        let loss_value = loss(&policy, &prepared, device)?;
+        let mut grads = loss_value.backward()?;
+        let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
+        optimizer.step(&grads)?;
+        let val_loss = match val_loader.as_mut() {
+            Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
+                let prepared = prepare(&v.next_batch()?, &run, &policy_config, device)?;
+                Some(f64::from(loss(&policy, &prepared, device)?.to_scalar::<f32>()?))
+            }
+            _ => None,
+        };
+        let line = LogLine {
+            step: step + 1,
+            loss: f64::from(loss_value.to_scalar::<f32>()?),
+            lr,
+            grad_norm,
+            val_loss,
+            samples_per_s: ((step + 1) * config.batch) as f64 / started.elapsed().as_secs_f64(),
+        };
+        let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
+        writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
+        if val_loss.is_some() {
+            varmap.save(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
+        }
+        progress(&line);
+        last = Some(line);
+    }
+    varmap.save(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
+    last.ok_or_else(|| TrainError::Mismatch("no training steps were asked for".into()))
+}

@@ -1,0 +1,104 @@
+//! `sponge train`: the policy on a dataset, into a run folder.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sponge_policy::PolicyConfig;
+use sponge_policy::train::{TrainConfig, train};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// An NVIDIA GPU (build with --features cuda).
+    Cuda,
+}
+
+/// `sponge train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The LeRobot v3 dataset (e.g. from `sponge sim generate`).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// The run folder: config.json, model.safetensors, log.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Samples per step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate (after warm-up; cosine decay to a tenth).
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    /// Seed of the initialisation, the noise and the batches.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+/// Runs `sponge train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let device = match args.device {
+        DeviceArg::Cpu => candle_core::Device::Cpu,
+        DeviceArg::Cuda => candle_core::Device::new_cuda(0)
+            .context("no CUDA device: build with --features cuda on a machine with an NVIDIA GPU")?,
+    };
+    if args.steps == 0 || args.batch == 0 {
+        bail!("--steps and --batch must be at least 1");
+    }
+    let config = TrainConfig {
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.lr,
+        warmup: (args.steps / 20).clamp(1, 500),
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let bar = ProgressBar::new(args.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut val = None;
+    let last = train(
+        &args.dataset,
+        &args.out,
+        &PolicyConfig::default(),
+        &config,
+        &device,
+        |line| {
+            if line.val_loss.is_some() {
+                val = line.val_loss;
+            }
+            bar.set_position(line.step as u64);
+            bar.set_message(format!(
+                "loss {:.4}{}  {:.0} samples/s",
+                line.loss,
+                val.map(|v| format!("  val {v:.4}")).unwrap_or_default(),
+                line.samples_per_s
+            ));
+        },
+    )?;
+    bar.finish();
+    println!(
+        "trained {} steps of {} samples: loss {:.4}{}, {:.0} samples/s; run in {}",
+        last.step,
+        args.batch,
+        last.loss,
+        last.val_loss
+            .map(|v| format!(", validation {v:.4}"))
+            .unwrap_or_default(),
+        last.samples_per_s,
+        args.out.display()
+    );
+    Ok(())
+}
