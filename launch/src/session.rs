@@ -232,6 +232,27 @@ impl<T: RosMessage> Subscriber<T> {
         }
     }
 
+    /// Takes everything queued: `each` sees every message that decodes, in
+    /// order. Returns how many payloads did not decode (they are skipped).
+    pub fn drain(&self, mut each: impl FnMut(T)) -> Result<u64, Error> {
+        let mut undecodable = 0;
+        loop {
+            match self.try_recv() {
+                Ok(Some(message)) => each(message),
+                Ok(None) => return Ok(undecodable),
+                Err(Error::Decode { .. }) => undecodable += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The newest message queued, older ones dropped (undecodable ones skipped).
+    pub fn newest(&self) -> Result<Option<T>, Error> {
+        let mut newest = None;
+        self.drain(|m| newest = Some(m))?;
+        Ok(newest)
+    }
+
     /// The key it listens on.
     pub fn key(&self) -> &str {
         &self.key

@@ -10,7 +10,7 @@ use crate::layers::{Block, LayerNorm, sinusoidal};
 use crate::tokenizer::{PAD, VOCAB};
 
 /// The shape of the model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyConfig {
     /// Square camera images, pixels (a multiple of 16).
     pub image_size: usize,

@@ -129,7 +129,7 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Model shape.
-    pub policy: PolicyConfigJson,
+    pub policy: PolicyConfig,
     /// State normalisation.
     pub state: Normalizer,
     /// Action normalisation.
@@ -142,73 +142,6 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Frames per second of the dataset.
     pub fps: u32,
-}
-
-/// [`PolicyConfig`] as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PolicyConfigJson {
-    /// See [`PolicyConfig`].
-    pub image_size: usize,
-    /// See [`PolicyConfig`].
-    pub cameras: usize,
-    /// See [`PolicyConfig`].
-    pub d_model: usize,
-    /// See [`PolicyConfig`].
-    pub heads: usize,
-    /// See [`PolicyConfig`].
-    pub text_layers: usize,
-    /// See [`PolicyConfig`].
-    pub trunk_layers: usize,
-    /// See [`PolicyConfig`].
-    pub expert_layers: usize,
-    /// See [`PolicyConfig`].
-    pub max_text_tokens: usize,
-    /// See [`PolicyConfig`].
-    pub state_dim: usize,
-    /// See [`PolicyConfig`].
-    pub action_dim: usize,
-    /// See [`PolicyConfig`].
-    pub horizon: usize,
-    /// See [`PolicyConfig`].
-    pub flow_steps: usize,
-}
-
-impl From<&PolicyConfig> for PolicyConfigJson {
-    fn from(c: &PolicyConfig) -> Self {
-        PolicyConfigJson {
-            image_size: c.image_size,
-            cameras: c.cameras,
-            d_model: c.d_model,
-            heads: c.heads,
-            text_layers: c.text_layers,
-            trunk_layers: c.trunk_layers,
-            expert_layers: c.expert_layers,
-            max_text_tokens: c.max_text_tokens,
-            state_dim: c.state_dim,
-            action_dim: c.action_dim,
-            horizon: c.horizon,
-            flow_steps: c.flow_steps,
-        }
-    }
-}
-
-impl From<&PolicyConfigJson> for PolicyConfig {
-    fn from(c: &PolicyConfigJson) -> Self {
-        PolicyConfig {
-            image_size: c.image_size,
-            cameras: c.cameras,
-            d_model: c.d_model,
-            heads: c.heads,
-            text_layers: c.text_layers,
-            trunk_layers: c.trunk_layers,
-            expert_layers: c.expert_layers,
-            max_text_tokens: c.max_text_tokens,
-            state_dim: c.state_dim,
-            action_dim: c.action_dim,
-            horizon: c.horizon,
-            flow_steps: c.flow_steps,
-        }
-    }
 }
 
 /// One logged step.
@@ -356,7 +289,7 @@ pub fn train(
         })
     };
     let run = RunConfig {
-        policy: PolicyConfigJson::from(&policy_config),
+        policy: policy_config.clone(),
         state: Normalizer::from_stats(&feature("observation.state")?),
         action: Normalizer::from_stats(&feature("action")?),
         cameras,

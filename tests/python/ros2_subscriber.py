@@ -14,7 +14,6 @@ Run it where DDS can discover by multicast (tests/python/run puts it in a
 network namespace whose loopback has multicast on).
 """
 
-import json
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
-from ros_types import JOINTS, Checks, Header, JointState, String, Time
+from ros_types import zenoh_client_config, JOINTS, Checks, Header, JointState, String, Time
 
 check = Checks()
 
@@ -38,10 +37,7 @@ def cdr_joint_state(payload):
 
 def main():
     endpoint = sys.argv[1]
-    config = zenoh.Config()
-    config.insert_json5("mode", json.dumps("client"))
-    config.insert_json5("connect/endpoints", json.dumps([endpoint]))
-    config.insert_json5("scouting/multicast/enabled", "false")
+    config = zenoh_client_config(endpoint)
     by_stamp = {}
     commands_seen = []
     lock = threading.Lock()

@@ -1,5 +1,6 @@
-"""ROS 2 message types as Cyclone DDS IDL structs (DDS type names as ROS 2
-gives them), for decoding CDR from Zenoh and for DDS topics alike."""
+"""What the Python tests share: ROS 2 message types as Cyclone DDS IDL
+structs (DDS type names as ROS 2 gives them), for decoding CDR from Zenoh and
+for DDS topics alike; a Zenoh client configuration; ok/FAIL counting."""
 
 from dataclasses import dataclass
 
@@ -44,6 +45,19 @@ class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
 @dataclass
 class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
     data: str
+
+
+def zenoh_client_config(endpoint):
+    """A Zenoh client's configuration: connect to `endpoint` only, no scouting."""
+    import json
+
+    import zenoh
+
+    config = zenoh.Config()
+    config.insert_json5("mode", json.dumps("client"))
+    config.insert_json5("connect/endpoints", json.dumps([endpoint]))
+    config.insert_json5("scouting/multicast/enabled", "false")
+    return config
 
 
 class Checks:

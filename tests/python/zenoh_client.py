@@ -7,24 +7,20 @@ so100/camera/front/image_raw, both as CDR, as a ROS 2 tool would see them.
 Usage: zenoh_client.py ENDPOINT   (the launch's router, e.g. tcp/127.0.0.1:7447)
 """
 
-import json
 import math
 import sys
 import threading
 import time
 
 import zenoh
-from ros_types import JOINTS, Checks, Image, JointState
+from ros_types import zenoh_client_config, JOINTS, Checks, Image, JointState
 
 check = Checks()
 
 
 def main():
     endpoint = sys.argv[1]
-    config = zenoh.Config()
-    config.insert_json5("mode", json.dumps("client"))
-    config.insert_json5("connect/endpoints", json.dumps([endpoint]))
-    config.insert_json5("scouting/multicast/enabled", "false")
+    config = zenoh_client_config(endpoint)
     states, images = [], []
     lock = threading.Lock()
 

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use sponge_drivers::arm::{Arm, OnStop, Role, SafetyConfig};
 use sponge_drivers::calibrate::{ArmKind, load_calibration};
 use sponge_robot::calibration::ArmCalibration;
-use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Header, JointState, Time};
 
+use super::newest_positions;
 use super::{NodeError, millis, pace};
 use crate::params::Params;
-use crate::session::{Error, Node};
+use crate::session::Node;
 use crate::topics;
 
 fn calibration(params: &Params, kind: ArmKind) -> Result<ArmCalibration, NodeError> {
@@ -35,25 +35,6 @@ fn is_fatal(error: &sponge_drivers::Error) -> bool {
             | sponge_drivers::Error::Servo { .. }
             | sponge_drivers::Error::Robot(_)
     )
-}
-
-/// The newest usable command on `commands`, if any came.
-fn newest_command(
-    commands: &crate::Subscriber<JointState>,
-    rejected: &mut u64,
-) -> Result<Option<JointVector>, Error> {
-    let mut newest = None;
-    loop {
-        match commands.try_recv() {
-            Ok(Some(command)) => match command.positions() {
-                Ok(q) if q.iter().all(|v| v.is_finite()) => newest = Some(q),
-                _ => *rejected += 1,
-            },
-            Ok(None) => return Ok(newest),
-            Err(Error::Decode { .. }) => *rejected += 1,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Runs the follower arm until `stop`.
@@ -85,7 +66,9 @@ pub fn run_follower(node: &Node, params: &Params, stop: &AtomicBool) -> Result<S
     let result = (|| -> Result<(), NodeError> {
         while !stop.load(Ordering::Relaxed) {
             let tick = (|| -> Result<(), NodeError> {
-                if let Some(goal) = newest_command(&commands, &mut rejected)? {
+                let queued = newest_positions(&commands)?;
+                rejected += queued.rejected;
+                if let Some(goal) = queued.newest {
                     arm.send_goal(&goal)?;
                     goals += 1;
                 }

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
 use sponge_robot::msg::{Header, JointState, JointTrajectory, Time};
 
+use super::newest_positions;
 use super::{NodeError, millis, pace};
 use crate::params::Params;
-use crate::session::{Error, Node};
+use crate::session::Node;
 use crate::topics;
 
 /// An action chunk: joint targets at times from its start.
@@ -148,37 +149,21 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut hold: Option<JointVector> = None;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        loop {
-            match states.try_recv() {
-                Ok(Some(state)) => {
-                    if let Ok(q) = state.positions() {
-                        measured = Some(q);
-                    }
+        if let Some(q) = newest_positions(&states)?.newest {
+            measured = Some(q);
+        }
+        rejected += chunks.drain(|trajectory| match Chunk::from_trajectory(&trajectory) {
+            Ok(chunk) => {
+                received += 1;
+                if let Some(q) = hold.take() {
+                    blender.reset_to(q);
                 }
-                Ok(None) => break,
-                Err(Error::Decode { .. }) => {}
-                Err(e) => return Err(e.into()),
+                let now = Instant::now();
+                blender.push(now, chunk);
+                last_chunk = Some(now);
             }
-        }
-        loop {
-            match chunks.try_recv() {
-                Ok(Some(trajectory)) => match Chunk::from_trajectory(&trajectory) {
-                    Ok(chunk) => {
-                        received += 1;
-                        if let Some(q) = hold.take() {
-                            blender.reset_to(q);
-                        }
-                        let now = Instant::now();
-                        blender.push(now, chunk);
-                        last_chunk = Some(now);
-                    }
-                    Err(_) => rejected += 1,
-                },
-                Ok(None) => break,
-                Err(Error::Decode { .. }) => rejected += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
+            Err(_) => rejected += 1,
+        })?;
         let now = Instant::now();
         let fresh = last_chunk.is_some_and(|t| now.duration_since(t) <= timeout);
         if fresh {

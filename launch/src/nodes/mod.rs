@@ -305,6 +305,33 @@ impl NodeKind {
     }
 }
 
+/// What a queue of JointStates held.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Positions {
+    /// The newest six finite positions, if any message had them.
+    pub newest: Option<sponge_robot::joint::JointVector>,
+    /// Messages that decoded.
+    pub received: u64,
+    /// Messages that could not be used (undecodable, wrong joints, not finite).
+    pub rejected: u64,
+}
+
+/// Takes every queued JointState and keeps the newest usable positions.
+pub(crate) fn newest_positions(
+    sub: &crate::Subscriber<sponge_robot::msg::JointState>,
+) -> Result<Positions, crate::Error> {
+    let mut out = Positions::default();
+    let undecodable = sub.drain(|state| {
+        out.received += 1;
+        match state.positions() {
+            Ok(q) if q.iter().all(|v| v.is_finite()) => out.newest = Some(q),
+            _ => out.rejected += 1,
+        }
+    })?;
+    out.rejected += undecodable;
+    Ok(out)
+}
+
 /// A duration parameter given in milliseconds.
 pub(crate) fn millis(params: &Params, name: &str) -> Duration {
     Duration::from_millis(params.int(name).max(0) as u64)

@@ -19,6 +19,7 @@ use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Image, JointState, StringMsg};
 use sponge_robot::units::joints_to_dataset;
 
+use super::newest_positions;
 use super::{NodeError, pace};
 use crate::params::Params;
 use crate::session::{Error, Node, Subscriber};
@@ -134,28 +135,17 @@ struct Inputs {
 
 impl Inputs {
     fn drain(&mut self) -> Result<(), NodeError> {
-        fn newest<T: sponge_robot::msg::RosMessage>(sub: &Subscriber<T>) -> Result<Option<T>, Error> {
-            let mut newest = None;
-            loop {
-                match sub.try_recv() {
-                    Ok(Some(m)) => newest = Some(m),
-                    Ok(None) => return Ok(newest),
-                    Err(Error::Decode { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        if let Some(q) = newest(&self.states)?.and_then(|s| s.positions().ok()) {
+        if let Some(q) = newest_positions(&self.states)?.newest {
             self.state = Some(q);
         }
-        if let Some(q) = newest(&self.commands)?.and_then(|s| s.positions().ok()) {
+        if let Some(q) = newest_positions(&self.commands)?.newest {
             self.action = Some(q);
         }
-        if let Some(task) = newest(&self.task_topic)? {
+        if let Some(task) = self.task_topic.newest()? {
             self.task = task.data;
         }
         for (i, (name, sub)) in self.cameras.iter().enumerate() {
-            if let Some(image) = newest(sub)? {
+            if let Some(image) = sub.newest()? {
                 if image.encoding != "rgb8" {
                     return Err(format!("camera {name} sends {}, not rgb8", image.encoding).into());
                 }

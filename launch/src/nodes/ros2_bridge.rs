@@ -27,7 +27,6 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     use ros2_client::{Context, MessageTypeName, Name, NodeName, NodeOptions, QosProfile};
     use sponge_robot::msg::{Image, JointState, StringMsg};
 
-    use crate::session::Error;
     use crate::topics;
 
     let namespace = format!("/{}", node.namespace());
@@ -105,28 +104,21 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let (mut states, mut images, mut commands, mut failed) = (0u64, 0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         let mut idle = true;
-        loop {
-            match states_in.try_recv() {
-                Ok(Some(state)) => {
-                    idle = false;
-                    match states_out.publish(state) {
-                        Ok(()) => states += 1,
-                        Err(_) => failed += 1,
-                    }
-                }
-                Ok(None) => break,
-                Err(Error::Decode { .. }) => failed += 1,
-                Err(e) => return Err(e.into()),
+        failed += states_in.drain(|state| {
+            idle = false;
+            match states_out.publish(state) {
+                Ok(()) => states += 1,
+                Err(_) => failed += 1,
             }
-        }
+        })?;
         for (sub, publisher) in &cameras {
-            while let Some(image) = sub.try_recv()? {
+            failed += sub.drain(|image| {
                 idle = false;
                 match publisher.publish(image) {
                     Ok(()) => images += 1,
                     Err(_) => failed += 1,
                 }
-            }
+            })?;
         }
         loop {
             match commands_in.take() {

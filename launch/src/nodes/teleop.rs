@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use sponge_robot::msg::{JointState, Time};
 
+use super::newest_positions;
 use super::{NodeError, millis, pace};
 use crate::params::Params;
-use crate::session::{Error, Node};
+use crate::session::Node;
 use crate::topics;
 
 /// Runs teleop until `stop`.
@@ -24,19 +25,11 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut heard = None::<Instant>;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        loop {
-            match leader.try_recv() {
-                Ok(Some(state)) => match state.positions() {
-                    Ok(q) if q.iter().all(|v| v.is_finite()) => {
-                        latest = Some(q);
-                        heard = Some(Instant::now());
-                    }
-                    _ => rejected += 1,
-                },
-                Ok(None) => break,
-                Err(Error::Decode { .. }) => rejected += 1,
-                Err(e) => return Err(e.into()),
-            }
+        let queued = newest_positions(&leader)?;
+        rejected += queued.rejected;
+        if queued.newest.is_some() {
+            latest = queued.newest;
+            heard = Some(Instant::now());
         }
         if let (Some(q), Some(at)) = (latest, heard)
             && at.elapsed() <= timeout

@@ -14,6 +14,7 @@ use sponge_robot::msg::{Header, Image, JointState, Time};
 use sponge_sim::render::{RenderConfig, Renderer};
 use sponge_sim::{Env, EnvConfig};
 
+use super::newest_positions;
 use crate::session::{Error, Node};
 use crate::topics;
 
@@ -92,22 +93,12 @@ pub fn run(node: &Node, config: &TwinNodeConfig, stop: &AtomicBool) -> Result<Tw
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // The newest usable command.
-        loop {
-            match commands.try_recv() {
-                Ok(Some(command)) => {
-                    stats.commands += 1;
-                    match command.positions() {
-                        Ok(q) if q.iter().all(|v| v.is_finite()) => {
-                            target = Some(std::array::from_fn(|i| Joint::ALL[i].limits().clamp(q[i])));
-                            last_command = Some(Instant::now());
-                        }
-                        _ => stats.rejected += 1,
-                    }
-                }
-                Ok(None) => break,
-                Err(Error::Decode { .. }) => stats.rejected += 1,
-                Err(e) => return Err(e),
-            }
+        let queued = newest_positions(&commands)?;
+        stats.commands += queued.received;
+        stats.rejected += queued.rejected;
+        if let Some(q) = queued.newest {
+            target = Some(std::array::from_fn(|i| Joint::ALL[i].limits().clamp(q[i])));
+            last_command = Some(Instant::now());
         }
         let fresh = last_command.is_some_and(|t| t.elapsed() <= config.watchdog);
         match (fresh, target) {
