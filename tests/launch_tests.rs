@@ -18,6 +18,14 @@ use sponge_robot::calibration::ArmCalibration;
 use sponge_robot::joint::{Joint, JointVector};
 use sponge_robot::msg::JointState;
 
+/// The launches run one at a time: each starts several processes, and the
+/// hold-time test measures milliseconds that two cores shared with three
+/// other launches (one rendering the twin) would not give it.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sponge-launch-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -162,6 +170,7 @@ fn observer(router: &str) -> Node {
 
 #[test]
 fn sim_teleop_twin_follows_an_emulated_leader_and_the_recording_validates() {
+    let _one = one_at_a_time();
     let dir = scratch("sim-teleop");
     let leader = calibrated_emulator(&dir, "so100_leader", "leader");
     let out = dir.join("dataset");
@@ -212,11 +221,11 @@ fn sim_teleop_twin_follows_an_emulated_leader_and_the_recording_validates() {
                 pairs.push((*then, state.positions().expect("six joints")));
             }
         }
-        if let Ok(line) = launch.lines.try_recv() {
+        while let Ok(line) = launch.lines.try_recv() {
             recording_done |= line.contains("recorder ended");
             launch.seen.push(line);
         }
-        if recording_done && pairs.len() > 150 {
+        if recording_done && pairs.len() > 100 {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -273,6 +282,7 @@ fn sim_teleop_twin_follows_an_emulated_leader_and_the_recording_validates() {
 
 #[test]
 fn real_autonomy_holds_within_250_ms_when_the_policy_dies_and_resumes_when_it_restarts() {
+    let _one = one_at_a_time();
     let dir = scratch("real-autonomy");
     let follower = calibrated_emulator(&dir, "so100_follower", "follower");
     let mut launch = Launch::start(
@@ -368,6 +378,7 @@ fn real_autonomy_holds_within_250_ms_when_the_policy_dies_and_resumes_when_it_re
 
 #[test]
 fn broken_launch_files_point_at_file_line_column() {
+    let _one = one_at_a_time();
     let dir = scratch("check");
     let cases = [
         (
@@ -437,6 +448,7 @@ fn broken_launch_files_point_at_file_line_column() {
 
 #[test]
 fn sponge_record_with_emulated_arms_writes_a_dataset_that_validates() {
+    let _one = one_at_a_time();
     let dir = scratch("record");
     let leader = calibrated_emulator(&dir, "so100_leader", "leader");
     let follower = calibrated_emulator(&dir, "so100_follower", "follower");
