@@ -26,6 +26,33 @@ pub enum BenchCommand {
     /// JointState and of a 640x480 Image between two Zenoh sessions, and
     /// 640x480 camera frames dropped at 30 Hz.
     Zenoh(ZenohBenchArgs),
+    /// The policy (default shape, random weights and inputs): milliseconds
+    /// to infer a chunk for one observation and K chunks at once, and
+    /// training samples per second.
+    Policy(PolicyBenchArgs),
+}
+
+/// Options of `sponge bench policy`.
+#[derive(Args)]
+pub struct PolicyBenchArgs {
+    /// Timed inference runs.
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Chunks drawn at once for one observation (the world model's K).
+    #[arg(long, default_value_t = 8)]
+    samples: usize,
+    /// Training batch size.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value_t = crate::train_cmd::DeviceArg::Cpu)]
+    device: crate::train_cmd::DeviceArg,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Options of `sponge bench zenoh`.
@@ -109,7 +136,45 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Dataset(args) => bench_dataset(args),
         BenchCommand::Sim(args) => crate::sim_cmd::bench(args),
         BenchCommand::Zenoh(args) => bench_zenoh(args),
+        BenchCommand::Policy(args) => bench_policy(args),
     }
+}
+
+fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
+    use sponge_policy::bench::{inference_latency, training_throughput};
+    let device = args.device.device()?;
+    let config = sponge_policy::PolicyConfig::default();
+    let on = if device.is_cuda() {
+        "the GPU".to_owned()
+    } else {
+        machine()
+    };
+    println!("policy benchmark on {on} (default model: {config:?})");
+    let (one, k) = inference_latency(&config, args.samples, args.runs, &device)?;
+    println!(
+        "inference, 1 chunk (batch 1, {} flow steps): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        config.flow_steps, one.p50_ms, one.p90_ms, one.max_ms
+    );
+    println!(
+        "inference, {} chunks for one observation: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        args.samples, k.p50_ms, k.p90_ms, k.max_ms
+    );
+    let samples_per_s = training_throughput(&config, args.batch, args.steps, &device)?;
+    println!("training, batch {}: {samples_per_s:.1} samples/s", args.batch);
+    if let Some(path) = &args.json {
+        let figures = json!({
+            "machine": on,
+            "config": config,
+            "inference_1_chunk_ms": one,
+            "inference_k_chunks_ms": k,
+            "k": args.samples,
+            "training_batch": args.batch,
+            "training_samples_per_s": samples_per_s,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn bench_dataset(args: &DatasetBenchArgs) -> anyhow::Result<()> {

@@ -41,15 +41,28 @@ pub struct TrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// How the policy produces chunks: flow (flow matching, the default) or l1 (ACT-style baseline).
+    #[arg(long, default_value = "flow")]
+    head: sponge_policy::Head,
+    /// Go on training the run in --out from its last checkpoint, up to --steps in all.
+    #[arg(long)]
+    resume: bool,
+}
+
+impl DeviceArg {
+    /// The candle device.
+    pub fn device(self) -> anyhow::Result<candle_core::Device> {
+        Ok(match self {
+            DeviceArg::Cpu => candle_core::Device::Cpu,
+            DeviceArg::Cuda => candle_core::Device::new_cuda(0)
+                .context("no CUDA device: build with --features cuda on a machine with an NVIDIA GPU")?,
+        })
+    }
 }
 
 /// Runs `sponge train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let device = match args.device {
-        DeviceArg::Cpu => candle_core::Device::Cpu,
-        DeviceArg::Cuda => candle_core::Device::new_cuda(0)
-            .context("no CUDA device: build with --features cuda on a machine with an NVIDIA GPU")?,
-    };
+    let device = args.device.device()?;
     if args.steps == 0 || args.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }
@@ -61,6 +74,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..TrainConfig::default()
     };
+    if !args.resume && args.out.join("model.safetensors").exists() {
+        bail!(
+            "{} already holds a trained run: pass --resume to go on training it, or choose another --out",
+            args.out.display()
+        );
+    }
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -72,9 +91,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let last = train(
         &args.dataset,
         &args.out,
-        &PolicyConfig::default(),
+        &PolicyConfig {
+            head: args.head,
+            ..PolicyConfig::default()
+        },
         &config,
         &device,
+        args.resume,
         |line| {
             if line.val_loss.is_some() {
                 val = line.val_loss;

@@ -5,9 +5,11 @@
 //! This is the model; training, evaluation in the twin and the policy node
 //! build on it.
 
+pub mod augment;
+pub mod bench;
 pub mod layers;
 pub mod model;
 pub mod tokenizer;
 pub mod train;
 
-pub use model::{Observation, Policy, PolicyConfig};
+pub use model::{Head, Memory, Observation, Policy, PolicyConfig};

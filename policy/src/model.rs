@@ -1,12 +1,13 @@
 //! The policy network: a convolutional image encoder, a byte-level text
 //! encoder, the robot state as a token, a transformer trunk over all of
 //! them, and a flow-matching action expert that turns noise into a chunk
-//! of `horizon` actions in `flow_steps` Euler steps (as π0 and SmolVLA do).
+//! of `horizon` actions in `flow_steps` Euler steps (as π0 and SmolVLA do),
+//! or, as a baseline, an L1-regressed chunk (as ACT does).
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, Init, Linear, VarBuilder, conv2d, embedding, linear};
+use candle_nn::{Embedding, Init, Linear, VarBuilder, embedding, linear};
 
-use crate::layers::{Block, LayerNorm, sinusoidal};
+use crate::layers::{Block, ExpertBlock, LayerNorm, sinusoidal};
 use crate::tokenizer::{PAD, VOCAB};
 
 /// The shape of the model.
@@ -34,8 +35,59 @@ pub struct PolicyConfig {
     pub action_dim: usize,
     /// Actions per chunk.
     pub horizon: usize,
+    /// Consecutive actions the action expert handles as one token (divides
+    /// `horizon`): 5 makes a 50-action chunk 10 tokens, which the expert's
+    /// cost grows with.
+    pub actions_per_token: usize,
     /// Euler steps when sampling a chunk.
     pub flow_steps: usize,
+    /// How chunks are produced.
+    #[serde(default)]
+    pub head: Head,
+}
+
+impl PolicyConfig {
+    /// Tokens of a chunk in the action expert.
+    pub fn action_tokens(&self) -> usize {
+        self.horizon / self.actions_per_token.max(1)
+    }
+
+    /// Whether the shape is consistent; the reason when it is not.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.image_size == 0 || self.image_size % 16 != 0 {
+            return Err(format!("image_size {} is not a multiple of 16", self.image_size));
+        }
+        if self.heads == 0 || self.d_model % self.heads != 0 {
+            return Err(format!(
+                "d_model {} is not divisible by {} heads",
+                self.d_model, self.heads
+            ));
+        }
+        if self.d_model % 2 != 0 {
+            return Err(format!("d_model {} is odd", self.d_model));
+        }
+        if self.actions_per_token == 0 || self.horizon % self.actions_per_token != 0 {
+            return Err(format!(
+                "horizon {} is not a multiple of actions_per_token {}",
+                self.horizon, self.actions_per_token
+            ));
+        }
+        if self.cameras == 0 || self.max_text_tokens == 0 {
+            return Err("a policy needs a camera and at least one text token".into());
+        }
+        Ok(())
+    }
+}
+
+/// How the action expert produces a chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Head {
+    /// Flow matching: noise integrated into a chunk; K noises give K chunks.
+    #[default]
+    Flow,
+    /// One chunk regressed with an L1 loss (ACT-style baseline); every draw is the same.
+    L1,
 }
 
 impl Default for PolicyConfig {
@@ -48,11 +100,13 @@ impl Default for PolicyConfig {
             text_layers: 1,
             trunk_layers: 3,
             expert_layers: 2,
-            max_text_tokens: 48,
+            max_text_tokens: 12,
             state_dim: 6,
             action_dim: 6,
             horizon: 50,
+            actions_per_token: 5,
             flow_steps: 10,
+            head: Head::Flow,
         }
     }
 }
@@ -68,25 +122,21 @@ pub struct Observation {
     pub state: Tensor,
 }
 
-/// Four stride-2 convolutions: an image becomes (size/16)² tokens.
+/// Four stages, each merging 2×2 neighbours into one wider feature (a
+/// stride-2, 2×2 convolution written as a reshape and a matrix product, so
+/// that its backward pass is as fast as its forward one): an image becomes
+/// (size/16)² tokens.
 #[derive(Debug, Clone)]
 struct ImageEncoder {
-    convs: Vec<Conv2d>,
+    stages: Vec<Linear>,
     position: Tensor,
 }
 
 impl ImageEncoder {
     fn new(config: &PolicyConfig, vb: VarBuilder) -> Result<ImageEncoder> {
         let widths = [3, 32, 64, 128, config.d_model];
-        let convs = (0..4)
-            .map(|i| {
-                let conv = Conv2dConfig {
-                    padding: 1,
-                    stride: 2,
-                    ..Conv2dConfig::default()
-                };
-                conv2d(widths[i], widths[i + 1], 3, conv, vb.pp(format!("conv{i}")))
-            })
+        let stages = (0..4)
+            .map(|i| linear(4 * widths[i], widths[i + 1], vb.pp(format!("stage{i}"))))
             .collect::<Result<_>>()?;
         let side = config.image_size / 16;
         let position = vb.get_with_hints(
@@ -97,22 +147,39 @@ impl ImageEncoder {
                 stdev: 0.02,
             },
         )?;
-        Ok(ImageEncoder { convs, position })
+        Ok(ImageEncoder { stages, position })
     }
 
     /// `[B, 3, H, W]` → `[B, tokens, d]`.
     fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        let mut x = ((images - 0.5)? * 2.0)?;
-        for (i, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(&x)?;
-            if i + 1 < self.convs.len() {
-                x = x.gelu()?;
+        // Channels last: [B, H, W, C].
+        let mut x = ((images - 0.5)? * 2.0)?.permute((0, 2, 3, 1))?;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let (b, h, w, c) = x.dims4()?;
+            x = x
+                .reshape((b, h / 2, 2, w / 2, 2, c))?
+                .permute((0, 1, 3, 2, 4, 5))?
+                .contiguous()?
+                .reshape((b, h / 2, w / 2, 4 * c))?;
+            x = stage.forward(&x)?;
+            if i + 1 < self.stages.len() {
+                x = x.silu()?;
             }
         }
-        let (b, d, h, w) = x.dims4()?;
-        x.reshape((b, d, h * w))?
-            .transpose(1, 2)?
-            .broadcast_add(&self.position)
+        let (b, h, w, d) = x.dims4()?;
+        x.reshape((b, h * w, d))?.broadcast_add(&self.position)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Head, String> {
+        match s {
+            "flow" => Ok(Head::Flow),
+            "l1" => Ok(Head::L1),
+            other => Err(format!("unknown head '{other}' (flow or l1)")),
+        }
     }
 }
 
@@ -128,10 +195,10 @@ pub struct Policy {
     state_in: Linear,
     trunk: Vec<Block>,
     trunk_norm: LayerNorm,
-    action_in: Linear,
-    time_in: Linear,
+    /// Noisy actions and flow time in (flow head only).
+    flow_in: Option<(Linear, Linear)>,
     action_position: Tensor,
-    expert: Vec<Block>,
+    expert: Vec<ExpertBlock>,
     expert_norm: LayerNorm,
     action_out: Linear,
 }
@@ -139,6 +206,7 @@ pub struct Policy {
 impl Policy {
     /// A policy of shape `config`, its variables from `vb`.
     pub fn new(config: &PolicyConfig, vb: VarBuilder) -> Result<Policy> {
+        config.validate().map_err(candle_core::Error::Msg)?;
         let d = config.d_model;
         let small = Init::Randn {
             mean: 0.0,
@@ -159,12 +227,27 @@ impl Policy {
             state_in: linear(config.state_dim, d, vb.pp("state_in"))?,
             trunk: blocks(config.trunk_layers, vb.pp("trunk"))?,
             trunk_norm: LayerNorm::new(d, vb.pp("trunk_norm"))?,
-            action_in: linear(config.action_dim, d, vb.pp("action_in"))?,
-            time_in: linear(d, d, vb.pp("time_in"))?,
-            action_position: vb.get_with_hints((config.horizon, d), "action_position", small)?,
-            expert: blocks(config.expert_layers, vb.pp("expert"))?,
+            flow_in: match config.head {
+                Head::Flow => Some((
+                    linear(
+                        config.action_dim * config.actions_per_token,
+                        d,
+                        vb.pp("action_in"),
+                    )?,
+                    linear(d, d, vb.pp("time_in"))?,
+                )),
+                Head::L1 => None,
+            },
+            action_position: vb.get_with_hints((config.action_tokens(), d), "action_position", small)?,
+            expert: (0..config.expert_layers)
+                .map(|i| ExpertBlock::new(d, config.heads, 4, vb.pp("expert").pp(i.to_string())))
+                .collect::<Result<_>>()?,
             expert_norm: LayerNorm::new(d, vb.pp("expert_norm"))?,
-            action_out: linear(d, config.action_dim, vb.pp("action_out"))?,
+            action_out: linear(
+                d,
+                config.action_dim * config.actions_per_token,
+                vb.pp("action_out"),
+            )?,
         })
     }
 
@@ -205,31 +288,64 @@ impl Policy {
         self.trunk_norm.forward(&x)
     }
 
-    /// The flow's velocity for noisy chunks `x_t` (`[B, H, action_dim]`) at
-    /// times `t` (`[B]`, 0 = noise, 1 = data), given the trunk's tokens.
-    pub fn velocity(&self, context: &Tensor, x_t: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let time = self
-            .time_in
-            .forward(&sinusoidal(t, self.config.d_model)?)?
-            .gelu()?
-            .unsqueeze(1)?;
-        let actions = self
-            .action_in
-            .forward(x_t)?
-            .broadcast_add(&self.action_position)?
-            .broadcast_add(&time)?;
-        let n_context = context.dim(1)?;
-        let mut x = Tensor::cat(&[context, &actions], 1)?;
-        for block in &self.expert {
-            x = block.forward(&x)?;
-        }
-        let actions = x.narrow(1, n_context, self.config.horizon)?;
-        self.action_out.forward(&self.expert_norm.forward(&actions)?)
+    /// What the action expert attends to: per expert block, the keys and
+    /// values of the trunk's tokens. Computed once per observation.
+    pub fn memory(&self, context: &Tensor) -> Result<Memory> {
+        Ok(Memory(
+            self.expert
+                .iter()
+                .map(|b| b.memory(context))
+                .collect::<Result<_>>()?,
+        ))
     }
 
-    /// The flow-matching loss for expert chunks `actions` (`[B, H,
-    /// action_dim]`, normalised), with noise `noise` and times `t` drawn by
-    /// the caller: the mean squared error of the velocity towards the data.
+    /// The expert's output for action tokens `x` (`[B, tokens, d]`): `[B, H, action_dim]`.
+    fn expert(&self, memory: &Memory, mut x: Tensor) -> Result<Tensor> {
+        for (block, kv) in self.expert.iter().zip(&memory.0) {
+            x = block.forward(&x, kv)?;
+        }
+        let b = x.dim(0)?;
+        self.action_out.forward(&self.expert_norm.forward(&x)?)?.reshape((
+            b,
+            self.config.horizon,
+            self.config.action_dim,
+        ))
+    }
+
+    /// The flow's velocity for noisy chunks `x_t` (`[B, H, action_dim]`) at
+    /// times `t` (`[B]`, 0 = noise, 1 = data), given the expert's memory.
+    /// With the L1 head, the chunk itself (`x_t` and `t` unused).
+    pub fn velocity(&self, memory: &Memory, x_t: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let b = x_t.dim(0)?;
+        let tokens = match &self.flow_in {
+            Some((action_in, time_in)) => {
+                let time = time_in
+                    .forward(&sinusoidal(t, self.config.d_model)?)?
+                    .silu()?
+                    .unsqueeze(1)?;
+                let grouped = x_t.reshape((
+                    b,
+                    self.config.action_tokens(),
+                    self.config.action_dim * self.config.actions_per_token,
+                ))?;
+                action_in
+                    .forward(&grouped)?
+                    .broadcast_add(&self.action_position)?
+                    .broadcast_add(&time)?
+            }
+            None => self
+                .action_position
+                .unsqueeze(0)?
+                .broadcast_as((b, self.config.action_tokens(), self.config.d_model))?
+                .contiguous()?,
+        };
+        self.expert(memory, tokens)
+    }
+
+    /// The training loss for expert chunks `actions` (`[B, H, action_dim]`,
+    /// normalised), with noise `noise` and times `t` drawn by the caller.
+    /// Flow head: the mean squared error of the velocity towards the data.
+    /// L1 head: the mean absolute error of the chunk (noise and times unused).
     pub fn flow_loss(
         &self,
         observation: &Observation,
@@ -237,29 +353,70 @@ impl Policy {
         noise: &Tensor,
         t: &Tensor,
     ) -> Result<Tensor> {
-        let context = self.encode(observation)?;
-        let tt = t.reshape((t.dim(0)?, 1, 1))?;
-        let x_t = (actions.broadcast_mul(&tt)? + noise.broadcast_mul(&(1.0 - &tt)?)?)?;
-        let target = (actions - noise)?;
-        let predicted = self.velocity(&context, &x_t, t)?;
-        (predicted - target)?.sqr()?.mean_all()
+        let memory = self.memory(&self.encode(observation)?)?;
+        match self.config.head {
+            Head::Flow => {
+                let tt = t.reshape((t.dim(0)?, 1, 1))?;
+                let x_t = (actions.broadcast_mul(&tt)? + noise.broadcast_mul(&(1.0 - &tt)?)?)?;
+                let target = (actions - noise)?;
+                let predicted = self.velocity(&memory, &x_t, t)?;
+                (predicted - target)?.sqr()?.mean_all()
+            }
+            Head::L1 => (self.velocity(&memory, noise, t)? - actions)?.abs()?.mean_all(),
+        }
     }
 
     /// Chunks for an observation, integrating the flow from `noise`
     /// (`[B, H, action_dim]`; K different noises for one observation
     /// repeated K times give K different chunks).
     pub fn sample(&self, observation: &Observation, noise: &Tensor) -> Result<Tensor> {
-        let context = self.encode(observation)?;
+        let memory = self.memory(&self.encode(observation)?)?;
+        self.sample_from(&memory, noise)
+    }
+
+    /// Chunks from an observation's memory: `noise` may hold K rows per
+    /// observation when `memory` was repeated K times (see [`Memory::repeat`]).
+    pub fn sample_from(&self, memory: &Memory, noise: &Tensor) -> Result<Tensor> {
         let b = noise.dim(0)?;
+        if self.config.head == Head::L1 {
+            return self.velocity(memory, noise, &Tensor::zeros(b, DType::F32, noise.device())?);
+        }
         let steps = self.config.flow_steps.max(1);
         let dt = 1.0 / steps as f64;
         let mut x = noise.clone();
         for k in 0..steps {
             let t = Tensor::full((k as f64 * dt) as f32, b, noise.device())?;
-            let v = self.velocity(&context, &x, &t)?;
+            let v = self.velocity(memory, &x, &t)?;
             x = (x + (v * dt)?)?;
         }
         Ok(x)
+    }
+}
+
+/// The action expert's view of a batch of observations (keys and values per block).
+#[derive(Debug, Clone)]
+pub struct Memory(Vec<(Tensor, Tensor)>);
+
+impl Memory {
+    /// Each observation's memory `k` times in a row, to draw `k` chunks per observation at once.
+    pub fn repeat(&self, k: usize) -> Result<Memory> {
+        let rep = |t: &Tensor| -> Result<Tensor> {
+            let dims = t.dims();
+            let mut expanded = vec![dims[0], k];
+            expanded.extend_from_slice(&dims[1..]);
+            let mut flat = vec![dims[0] * k];
+            flat.extend_from_slice(&dims[1..]);
+            t.unsqueeze(1)?
+                .broadcast_as(expanded)?
+                .contiguous()?
+                .reshape(flat)
+        };
+        Ok(Memory(
+            self.0
+                .iter()
+                .map(|(k_, v)| Ok((rep(k_)?, rep(v)?)))
+                .collect::<Result<_>>()?,
+        ))
     }
 }
 

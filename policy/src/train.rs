@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use sponge_datasets::Dataset;
 use sponge_datasets::loader::{Batch, Loader, LoaderConfig};
 use sponge_datasets::stats::FeatureStats;
 
+use crate::augment::Augment;
 use crate::tokenizer::tokenize;
 use crate::{Observation, Policy, PolicyConfig};
 
@@ -107,6 +110,9 @@ pub struct TrainConfig {
     pub validation_every_nth_episode: usize,
     /// Seed of the initialisation, the noise and the batches.
     pub seed: u64,
+    /// Image augmentation of training batches (validation batches are left as they are).
+    #[serde(default)]
+    pub augment: Augment,
 }
 
 impl Default for TrainConfig {
@@ -121,6 +127,7 @@ impl Default for TrainConfig {
             validation_every: 100,
             validation_every_nth_episode: 10,
             seed: 0,
+            augment: Augment::default(),
         }
     }
 }
@@ -182,7 +189,9 @@ fn prepare(
     run: &RunConfig,
     config: &PolicyConfig,
     device: &Device,
+    augment: Option<(&Augment, &mut StdRng)>,
 ) -> Result<Prepared, TrainError> {
+    let mut augment = augment;
     let b = batch.size;
     let size = config.image_size;
     let mut images = Vec::with_capacity(run.cameras.len());
@@ -196,7 +205,11 @@ fn prepare(
                 "{camera} images are not {size}x{size} (the model's image size)"
             )));
         }
-        images.push(Tensor::from_slice(data, (b, 1, 3, size, size), device)?);
+        let mut data = data.clone();
+        if let Some((augment, rng)) = augment.as_mut() {
+            augment.apply(&mut data, size, *rng);
+        }
+        images.push(Tensor::from_vec(data, (b, 1, 3, size, size), device)?);
     }
     let images = Tensor::cat(&images, 1)?;
     let tokens: Vec<u32> = batch
@@ -248,14 +261,44 @@ fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) ->
     Ok(norm)
 }
 
+/// Writes the variables to `path` through a temporary file, so that a
+/// crash while saving leaves the previous checkpoint whole.
+fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<(), TrainError> {
+    let partial = path.with_extension("safetensors.partial");
+    varmap.save(&partial).map_err(|e| run_error(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| run_error(path, e))
+}
+
+/// The last step logged in a run's `log.jsonl` (0 when none).
+fn last_logged_step(log_path: &Path) -> Result<usize, TrainError> {
+    let text = match std::fs::read_to_string(log_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(run_error(log_path, e)),
+    };
+    // A line cut by a crash is skipped.
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<LogLine>(l).ok())
+        .map(|l| l.step)
+        .max()
+        .unwrap_or(0))
+}
+
 /// Trains a policy on the dataset at `dataset` into the run folder `out`,
 /// calling `progress` after every step. Returns the last log line.
+///
+/// With `resume`, the run in `out` goes on from its checkpoint: its model
+/// shape is kept, the weights are loaded, and the schedule continues from
+/// the step of the checkpoint up to `config.steps`. (AdamW's moment
+/// estimates are not saved; they restart, which the warm-up absorbs.)
 pub fn train(
     dataset: &Path,
     out: &Path,
     policy_config: &PolicyConfig,
     config: &TrainConfig,
     device: &Device,
+    resume: bool,
     mut progress: impl FnMut(&LogLine),
 ) -> Result<LogLine, TrainError> {
     let data = Dataset::open(dataset)?;
@@ -279,6 +322,24 @@ pub fn train(
         }
     }
     let cameras: Vec<String> = camera_features.into_iter().map(|(name, _)| name).collect();
+    let config_path = out.join("config.json");
+    let checkpoint = out.join("model.safetensors");
+    if resume {
+        let earlier: RunConfig = std::fs::read_to_string(&config_path)
+            .map_err(|e| run_error(&config_path, e))
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| run_error(&config_path, e)))?;
+        if earlier.cameras != cameras {
+            return Err(TrainError::Mismatch(format!(
+                "the run was trained on cameras {:?}, the dataset has {cameras:?}",
+                earlier.cameras
+            )));
+        }
+        if !checkpoint.exists() {
+            return Err(run_error(&checkpoint, "no checkpoint to resume from"));
+        }
+        policy_config = earlier.policy;
+    }
+    policy_config.validate().map_err(TrainError::Mismatch)?;
     let stats_path = sponge_datasets::layout::stats_path(dataset);
     let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
         .map_err(|e| run_error(&stats_path, e))
@@ -298,7 +359,6 @@ pub fn train(
         fps: info.fps,
     };
     std::fs::create_dir_all(out).map_err(|e| run_error(out, e))?;
-    let config_path = out.join("config.json");
     let json = serde_json::to_string_pretty(&run).map_err(|e| run_error(&config_path, e))?;
     std::fs::write(&config_path, json).map_err(|e| run_error(&config_path, e))?;
 
@@ -326,11 +386,18 @@ pub fn train(
     if device.is_cuda() {
         device.set_seed(config.seed)?;
     }
-    let varmap = VarMap::new();
+    let mut varmap = VarMap::new();
     let policy = Policy::new(
         &policy_config,
         VarBuilder::from_varmap(&varmap, DType::F32, device),
     )?;
+    let log_path = out.join("log.jsonl");
+    let first_step = if resume {
+        varmap.load(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
+        last_logged_step(&log_path)?.min(config.steps)
+    } else {
+        0
+    };
     let vars = varmap.all_vars();
     let mut optimizer = AdamW::new(
         vars.clone(),
@@ -340,22 +407,33 @@ pub fn train(
             ..ParamsAdamW::default()
         },
     )?;
-    let log_path = out.join("log.jsonl");
-    let mut log = std::fs::File::create(&log_path).map_err(|e| run_error(&log_path, e))?;
-    let checkpoint = out.join("model.safetensors");
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resume)
+        .truncate(!resume)
+        .open(&log_path)
+        .map_err(|e| run_error(&log_path, e))?;
     let started = std::time::Instant::now();
     let mut last = None;
-    for step in 0..config.steps {
+    for step in first_step..config.steps {
         let lr = learning_rate(config, step);
         optimizer.set_learning_rate(lr);
-        let prepared = prepare(&loader.next_batch()?, &run, &policy_config, device)?;
+        let prepared = prepare(
+            &loader.next_batch()?,
+            &run,
+            &policy_config,
+            device,
+            Some((&config.augment, &mut rng)),
+        )?;
         let loss_value = loss(&policy, &prepared, device)?;
         let mut grads = loss_value.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;
         let val_loss = match val_loader.as_mut() {
             Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
-                let prepared = prepare(&v.next_batch()?, &run, &policy_config, device)?;
+                let prepared = prepare(&v.next_batch()?, &run, &policy_config, device, None)?;
                 Some(f64::from(loss(&policy, &prepared, device)?.to_scalar::<f32>()?))
             }
             _ => None,
@@ -366,16 +444,21 @@ pub fn train(
             lr,
             grad_norm,
             val_loss,
-            samples_per_s: ((step + 1) * config.batch) as f64 / started.elapsed().as_secs_f64(),
+            samples_per_s: ((step + 1 - first_step) * config.batch) as f64 / started.elapsed().as_secs_f64(),
         };
         let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
         if val_loss.is_some() {
-            varmap.save(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
+            save_checkpoint(&varmap, &checkpoint)?;
         }
         progress(&line);
         last = Some(line);
     }
-    varmap.save(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
-    last.ok_or_else(|| TrainError::Mismatch("no training steps were asked for".into()))
+    save_checkpoint(&varmap, &checkpoint)?;
+    last.ok_or_else(|| {
+        TrainError::Mismatch(format!(
+            "no steps left to train: the run is at step {first_step} of {}",
+            config.steps
+        ))
+    })
 }

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use sponge_policy::tokenizer::tokenize;
-use sponge_policy::{Observation, Policy, PolicyConfig};
+use sponge_policy::{Head, Observation, Policy, PolicyConfig};
 
 fn small_config() -> PolicyConfig {
     PolicyConfig {
@@ -15,6 +15,7 @@ fn small_config() -> PolicyConfig {
         heads: 2,
         max_text_tokens: 12,
         horizon: 8,
+        actions_per_token: 2,
         flow_steps: 3,
         ..PolicyConfig::default()
     }
@@ -41,8 +42,20 @@ fn observation(config: &PolicyConfig, device: &Device) -> Observation {
 
 #[test]
 fn every_trainable_parameter_receives_a_gradient() {
+    assert_every_variable_learns(&small_config());
+}
+
+#[test]
+fn every_trainable_parameter_of_the_l1_baseline_receives_a_gradient() {
+    assert_every_variable_learns(&PolicyConfig {
+        head: Head::L1,
+        ..small_config()
+    });
+}
+
+fn assert_every_variable_learns(config: &PolicyConfig) {
     let device = Device::Cpu;
-    let config = small_config();
+    let config = config.clone();
     let varmap = VarMap::new();
     let policy = Policy::new(&config, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("policy");
     let obs = observation(&config, &device);
@@ -105,21 +118,4 @@ fn different_noise_gives_different_chunks_of_the_right_shape() {
         .to_scalar()
         .expect("f32");
     assert!(diff > 1e-3, "other noise, other chunk ({diff})");
-}
-
-#[test]
-fn tokens_are_bytes_then_padding() {
-    let tokens = tokenize("Wipe", 6);
-    assert_eq!(
-        tokens,
-        vec![
-            u32::from(b'w'),
-            u32::from(b'i'),
-            u32::from(b'p'),
-            u32::from(b'e'),
-            256,
-            256
-        ]
-    );
-    assert_eq!(tokenize("a very long instruction", 3).len(), 3);
 }

@@ -32,6 +32,7 @@ fn the_flow_loss_falls_and_the_run_is_written() {
         expert_layers: 1,
         max_text_tokens: 16,
         horizon: 8,
+        actions_per_token: 2,
         flow_steps: 2,
         ..PolicyConfig::default()
     };
@@ -46,7 +47,10 @@ fn the_flow_loss_falls_and_the_run_is_written() {
     };
     let run = root.join("run");
     let mut lines: Vec<LogLine> = Vec::new();
-    train(&dataset, &run, &policy, &config, &Device::Cpu, |l| lines.push(*l)).expect("train");
+    train(&dataset, &run, &policy, &config, &Device::Cpu, false, |l| {
+        lines.push(*l)
+    })
+    .expect("train");
 
     let mean = |ls: &[LogLine]| ls.iter().map(|l| l.loss).sum::<f64>() / ls.len() as f64;
     let (first, last) = (mean(&lines[..10]), mean(&lines[50..]));
