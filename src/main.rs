@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod dataset_cmd;
 mod demo;
+mod eval_cmd;
 mod launch_cmd;
 mod motors_cmd;
 mod rerun_export;
@@ -79,6 +80,10 @@ enum Command {
     Launch(launch_cmd::LaunchArgs),
     /// Train the policy on a dataset (flow matching; CPU, or CUDA with --features cuda).
     Train(train_cmd::TrainArgs),
+    /// Run a trained policy in closed loop in the twin on unseen seeds:
+    /// success rate, fraction cleaned, time to success, force-limit
+    /// violations, GIFs.
+    Eval(eval_cmd::EvalArgs),
     /// Benchmarks, measured on this machine.
     Bench {
         #[command(subcommand)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Command::Launch(args) => launch_cmd::run(&args),
         Command::Record(args) => launch_cmd::record(&args),
         Command::Train(args) => train_cmd::run(&args),
+        Command::Eval(args) => eval_cmd::run(&args),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

@@ -80,15 +80,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let bar = ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  (eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut val = None;
-    let last = train(
+    let last = train_with_progress(
         &args.dataset,
         &args.out,
         &PolicyConfig {
@@ -98,20 +90,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         &config,
         &device,
         args.resume,
-        |line| {
-            if line.val_loss.is_some() {
-                val = line.val_loss;
-            }
-            bar.set_position(line.step as u64);
-            bar.set_message(format!(
-                "loss {:.4}{}  {:.0} samples/s",
-                line.loss,
-                val.map(|v| format!("  val {v:.4}")).unwrap_or_default(),
-                line.samples_per_s
-            ));
-        },
     )?;
-    bar.finish();
     println!(
         "trained {} steps of {} samples: loss {:.4}{}, {:.0} samples/s; run in {}",
         last.step,
@@ -124,4 +103,37 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Trains with a progress bar (loss, validation loss, samples/s, eta).
+pub fn train_with_progress(
+    dataset: &std::path::Path,
+    out: &std::path::Path,
+    policy: &PolicyConfig,
+    config: &TrainConfig,
+    device: &candle_core::Device,
+    resume: bool,
+) -> anyhow::Result<sponge_policy::train::LogLine> {
+    let bar = ProgressBar::new(config.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut val = None;
+    let last = train(dataset, out, policy, config, device, resume, |line| {
+        if line.val_loss.is_some() {
+            val = line.val_loss;
+        }
+        bar.set_position(line.step as u64);
+        bar.set_message(format!(
+            "loss {:.4}{}  {:.0} samples/s",
+            line.loss,
+            val.map(|v| format!("  val {v:.4}")).unwrap_or_default(),
+            line.samples_per_s
+        ));
+    });
+    bar.finish();
+    Ok(last?)
 }

@@ -16,14 +16,30 @@ pub const STATE_COLOUR: [u8; 3] = [31, 119, 180];
 /// Colour of `action`.
 pub const ACTION_COLOUR: [u8; 3] = [255, 127, 14];
 
-struct Canvas {
+/// An RGB8 drawing surface for simple plots.
+pub struct Canvas {
     width: usize,
     height: usize,
     rgb: Vec<u8>,
 }
 
 impl Canvas {
-    fn set(&mut self, x: i64, y: i64, colour: [u8; 3]) {
+    /// A white canvas.
+    pub fn new(width: usize, height: usize) -> Canvas {
+        Canvas {
+            width,
+            height,
+            rgb: BACKGROUND.repeat(width * height),
+        }
+    }
+
+    /// The pixels, row-major RGB8.
+    pub fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+
+    /// Colours one pixel (outside the canvas: nothing).
+    pub fn set(&mut self, x: i64, y: i64, colour: [u8; 3]) {
         if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
             let at = (y as usize * self.width + x as usize) * 3;
             self.rgb[at..at + 3].copy_from_slice(&colour);
@@ -31,7 +47,7 @@ impl Canvas {
     }
 
     /// A line two pixels thick (Bresenham).
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), colour: [u8; 3]) {
+    pub fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), colour: [u8; 3]) {
         let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
         let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
         let (mut x, mut y, mut err) = (x0, y0, dx + dy);
@@ -60,11 +76,7 @@ pub fn plot_joints(episode: &Episode, width: u32, panel_height: u32) -> (Vec<u8>
     let dims = episode.state.first().map_or(0, Vec::len).max(1);
     let (w, ph) = (width.max(64) as usize, panel_height.max(32) as usize);
     let height = ph * dims;
-    let mut canvas = Canvas {
-        width: w,
-        height,
-        rgb: BACKGROUND.repeat(w * height),
-    };
+    let mut canvas = Canvas::new(w, height);
     let frames = episode.state.len().max(2);
     let margin = 6i64;
     for d in 0..dims {

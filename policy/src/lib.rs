@@ -5,10 +5,12 @@
 //! This is the model; training, evaluation in the twin and the policy node
 //! build on it.
 
+pub mod agent;
 pub mod augment;
 pub mod bench;
 pub mod layers;
 pub mod model;
+pub mod plot;
 pub mod tokenizer;
 pub mod train;
 

@@ -4,7 +4,7 @@
 //!
 //! The run folder holds `config.json` (model shape, normalisation, tasks,
 //! training settings), `model.safetensors` (the latest checkpoint) and
-//! `log.jsonl` (one line per logged step).
+//! `log.jsonl` (one line per logged step) and `loss.png` (the loss curve).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -269,20 +269,24 @@ fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<(), TrainError> {
     std::fs::rename(&partial, path).map_err(|e| run_error(path, e))
 }
 
-/// The last step logged in a run's `log.jsonl` (0 when none).
-fn last_logged_step(log_path: &Path) -> Result<usize, TrainError> {
+/// The lines of a run's `log.jsonl` (none when it does not exist; a line
+/// cut by a crash is skipped).
+pub fn read_log(log_path: &Path) -> Result<Vec<LogLine>, TrainError> {
     let text = match std::fs::read_to_string(log_path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(run_error(log_path, e)),
     };
-    // A line cut by a crash is skipped.
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<LogLine>(l).ok())
-        .map(|l| l.step)
-        .max()
-        .unwrap_or(0))
+        .collect())
+}
+
+/// Redraws `loss.png` next to `log.jsonl`.
+fn plot_log(log_path: &Path) -> Result<(), TrainError> {
+    let png = log_path.with_file_name("loss.png");
+    crate::plot::loss_curve(&read_log(log_path)?, &png).map_err(|e| run_error(&png, e))
 }
 
 /// Trains a policy on the dataset at `dataset` into the run folder `out`,
@@ -394,7 +398,12 @@ pub fn train(
     let log_path = out.join("log.jsonl");
     let first_step = if resume {
         varmap.load(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
-        last_logged_step(&log_path)?.min(config.steps)
+        read_log(&log_path)?
+            .iter()
+            .map(|l| l.step)
+            .max()
+            .unwrap_or(0)
+            .min(config.steps)
     } else {
         0
     };
@@ -450,11 +459,15 @@ pub fn train(
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
         if val_loss.is_some() {
             save_checkpoint(&varmap, &checkpoint)?;
+            log.flush().map_err(|e| run_error(&log_path, e))?;
+            plot_log(&log_path)?;
         }
         progress(&line);
         last = Some(line);
     }
     save_checkpoint(&varmap, &checkpoint)?;
+    log.flush().map_err(|e| run_error(&log_path, e))?;
+    plot_log(&log_path)?;
     last.ok_or_else(|| {
         TrainError::Mismatch(format!(
             "no steps left to train: the run is at step {first_step} of {}",

@@ -5,6 +5,8 @@ use candle_core::Device;
 use sponge_datasets::synth::write_episode;
 use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter};
 use sponge_policy::PolicyConfig;
+use sponge_policy::agent::{Agent, Input};
+use sponge_policy::plot::{TRAIN_COLOUR, VALIDATION_COLOUR};
 use sponge_policy::train::{LogLine, TrainConfig, train};
 
 #[test]
@@ -62,10 +64,85 @@ fn the_flow_loss_falls_and_the_run_is_written() {
         lines[0].lr < lines[5].lr && lines[59].lr < lines[10].lr,
         "warm-up then decay"
     );
-    for file in ["config.json", "model.safetensors", "log.jsonl"] {
+    for file in ["config.json", "model.safetensors", "log.jsonl", "loss.png"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     let log = std::fs::read_to_string(run.join("log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 60);
+    let curve = read_png(&run.join("loss.png"));
+    for colour in [TRAIN_COLOUR, VALIDATION_COLOUR] {
+        assert!(
+            curve.chunks_exact(3).filter(|p| *p == colour).count() > 50,
+            "the loss curve has no {colour:?} line"
+        );
+    }
+
+    // Resuming goes on from step 60 to 80 with the saved weights.
+    let resumed = TrainConfig { steps: 80, ..config };
+    let mut more: Vec<LogLine> = Vec::new();
+    train(&dataset, &run, &policy, &resumed, &Device::Cpu, true, |l| {
+        more.push(*l)
+    })
+    .expect("resume");
+    assert_eq!(more.first().map(|l| l.step), Some(61));
+    assert_eq!(more.len(), 20);
+    let resumed_loss = mean(&more[..10]);
+    assert!(
+        resumed_loss < 0.8 * first,
+        "the resumed run starts from the trained weights ({resumed_loss:.3} vs {first:.3} at the start)"
+    );
+    let log = std::fs::read_to_string(run.join("log.jsonl")).expect("log");
+    assert_eq!(log.lines().count(), 80);
+
+    // The trained run acts: chunks of the right shape in dataset units, the
+    // same for the same seed, different for different noise.
+    let state = vec![0f32; 6];
+    let frame = vec![128u8; 32 * 32 * 3];
+    let images = [frame.as_slice()];
+    let input = Input {
+        images: &images,
+        state: &state,
+        task: "wipe up the ink",
+    };
+    let mut agent = Agent::load(&run, &Device::Cpu, 7).expect("load");
+    let chunks = agent.act(&[input, input], 3).expect("act");
+    assert_eq!(chunks.len(), 2);
+    assert!(chunks.iter().all(|k| k.len() == 3));
+    assert!(chunks[0][0].len() == 8 && chunks[0][0].iter().all(|a| a.len() == 6));
+    assert!(
+        chunks[0][0]
+            .iter()
+            .flatten()
+            .all(|v| v.is_finite() && v.abs() < 1e3)
+    );
+    assert_ne!(chunks[0][0], chunks[0][1], "different noise, different chunk");
+    let again = Agent::load(&run, &Device::Cpu, 7)
+        .expect("load")
+        .act(&[input], 1)
+        .expect("act");
+    // (Batches of one and of two sum in other orders: equal to float rounding.)
+    let gap = again[0][0]
+        .iter()
+        .flatten()
+        .zip(chunks[0][0].iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-3, "the same seed gives the same chunk (gap {gap})");
+    let wrong = agent.act(
+        &[Input {
+            images: &[&frame[..100]],
+            ..input
+        }],
+        1,
+    );
+    assert!(wrong.is_err_and(|e| e.to_string().contains("32x32")));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+fn read_png(path: &std::path::Path) -> Vec<u8> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).expect("png")));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+    reader.next_frame(&mut pixels).expect("png frame");
+    pixels
 }

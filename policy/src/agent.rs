@@ -1,0 +1,161 @@
+//! A trained policy ready to act: loads a run folder, turns raw
+//! observations (RGB8 camera frames, the state in dataset units, the
+//! instruction) into the model's inputs, and returns chunks of actions in
+//! dataset units. Noise comes from a seeded generator, so the same seed
+//! gives the same actions.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::tokenizer::tokenize;
+use crate::train::{RunConfig, TrainError};
+use crate::{Observation, Policy};
+
+/// One observation as a robot or the twin gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// RGB8 frames, row-major, one per camera in the run's camera order.
+    pub images: &'a [&'a [u8]],
+    /// Joint positions in dataset units (degrees, gripper 0..100).
+    pub state: &'a [f32],
+    /// The instruction.
+    pub task: &'a str,
+}
+
+/// A chunk: `horizon` actions of `action_dim` values, dataset units.
+pub type Chunk = Vec<Vec<f32>>;
+
+/// A loaded policy.
+pub struct Agent {
+    run: RunConfig,
+    policy: Policy,
+    device: Device,
+    rng: StdRng,
+}
+
+impl Agent {
+    /// Loads the run folder `run` (`config.json`, `model.safetensors`) onto
+    /// `device`; `seed` seeds the flow's noise.
+    pub fn load(run: &Path, device: &Device, seed: u64) -> Result<Agent, TrainError> {
+        let config_path = run.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| TrainError::Run {
+            path: config_path.clone(),
+            reason: format!("{e} (is this a run folder written by `sponge train`?)"),
+        })?;
+        let config: RunConfig = serde_json::from_str(&text).map_err(|e| TrainError::Run {
+            path: config_path.clone(),
+            reason: e.to_string(),
+        })?;
+        config.policy.validate().map_err(TrainError::Mismatch)?;
+        let weights = run.join("model.safetensors");
+        if !weights.exists() {
+            return Err(TrainError::Run {
+                path: weights,
+                reason: "no checkpoint (has training saved one yet?)".into(),
+            });
+        }
+        // Not memory-mapped: a checkpoint being rewritten by a running
+        // training must not change under the policy.
+        let tensors = candle_core::safetensors::load(&weights, device).map_err(|e| TrainError::Run {
+            path: weights.clone(),
+            reason: e.to_string(),
+        })?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let policy = Policy::new(&config.policy, vb).map_err(|e| TrainError::Run {
+            path: weights.clone(),
+            reason: format!("does not fit config.json: {e}"),
+        })?;
+        Ok(Agent {
+            run: config,
+            policy,
+            device: device.clone(),
+            rng: StdRng::seed_from_u64(seed),
+        })
+    }
+
+    /// The run's configuration (model shape, normalisation, cameras, tasks, fps).
+    pub fn run_config(&self) -> &RunConfig {
+        &self.run
+    }
+
+    /// `k` chunks for each observation (the observations encoded once, in
+    /// one batch): `result[i][j]` is the j-th chunk for observation i.
+    pub fn act(&mut self, inputs: &[Input], k: usize) -> Result<Vec<Vec<Chunk>>, TrainError> {
+        let config = &self.run.policy;
+        let (b, size, cameras) = (inputs.len(), config.image_size, self.run.cameras.len());
+        let k = k.max(1);
+        if b == 0 {
+            return Ok(Vec::new());
+        }
+        let plane = size * size;
+        let mut images = Vec::with_capacity(b * cameras * 3 * plane);
+        let mut tokens = Vec::with_capacity(b * config.max_text_tokens);
+        let mut states = Vec::with_capacity(b * config.state_dim);
+        for input in inputs {
+            if input.images.len() != cameras {
+                return Err(TrainError::Mismatch(format!(
+                    "the policy takes {cameras} camera(s) ({}), the observation has {}",
+                    self.run.cameras.join(", "),
+                    input.images.len()
+                )));
+            }
+            for frame in input.images {
+                if frame.len() != 3 * plane {
+                    return Err(TrainError::Mismatch(format!(
+                        "a camera frame of {} bytes is not {size}x{size} RGB8, the policy's image size",
+                        frame.len()
+                    )));
+                }
+                for c in 0..3 {
+                    images.extend(frame[c..].iter().step_by(3).map(|&v| f32::from(v) / 255.0));
+                }
+            }
+            if input.state.len() != config.state_dim {
+                return Err(TrainError::Mismatch(format!(
+                    "a state of {} values; the policy takes {}",
+                    input.state.len(),
+                    config.state_dim
+                )));
+            }
+            states.extend(self.run.state.normalize(input.state));
+            tokens.extend(tokenize(input.task, config.max_text_tokens));
+        }
+        let device = &self.device;
+        let observation = Observation {
+            images: Tensor::from_vec(images, (b, cameras, 3, size, size), device)?,
+            tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
+            state: Tensor::from_vec(states, (b, config.state_dim), device)?,
+        };
+        let memory = self
+            .policy
+            .memory(&self.policy.encode(&observation)?)?
+            .repeat(k)?;
+        let n = b * k * config.horizon * config.action_dim;
+        let noise: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut self.rng)).collect();
+        let noise = Tensor::from_vec(noise, (b * k, config.horizon, config.action_dim), device)?;
+        let chunks = self.policy.sample_from(&memory, &noise)?;
+        let values = chunks.flatten_all()?.to_vec1::<f32>()?;
+        let per_chunk = config.horizon * config.action_dim;
+        Ok(values
+            .chunks_exact(k * per_chunk)
+            .map(|observation| {
+                observation
+                    .chunks_exact(per_chunk)
+                    .map(|chunk| {
+                        self.run
+                            .action
+                            .denormalize(chunk)
+                            .chunks_exact(config.action_dim)
+                            .map(<[f32]>::to_vec)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
