@@ -1,8 +1,8 @@
-//! `sponge demo`: the first run on embedded defaults.
-//!
-//! Today it exercises what exists: the robot model, emulated arms, and the
-//! twin writing expert episodes as a dataset. It grows with the stack
-//! (training → evaluation) as those parts land.
+//! `sponge demo`: the first run on embedded defaults, no robot, GPU or
+//! server: the arm model, two emulated arms teleoperating, the twin writing
+//! expert episodes as a dataset, a policy trained on them for a few
+//! minutes on the CPU, and that policy evaluated in the twin on scenes it
+//! never saw, with its success rate and a GIF.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sponge_robot::joint::home_pose;
 use sponge_robot::kinematics::{base_from_tool, tool_pitch};
-use sponge_robot::{IkTarget, Joint, JointVector, Tool, ik, nalgebra, urdf};
+use sponge_robot::{IkTarget, Joint, JointVector, Tool, ik, urdf};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -23,15 +23,27 @@ pub struct DemoArgs {
     /// Random IK targets to solve.
     #[arg(long, default_value_t = 10_000)]
     targets: usize,
-    /// Seed of the random targets.
+    /// Seed of the random targets, the episodes and the training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Expert episodes generated in the twin.
+    #[arg(long, default_value_t = 20)]
+    episodes: usize,
+    /// Training steps.
+    #[arg(long, default_value_t = 600)]
+    steps: usize,
+    /// Samples per training step.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Episodes of the evaluation, on seeds never used for the data.
+    #[arg(long, default_value_t = 8)]
+    eval_episodes: usize,
 }
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!(
-        "sponge demo: the SO-100 model, emulated arms, the twin and its datasets (training and the policy join as they land)\n"
+        "sponge demo: the SO-100 model, emulated arms, the twin, a dataset, a policy trained on it and evaluated in the twin\n"
     );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -75,28 +87,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         per_call * 1e6
     );
 
-    let wipe = IkTarget {
-        position_in_base_m: nalgebra::Point3::new(0.0, -0.25, 0.0),
-        pitch_rad: std::f64::consts::FRAC_PI_2,
-        roll_rad: Some(0.0),
-    };
-    let q = ik::solve(&wipe, &home_pose(), Tool::SpongeFace)?;
-    println!(
-        "4. Sponge pressed on the table 25 cm in front of the base: joints {} rad",
-        q.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(" ")
-    );
-
     if solved != args.targets {
         anyhow::bail!("IK failed on {} reachable targets", args.targets - solved);
     }
 
     teleop_emulated(&args.out)?;
-    record_dataset(&args.out)?;
-
-    println!(
-        "\nNext: sponge sim generate --out wipes --episodes 100 | sponge sim frame --out twin | sponge dataset info {}",
-        args.out.join("dataset").display()
-    );
+    let dataset = record_dataset(args)?;
+    let run = train_policy(args, &dataset)?;
+    evaluate_policy(args, &run)?;
     Ok(())
 }
 
@@ -166,7 +164,7 @@ fn teleop_emulated(out: &std::path::Path) -> anyhow::Result<()> {
         .map(|(l, f)| (l - f).abs().to_degrees())
         .fold(0.0, f64::max);
     println!(
-        "5. Teleop between two emulated SO-100s on pseudo-terminals: {} cycles at {:.1} Hz, jitter {:.2} ms; \
+        "4. Teleop between two emulated SO-100s on pseudo-terminals: {} cycles at {:.1} Hz, jitter {:.2} ms; \
          once the hand stopped, the follower was within {error_deg:.2} deg of the leader",
         stats.cycles,
         stats.rate_hz,
@@ -176,20 +174,23 @@ fn teleop_emulated(out: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Expert episodes from the twin as a LeRobot v3.0 dataset, validated and read back.
-fn record_dataset(out: &std::path::Path) -> anyhow::Result<()> {
+fn record_dataset(args: &DemoArgs) -> anyhow::Result<PathBuf> {
     use sponge_datasets::Dataset;
 
-    let root = out.join("dataset");
+    let root = args.out.join("dataset");
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
     }
-    println!("6. The twin: the scripted expert wipes 3 spill scenes, rendered headless at 96x96:");
+    println!(
+        "5. The twin: the scripted expert wipes {} spill scenes, rendered headless at 96x96:",
+        args.episodes
+    );
     crate::sim_cmd::generate(&crate::sim_cmd::GenerateArgs {
         out: root.clone(),
-        episodes: 3,
-        seed: 0,
+        episodes: args.episodes,
+        seed: args.seed,
         image_size: 96,
-        workers: Some(3),
+        workers: None,
         fps: 30,
         time_limit: 20.0,
         wrist: false,
@@ -200,14 +201,102 @@ fn record_dataset(out: &std::path::Path) -> anyhow::Result<()> {
         anyhow::bail!("the demo dataset does not validate: {problem}");
     }
     let dataset = Dataset::open(&root)?;
-    let episode = dataset.read_episode(2)?;
     println!(
-        "   A valid LeRobot v3.0 dataset: {} episodes, {} frames; episode 2 ('{}') read back with {} video frames, in {}",
+        "   A valid LeRobot v3.0 dataset: {} episodes, {} frames, in {}",
         dataset.info().total_episodes,
         dataset.info().total_frames,
-        episode.task,
-        episode.images.values().next().map_or(0, Vec::len),
         root.display()
+    );
+    Ok(root)
+}
+
+/// A policy trained on the demo's dataset for a few minutes on the CPU.
+fn train_policy(args: &DemoArgs, dataset: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use sponge_policy::PolicyConfig;
+    use sponge_policy::train::TrainConfig;
+
+    let run = args.out.join("policy");
+    if run.exists() {
+        std::fs::remove_dir_all(&run).with_context(|| format!("clearing {}", run.display()))?;
+    }
+    println!(
+        "6. The policy (vision, language, state → flow-matching action chunks) trained {} steps of {} samples on the CPU:",
+        args.steps, args.batch
+    );
+    let config = TrainConfig {
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: 6e-4,
+        warmup: (args.steps / 20).max(1),
+        validation_every: (args.steps / 6).max(1),
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let last = crate::train_cmd::train_with_progress(
+        dataset,
+        &run,
+        &PolicyConfig::default(),
+        &config,
+        &candle_core::Device::Cpu,
+        false,
+    )?;
+    println!(
+        "   loss {:.3}{}, {:.0} samples/s; checkpoint, log and loss curve in {}",
+        last.loss,
+        last.val_loss
+            .map(|v| format!(" (held-out episodes {v:.3})"))
+            .unwrap_or_default(),
+        last.samples_per_s,
+        run.display()
+    );
+    Ok(run)
+}
+
+/// The trained policy in closed loop in the twin, on unseen seeds.
+fn evaluate_policy(args: &DemoArgs, run: &std::path::Path) -> anyhow::Result<()> {
+    use crate::eval_cmd::{EVAL_SEED, EvalArgs, evaluate};
+
+    println!(
+        "7. The policy drives the twin on {} scenes it never saw (seeds from {EVAL_SEED}):",
+        args.eval_episodes
+    );
+    let eval = EvalArgs {
+        policy: run.to_owned(),
+        episodes: args.eval_episodes,
+        seed: EVAL_SEED,
+        json: Some(args.out.join("eval.json")),
+        video: Some(args.out.join("videos")),
+        videos: 2,
+        envs: 8,
+        replan: 10,
+        blend: 5,
+        two_spills: false,
+        instruction: None,
+        device: crate::train_cmd::DeviceArg::Cpu,
+    };
+    let (summary, _) = evaluate(&eval, true)?;
+    println!(
+        "   success rate {:.0}% ({} of {} episodes), {:.0}% of the named spill cleaned on average, \
+         force-limit violations in {} episodes",
+        100.0 * summary.success_rate,
+        (summary.success_rate * summary.episodes as f64).round(),
+        summary.episodes,
+        100.0 * summary.mean_fraction_cleaned,
+        summary.episodes_with_force_violations
+    );
+    if let Some(gif) = summary.videos.first() {
+        println!("   GIF: {}", gif.display());
+    }
+    println!(
+        "\n{} minutes of CPU training on {} episodes is a smoke test, not a trained policy: the README's \
+         recipe (200 episodes, longer training) is what the headline success rate comes from.\n\nNext:\n  \
+         sponge sim generate --out wipes --episodes 200\n  \
+         sponge train --dataset wipes --out run --steps 6000\n  \
+         sponge eval --policy run --episodes 50 --video gifs\n  \
+         sponge launch launch/sim_autonomy.toml policy={}",
+        (args.steps * args.batch) / 45 / 60 + 1,
+        args.episodes,
+        run.display()
     );
     Ok(())
 }

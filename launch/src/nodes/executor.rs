@@ -103,9 +103,10 @@ impl Blender {
         }
     }
 
-    /// Takes a new chunk that arrived at `at`.
+    /// Takes a new chunk whose first point belongs at `at` (its
+    /// observation's time, or its arrival): it is picked up where it is now.
     pub fn push(&mut self, at: Instant, chunk: Chunk) {
-        let start = chunk.sample(0.0);
+        let start = chunk.sample(Instant::now().saturating_duration_since(at).as_secs_f64());
         self.offset = match self.last {
             Some(last) => std::array::from_fn(|j| last[j] - start[j]),
             None => [0.0; NUM_JOINTS],
@@ -135,6 +136,9 @@ impl Blender {
     }
 }
 
+/// The most a chunk's stamp may place its start in the past, seconds.
+const MAX_AGE_S: f64 = 0.3;
+
 /// Runs the executor until `stop`.
 pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, NodeError> {
     let chunks = node.subscriber::<JointTrajectory>(topics::ACTION_CHUNK)?;
@@ -159,7 +163,12 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
                     blender.reset_to(q);
                 }
                 let now = Instant::now();
-                blender.push(now, chunk);
+                // A chunk is planned from its observation on: start it as far
+                // in as it is old (its stamp; inference and transit time),
+                // within MAX_AGE, in case the clocks of two machines disagree.
+                let age =
+                    (Time::now().as_secs_f64() - trajectory.header.stamp.as_secs_f64()).clamp(0.0, MAX_AGE_S);
+                blender.push(now - Duration::from_secs_f64(age), chunk);
                 last_chunk = Some(now);
             }
             Err(_) => rejected += 1,

@@ -9,6 +9,7 @@
 //! | `camera` | | camera/NAME/image_raw |
 //! | `teleop` | leader/joint_states | joint_command |
 //! | `executor` | action_chunk, joint_states | joint_command |
+//! | `policy` | joint_states, cameras, task | action_chunk |
 //! | `standin_policy` | joint_states | action_chunk |
 //! | `recorder` | joint_states, joint_command, cameras, task | a LeRobot v3 dataset |
 //! | `ros2_bridge` | joint_states, cameras; ROS 2 joint_command | ROS 2 joint_states, images, robot_description; joint_command |
@@ -51,6 +52,8 @@ pub enum NodeKind {
     Teleop,
     /// Action chunks to joint commands at the control rate.
     Executor,
+    /// The learned policy (or, without a run folder, the stand-in).
+    Policy,
     /// A stand-in for the policy: smooth chunks around the ready pose.
     StandinPolicy,
     /// Records episodes as a LeRobot v3 dataset.
@@ -165,6 +168,27 @@ const STANDIN_POLICY: &[ParamSpec] = &[
     ParamSpec::with_default("period_s", T::Float, "4", "period of the sway"),
 ];
 
+const POLICY: &[ParamSpec] = &[
+    ParamSpec::with_default(
+        "policy",
+        T::Str,
+        "\"\"",
+        "run folder from `sponge train` (empty: the stand-in sway)",
+    ),
+    ParamSpec::with_default(
+        "task",
+        T::Str,
+        "\"wipe the table\"",
+        "instruction (the task topic changes it)",
+    ),
+    ParamSpec::with_default("rate_hz", T::Float, "10", "chunks per second"),
+    ParamSpec::with_default("seed", T::Int, "0", "seed of the flow's noise"),
+    ParamSpec::with_default("horizon", T::Int, "50", "stand-in: actions per chunk"),
+    ParamSpec::with_default("step_hz", T::Int, "30", "stand-in: action rate inside a chunk"),
+    ParamSpec::with_default("amplitude_deg", T::Float, "15", "stand-in: sway of each joint"),
+    ParamSpec::with_default("period_s", T::Float, "4", "stand-in: period of the sway"),
+];
+
 const RECORDER: &[ParamSpec] = &[
     ParamSpec::required(
         "out",
@@ -202,13 +226,14 @@ const ROS2_BRIDGE: &[ParamSpec] = &[
 
 impl NodeKind {
     /// Every kind.
-    pub const ALL: [NodeKind; 9] = [
+    pub const ALL: [NodeKind; 10] = [
         NodeKind::Twin,
         NodeKind::Follower,
         NodeKind::Leader,
         NodeKind::Camera,
         NodeKind::Teleop,
         NodeKind::Executor,
+        NodeKind::Policy,
         NodeKind::StandinPolicy,
         NodeKind::Recorder,
         NodeKind::Ros2Bridge,
@@ -223,6 +248,7 @@ impl NodeKind {
             NodeKind::Camera => "camera",
             NodeKind::Teleop => "teleop",
             NodeKind::Executor => "executor",
+            NodeKind::Policy => "policy",
             NodeKind::StandinPolicy => "standin_policy",
             NodeKind::Recorder => "recorder",
             NodeKind::Ros2Bridge => "ros2_bridge",
@@ -243,6 +269,7 @@ impl NodeKind {
             NodeKind::Camera => CAMERA,
             NodeKind::Teleop => TELEOP,
             NodeKind::Executor => EXECUTOR,
+            NodeKind::Policy => POLICY,
             NodeKind::StandinPolicy => STANDIN_POLICY,
             NodeKind::Recorder => RECORDER,
             NodeKind::Ros2Bridge => ROS2_BRIDGE,
@@ -282,6 +309,15 @@ impl NodeKind {
                 .and(positive("horizon"))
                 .and(positive("step_hz"))
                 .and(positive("period_s")),
+            NodeKind::Policy => {
+                positive("rate_hz")?;
+                match params.str("policy").filter(|p| !p.is_empty()) {
+                    Some(run) if !std::path::Path::new(run).join("config.json").is_file() => Err(format!(
+                        "policy '{run}' is not a run folder (no config.json; train one with `sponge train`)"
+                    )),
+                    _ => Ok(()),
+                }
+            }
             NodeKind::Recorder => {
                 positive("fps")?;
                 positive("episodes")?;
@@ -367,6 +403,7 @@ pub fn run(spec: &NodeSpec, session: &SessionConfig, stop: &AtomicBool) -> Resul
         NodeKind::Camera => camera::run(&node, p, stop),
         NodeKind::Teleop => teleop::run(&node, p, stop),
         NodeKind::Executor => executor::run(&node, p, stop),
+        NodeKind::Policy => policy::run_learned(&node, p, stop),
         NodeKind::StandinPolicy => policy::run_standin(&node, p, stop),
         NodeKind::Recorder => recorder::run(&node, p, stop),
         NodeKind::Ros2Bridge => ros2_bridge::run(&node, p, stop),

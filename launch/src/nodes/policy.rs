@@ -1,15 +1,18 @@
-//! A stand-in for the policy, until the learned one runs as a node: it
-//! waits for the arm's first `joint_states`, then publishes action chunks
-//! (`action_chunk`) of a slow sway of every joint around that pose, as a
-//! policy would, at its own rate.
+//! The policy nodes: the learned policy (a run folder from `sponge train`)
+//! and a stand-in that needs no training: it waits for the arm's first
+//! `joint_states`, then publishes action chunks (`action_chunk`) of a slow
+//! sway of every joint around that pose, as a policy would, at its own rate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sponge_policy::agent::{Agent, Input};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
 use sponge_robot::msg::{
-    Duration as RosDuration, Header, JointState, JointTrajectory, JointTrajectoryPoint, Time,
+    Duration as RosDuration, Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg,
+    Time,
 };
+use sponge_robot::units::{dataset_to_joints, joints_to_dataset};
 
 use super::{NodeError, pace};
 use crate::params::Params;
@@ -86,4 +89,142 @@ pub fn run_standin(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         pace(&mut next, period);
     }
     Ok(format!("{sent} chunks published"))
+}
+
+/// The learned policy as a node. It takes the newest joint state and
+/// camera frames, infers a chunk (in its own process, so the executor's
+/// control loop never waits on it), and publishes it stamped with the
+/// time its observation was taken: the executor starts the chunk that far
+/// in and blends it into the one it was executing. The instruction comes
+/// from the `task` parameter and can be changed on the `task` topic.
+///
+/// Without a `policy` run folder it falls back to the stand-in sway.
+pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, NodeError> {
+    let Some(run) = params.str("policy").filter(|p| !p.is_empty()) else {
+        eprintln!("no policy run folder given (policy=RUN): the stand-in sway drives the arm");
+        return run_standin(node, params, stop);
+    };
+    let mut agent = Agent::load(
+        std::path::Path::new(run),
+        &candle_core::Device::Cpu,
+        params.int("seed") as u64,
+    )?;
+    let config = agent.run_config().clone();
+    let size = config.policy.image_size;
+    let names: Vec<String> = config
+        .cameras
+        .iter()
+        .map(|f| f.trim_start_matches("observation.images.").to_owned())
+        .collect();
+    let states = node.subscriber::<JointState>(topics::JOINT_STATES)?;
+    let cameras = names
+        .iter()
+        .map(|n| node.subscriber::<Image>(&topics::camera_image(n)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tasks = node.subscriber::<StringMsg>(topics::TASK)?;
+    let chunks = node.publisher::<JointTrajectory>(topics::ACTION_CHUNK)?;
+    let mut task = params.str("task").unwrap_or_default().to_owned();
+    eprintln!(
+        "policy from {run}: cameras {}, {size}x{size}, task '{task}'",
+        names.join(", ")
+    );
+    let period = Duration::from_secs_f64(1.0 / params.float("rate_hz"));
+    let step_s = 1.0 / f64::from(config.fps);
+    let mut state: Option<JointVector> = None;
+    let mut frames: Vec<Option<Vec<u8>>> = vec![None; cameras.len()];
+    let (mut sent, mut total_ms, mut worst_ms) = (0u64, 0f64, 0f64);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(q) = super::newest_positions(&states)?.newest {
+            state = Some(q);
+        }
+        if let Some(text) = tasks.newest()? {
+            eprintln!("task: '{}'", text.data);
+            task = text.data;
+        }
+        for (camera, frame) in cameras.iter().zip(frames.iter_mut()) {
+            if let Some(image) = camera.newest()? {
+                *frame = Some(square_rgb(&image, size).map_err(|e| format!("camera frame: {e}"))?);
+            }
+        }
+        let (Some(q), true) = (state, frames.iter().all(Option::is_some)) else {
+            pace(&mut next, Duration::from_millis(20));
+            continue;
+        };
+        let observed = Time::now();
+        let started = Instant::now();
+        let dataset_state: Vec<f32> = joints_to_dataset(&q).iter().map(|&v| v as f32).collect();
+        let views: Vec<&[u8]> = frames.iter().flatten().map(Vec::as_slice).collect();
+        let chunk = agent
+            .act(
+                &[Input {
+                    images: &views,
+                    state: &dataset_state,
+                    task: &task,
+                }],
+                1,
+            )?
+            .swap_remove(0)
+            .swap_remove(0);
+        chunks.put(&JointTrajectory {
+            header: Header {
+                stamp: observed,
+                frame_id: String::new(),
+            },
+            joint_names: Joint::ALL.iter().map(|j| j.name().to_owned()).collect(),
+            points: chunk
+                .iter()
+                .enumerate()
+                .map(|(k, action)| {
+                    let values: [f64; NUM_JOINTS] = std::array::from_fn(|j| f64::from(action[j]));
+                    let q = dataset_to_joints(&values);
+                    JointTrajectoryPoint {
+                        positions: Joint::ALL
+                            .iter()
+                            .map(|j| j.limits().clamp(q[j.index()]))
+                            .collect(),
+                        time_from_start: RosDuration::from_secs_f64(k as f64 * step_s),
+                        ..JointTrajectoryPoint::default()
+                    }
+                })
+                .collect(),
+        })?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        sent += 1;
+        total_ms += ms;
+        worst_ms = worst_ms.max(ms);
+        pace(&mut next, period);
+    }
+    Ok(format!(
+        "{sent} chunks published, inference {:.1} ms on average, {worst_ms:.1} ms at worst",
+        total_ms / sent.max(1) as f64
+    ))
+}
+
+/// An rgb8 image as `size`×`size` RGB8 pixels: the centre square, scaled
+/// by nearest neighbour (the twin's camera already has the policy's size).
+pub fn square_rgb(image: &Image, size: usize) -> Result<Vec<u8>, String> {
+    let (w, h) = (image.width as usize, image.height as usize);
+    if image.encoding != "rgb8" {
+        return Err(format!("encoding '{}', the policy takes rgb8", image.encoding));
+    }
+    let step = image.step as usize;
+    if w == 0 || h == 0 || step < 3 * w || image.data.len() < step * h {
+        return Err(format!(
+            "a {w}x{h} image with step {step} and {} bytes",
+            image.data.len()
+        ));
+    }
+    let side = w.min(h);
+    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
+    let mut out = Vec::with_capacity(3 * size * size);
+    for y in 0..size {
+        let sy = y0 + y * side / size;
+        for x in 0..size {
+            let sx = x0 + x * side / size;
+            let at = sy * step + 3 * sx;
+            out.extend_from_slice(&image.data[at..at + 3]);
+        }
+    }
+    Ok(out)
 }
