@@ -114,6 +114,9 @@ pub struct Summary {
     pub videos: Vec<PathBuf>,
 }
 
+/// The front camera's frames of an episode, for its GIF.
+type Frames = Vec<Vec<u8>>;
+
 struct Running {
     ordinal: usize,
     task: String,
@@ -121,7 +124,7 @@ struct Running {
     index: usize,
     steps: usize,
     result: EpisodeResult,
-    frames: Option<Vec<Vec<u8>>>,
+    frames: Option<Frames>,
 }
 
 /// Seeds for the evaluation: consecutive from `first`, or, for the
@@ -220,7 +223,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     let mut slots: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
     let mut observations: Vec<Observation> = vec![Observation::default(); workers];
     let mut next = 0usize;
-    let mut done: BTreeMap<usize, (EpisodeResult, Option<Vec<Vec<u8>>>)> = BTreeMap::new();
+    let mut done: BTreeMap<usize, (EpisodeResult, Option<Frames>)> = BTreeMap::new();
     loop {
         let mut reset_any = false;
         for (i, slot) in slots.iter_mut().enumerate() {

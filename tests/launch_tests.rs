@@ -537,3 +537,111 @@ fn sponge_record_with_emulated_arms_writes_a_dataset_that_validates() {
         );
     }
 }
+
+/// A small policy trained for a few steps on a synthetic dataset: enough
+/// to run as a node (what it does is not the point here).
+fn tiny_trained_policy(dir: &Path) -> PathBuf {
+    use sponge_datasets::synth::write_episode;
+    use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter};
+    use sponge_policy::PolicyConfig;
+    use sponge_policy::train::{TrainConfig, train};
+
+    let dataset = dir.join("dataset");
+    let mut spec = DatasetSpec::so100(30);
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 32,
+        height: 32,
+    }];
+    spec.storage = CameraStorage::Png;
+    let mut writer = DatasetWriter::create(&dataset, spec).expect("writer");
+    for episode in 0..3 {
+        write_episode(&mut writer, episode, 30, "wipe up the ink").expect("episode");
+    }
+    writer.close().expect("close");
+    let run = dir.join("run");
+    let policy = PolicyConfig {
+        d_model: 32,
+        heads: 2,
+        trunk_layers: 1,
+        expert_layers: 1,
+        horizon: 12,
+        actions_per_token: 3,
+        flow_steps: 2,
+        ..PolicyConfig::default()
+    };
+    let config = TrainConfig {
+        steps: 10,
+        batch: 4,
+        warmup: 2,
+        validation_every: 10,
+        ..TrainConfig::default()
+    };
+    train(
+        &dataset,
+        &run,
+        &policy,
+        &config,
+        &candle_core::Device::Cpu,
+        false,
+        |_| {},
+    )
+    .expect("train");
+    run
+}
+
+#[test]
+fn sim_autonomy_runs_a_trained_policy_whose_chunks_drive_the_twin() {
+    use sponge_robot::msg::JointTrajectory;
+
+    let _one = one_at_a_time();
+    let dir = scratch("sim-autonomy-policy");
+    let run = tiny_trained_policy(&dir);
+    let mut launch = Launch::start(
+        "launch/sim_autonomy.toml",
+        &dir,
+        &[format!("policy={}", run.display()), "task=wipe up the ink".into()],
+    );
+    let router = launch.router();
+    let node = observer(&router);
+    let chunks = node
+        .subscriber::<JointTrajectory>("action_chunk")
+        .expect("subscriber");
+    let commands = node
+        .subscriber::<JointState>("joint_command")
+        .expect("subscriber");
+    launch.wait_for("policy from ", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut received, mut commanded) = (Vec::new(), 0);
+    while (received.len() < 20 || commanded < 30) && Instant::now() < deadline {
+        if let Some(chunk) = chunks.recv_timeout(Duration::from_millis(50)).expect("chunk") {
+            received.push(chunk);
+        }
+        commands.drain(|_| commanded += 1).expect("commands");
+    }
+    assert!(received.len() >= 20, "only {} chunks in 60 s", received.len());
+    assert!(commanded >= 1, "the executor sent no commands");
+    for chunk in &received {
+        // The learned policy's chunks: its horizon, not the stand-in's 50.
+        assert_eq!(chunk.points.len(), 12);
+        assert!(
+            chunk
+                .points
+                .iter()
+                .flat_map(|p| &p.positions)
+                .all(|v| v.is_finite())
+        );
+        let last = chunk.points.last().expect("point").time_from_start.as_secs_f64();
+        assert!(
+            (last - 11.0 / 30.0).abs() < 1e-6,
+            "points at the dataset's 30 fps"
+        );
+    }
+    let (status, lines) = launch.interrupt();
+    assert!(status.success(), "launch exit: {status:?}\n{}", lines.join("\n"));
+    let summary = lines
+        .iter()
+        .find(|l| l.contains("chunks published, inference"))
+        .unwrap_or_else(|| panic!("no policy summary in:\n{}", lines.join("\n")));
+    assert!(!summary.contains(" 0 chunks"), "{summary}");
+}

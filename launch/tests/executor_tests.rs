@@ -122,3 +122,27 @@ fn the_stand_in_policy_starts_where_the_arm_is_and_stays_within_limits() {
         }
     }
 }
+
+#[test]
+fn a_chunk_planned_earlier_starts_as_far_in_as_it_is_old() {
+    // A ramp of 1 rad/s. Planned 100 ms before it is pushed (its
+    // observation's time): the first command is the ramp's value at 0.1 s,
+    // and with no previous command there is nothing to blend from.
+    let chunk = Chunk {
+        points: vec![(0.0, [0.0; 6]), (1.0, [1.0; 6])],
+    };
+    let mut blender = Blender::new(Duration::from_millis(200));
+    let now = Instant::now();
+    blender.push(now - Duration::from_millis(100), chunk.clone());
+    let q = blender.command(now).expect("command");
+    assert!((q[0] - 0.1).abs() < 0.01, "started at {} instead of 0.1", q[0]);
+    // The next chunk, also 100 ms old, blends from the last command: no jump.
+    let later = now + Duration::from_millis(33);
+    let shifted = Chunk {
+        points: vec![(0.0, [0.5; 6]), (1.0, [1.5; 6])],
+    };
+    let before = blender.command(later).expect("command")[0];
+    blender.push(later - Duration::from_millis(100), shifted);
+    let after = blender.command(later).expect("command")[0];
+    assert!((after - before).abs() < 0.02, "jump from {before} to {after}");
+}

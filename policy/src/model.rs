@@ -54,19 +54,19 @@ impl PolicyConfig {
 
     /// Whether the shape is consistent; the reason when it is not.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.image_size == 0 || self.image_size % 16 != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(16) {
             return Err(format!("image_size {} is not a multiple of 16", self.image_size));
         }
-        if self.heads == 0 || self.d_model % self.heads != 0 {
+        if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
             return Err(format!(
                 "d_model {} is not divisible by {} heads",
                 self.d_model, self.heads
             ));
         }
-        if self.d_model % 2 != 0 {
+        if !self.d_model.is_multiple_of(2) {
             return Err(format!("d_model {} is odd", self.d_model));
         }
-        if self.actions_per_token == 0 || self.horizon % self.actions_per_token != 0 {
+        if self.actions_per_token == 0 || !self.horizon.is_multiple_of(self.actions_per_token) {
             return Err(format!(
                 "horizon {} is not a multiple of actions_per_token {}",
                 self.horizon, self.actions_per_token

@@ -87,8 +87,9 @@ impl Chunk {
 pub struct Blender {
     blend: Duration,
     chunk: Option<(Instant, Chunk)>,
-    /// Last command minus the new chunk's first target, at its arrival.
-    offset: JointVector,
+    /// Last command minus the new chunk's target, when it was first used,
+    /// and when that was (none until the new chunk is first used).
+    offset: Option<(Instant, JointVector)>,
     last: Option<JointVector>,
 }
 
@@ -98,39 +99,45 @@ impl Blender {
         Blender {
             blend,
             chunk: None,
-            offset: [0.0; NUM_JOINTS],
+            offset: None,
             last: None,
         }
     }
 
     /// Takes a new chunk whose first point belongs at `at` (its
-    /// observation's time, or its arrival): it is picked up where it is now.
+    /// observation's time, or its arrival): it is picked up where it is
+    /// when the next command is asked for.
     pub fn push(&mut self, at: Instant, chunk: Chunk) {
-        let start = chunk.sample(Instant::now().saturating_duration_since(at).as_secs_f64());
-        self.offset = match self.last {
-            Some(last) => std::array::from_fn(|j| last[j] - start[j]),
-            None => [0.0; NUM_JOINTS],
-        };
         self.chunk = Some((at, chunk));
+        self.offset = None;
     }
 
     /// Starts the next chunk from `q` (after a hold).
     pub fn reset_to(&mut self, q: JointVector) {
         self.chunk = None;
+        self.offset = None;
         self.last = Some(q);
     }
 
     /// The command at `now` (none before the first chunk).
     pub fn command(&mut self, now: Instant) -> Option<JointVector> {
         let (at, chunk) = self.chunk.as_ref()?;
-        let t = now.saturating_duration_since(*at).as_secs_f64();
+        let target = chunk.sample(now.saturating_duration_since(*at).as_secs_f64());
+        let last = self.last;
+        let (since, offset) = *self.offset.get_or_insert_with(|| {
+            let offset = match last {
+                Some(last) => std::array::from_fn(|j| last[j] - target[j]),
+                None => [0.0; NUM_JOINTS],
+            };
+            (now, offset)
+        });
+        let t = now.saturating_duration_since(since).as_secs_f64();
         let fade = if self.blend.is_zero() {
             0.0
         } else {
             (1.0 - t / self.blend.as_secs_f64()).max(0.0)
         };
-        let target = chunk.sample(t);
-        let q = std::array::from_fn(|j| target[j] + self.offset[j] * fade);
+        let q = std::array::from_fn(|j| target[j] + offset[j] * fade);
         self.last = Some(q);
         Some(q)
     }
