@@ -44,6 +44,15 @@ pub struct TrainArgs {
     /// How the policy produces chunks: flow (flow matching, the default) or l1 (ACT-style baseline).
     #[arg(long, default_value = "flow")]
     head: sponge_policy::Head,
+    /// A pretrained ResNet (a local folder in the Hugging Face layout:
+    /// config.json and model.safetensors, e.g. a download of
+    /// microsoft/resnet-18) as the image encoder instead of the small one
+    /// trained from scratch.
+    #[arg(long, value_name = "DIR")]
+    vision_resnet: Option<PathBuf>,
+    /// Keep the pretrained image encoder's weights as they are.
+    #[arg(long, requires = "vision_resnet")]
+    freeze_vision: bool,
     /// Go on training the run in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
     resume: bool,
@@ -80,11 +89,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let vision = match &args.vision_resnet {
+        Some(dir) => {
+            sponge_policy::pretrained::Vision::resnet(dir, args.freeze_vision).map_err(anyhow::Error::msg)?
+        }
+        None => sponge_policy::pretrained::Vision::Scratch,
+    };
     let last = train_with_progress(
         &args.dataset,
         &args.out,
         &PolicyConfig {
             head: args.head,
+            vision,
             ..PolicyConfig::default()
         },
         &config,

@@ -8,6 +8,7 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, embedding, linear};
 
 use crate::layers::{Block, ExpertBlock, LayerNorm, sinusoidal};
+use crate::pretrained::{ResNet, Vision};
 use crate::tokenizer::{PAD, VOCAB};
 
 /// The shape of the model.
@@ -44,6 +45,9 @@ pub struct PolicyConfig {
     /// How chunks are produced.
     #[serde(default)]
     pub head: Head,
+    /// The image encoder: from scratch, or a pretrained ResNet.
+    #[serde(default)]
+    pub vision: Vision,
 }
 
 impl PolicyConfig {
@@ -56,6 +60,15 @@ impl PolicyConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.image_size == 0 || !self.image_size.is_multiple_of(16) {
             return Err(format!("image_size {} is not a multiple of 16", self.image_size));
+        }
+        if let Vision::Resnet { shape, .. } = &self.vision
+            && !self.image_size.is_multiple_of(shape.stride())
+        {
+            return Err(format!(
+                "image_size {} is not a multiple of {}, the ResNet's stride",
+                self.image_size,
+                shape.stride()
+            ));
         }
         if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
             return Err(format!(
@@ -107,6 +120,7 @@ impl Default for PolicyConfig {
             actions_per_token: 5,
             flow_steps: 10,
             head: Head::Flow,
+            vision: Vision::Scratch,
         }
     }
 }
@@ -130,28 +144,52 @@ pub struct Observation {
 struct ImageEncoder {
     stages: Vec<Linear>,
     position: Tensor,
+    /// A pretrained ResNet instead of the stages, its features projected to
+    /// tokens; whether it is frozen.
+    backbone: Option<(ResNet, Linear, bool)>,
 }
 
 impl ImageEncoder {
     fn new(config: &PolicyConfig, vb: VarBuilder) -> Result<ImageEncoder> {
+        let small = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        if let Vision::Resnet { shape, frozen, .. } = &config.vision {
+            let net = ResNet::new(shape, vb.pp("backbone"))?;
+            let project = linear(net.channels(), config.d_model, vb.pp("project"))?;
+            let side = config.image_size / shape.stride();
+            let position = vb.get_with_hints((side * side, config.d_model), "position", small)?;
+            return Ok(ImageEncoder {
+                stages: Vec::new(),
+                position,
+                backbone: Some((net, project, *frozen)),
+            });
+        }
         let widths = [3, 32, 64, 128, config.d_model];
         let stages = (0..4)
             .map(|i| linear(4 * widths[i], widths[i + 1], vb.pp(format!("stage{i}"))))
             .collect::<Result<_>>()?;
         let side = config.image_size / 16;
-        let position = vb.get_with_hints(
-            (side * side, config.d_model),
-            "position",
-            Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
-        )?;
-        Ok(ImageEncoder { stages, position })
+        let position = vb.get_with_hints((side * side, config.d_model), "position", small)?;
+        Ok(ImageEncoder {
+            stages,
+            position,
+            backbone: None,
+        })
     }
 
     /// `[B, 3, H, W]` → `[B, tokens, d]`.
     fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        if let Some((net, project, frozen)) = &self.backbone {
+            let mut features = net.forward(images)?;
+            if *frozen {
+                features = features.detach();
+            }
+            let (b, c, h, w) = features.dims4()?;
+            let tokens = features.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
+            return project.forward(&tokens)?.broadcast_add(&self.position);
+        }
         // Channels last: [B, H, W, C].
         let mut x = ((images - 0.5)? * 2.0)?.permute((0, 2, 3, 1))?;
         for (i, stage) in self.stages.iter().enumerate() {

@@ -407,7 +407,20 @@ pub fn train(
     } else {
         0
     };
-    let vars = varmap.all_vars();
+    if !resume && let crate::pretrained::Vision::Resnet { path, .. } = &policy_config.vision {
+        crate::pretrained::load_into(&varmap, path).map_err(TrainError::Mismatch)?;
+    }
+    // A frozen backbone is left out of the optimiser.
+    let vars: Vec<Var> = varmap
+        .data()
+        .lock()
+        .map_err(|_| TrainError::Mismatch("the variable map is poisoned".into()))?
+        .iter()
+        .filter(|(name, _)| {
+            !(policy_config.vision.frozen() && name.starts_with(crate::pretrained::BACKBONE_PREFIX))
+        })
+        .map(|(_, var)| var.clone())
+        .collect();
     let mut optimizer = AdamW::new(
         vars.clone(),
         ParamsAdamW {
