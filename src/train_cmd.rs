@@ -53,6 +53,15 @@ pub struct TrainArgs {
     /// Keep the pretrained image encoder's weights as they are.
     #[arg(long, requires = "vision_resnet")]
     freeze_vision: bool,
+    /// A pretrained BERT-style text encoder (a local folder in the Hugging
+    /// Face layout: config.json, vocab.txt and model.safetensors, e.g. a
+    /// download of sentence-transformers/all-MiniLM-L6-v2) instead of the
+    /// small one trained from scratch.
+    #[arg(long, value_name = "DIR")]
+    text_bert: Option<PathBuf>,
+    /// Keep the pretrained text encoder's weights as they are.
+    #[arg(long, requires = "text_bert")]
+    freeze_text: bool,
     /// Go on training the run in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
     resume: bool,
@@ -95,12 +104,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         None => sponge_policy::pretrained::Vision::Scratch,
     };
+    let text = match &args.text_bert {
+        Some(dir) => sponge_policy::bert::Text::bert(dir, args.freeze_text).map_err(anyhow::Error::msg)?,
+        None => sponge_policy::bert::Text::Scratch,
+    };
     let last = train_with_progress(
         &args.dataset,
         &args.out,
         &PolicyConfig {
             head: args.head,
             vision,
+            text,
             ..PolicyConfig::default()
         },
         &config,

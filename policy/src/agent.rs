@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::tokenizer::tokenize;
+use crate::tokenizer::Tokenizer;
 use crate::train::{RunConfig, TrainError};
 use crate::{Observation, Policy};
 
@@ -36,6 +36,7 @@ pub struct Agent {
     policy: Policy,
     device: Device,
     rng: StdRng,
+    tokenizer: Tokenizer,
 }
 
 impl Agent {
@@ -70,7 +71,9 @@ impl Agent {
             path: weights.clone(),
             reason: format!("does not fit config.json: {e}"),
         })?;
+        let tokenizer = Tokenizer::for_run(run, &config.policy.text).map_err(TrainError::Mismatch)?;
         Ok(Agent {
+            tokenizer,
             run: config,
             policy,
             device: device.clone(),
@@ -123,7 +126,7 @@ impl Agent {
                 )));
             }
             states.extend(self.run.state.normalize(input.state));
-            tokens.extend(tokenize(input.task, config.max_text_tokens));
+            tokens.extend(self.tokenizer.encode(input.task, config.max_text_tokens));
         }
         let device = &self.device;
         let observation = Observation {

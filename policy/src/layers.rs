@@ -18,10 +18,15 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// A layer norm of width `dim`.
     pub fn new(dim: usize, vb: VarBuilder) -> Result<LayerNorm> {
+        LayerNorm::with_eps(dim, 1e-5, vb)
+    }
+
+    /// A layer norm of width `dim` with `eps` added to the variance.
+    pub fn with_eps(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
         Ok(LayerNorm {
             weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
             bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
-            eps: 1e-5,
+            eps,
         })
     }
 }

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod augment;
 pub mod bench;
+pub mod bert;
 pub mod layers;
 pub mod model;
 pub mod plot;

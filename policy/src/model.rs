@@ -7,6 +7,7 @@
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder, embedding, linear};
 
+use crate::bert::{Bert, Text};
 use crate::layers::{Block, ExpertBlock, LayerNorm, sinusoidal};
 use crate::pretrained::{ResNet, Vision};
 use crate::tokenizer::{PAD, VOCAB};
@@ -48,6 +49,9 @@ pub struct PolicyConfig {
     /// The image encoder: from scratch, or a pretrained ResNet.
     #[serde(default)]
     pub vision: Vision,
+    /// The text encoder: from scratch, or a pretrained BERT.
+    #[serde(default)]
+    pub text: Text,
 }
 
 impl PolicyConfig {
@@ -83,6 +87,14 @@ impl PolicyConfig {
             return Err(format!(
                 "horizon {} is not a multiple of actions_per_token {}",
                 self.horizon, self.actions_per_token
+            ));
+        }
+        if let Text::Bert { shape, .. } = &self.text
+            && self.max_text_tokens > shape.max_position_embeddings
+        {
+            return Err(format!(
+                "max_text_tokens {} is more than the text encoder's {} positions",
+                self.max_text_tokens, shape.max_position_embeddings
             ));
         }
         if self.cameras == 0 || self.max_text_tokens == 0 {
@@ -121,6 +133,7 @@ impl Default for PolicyConfig {
             flow_steps: 10,
             head: Head::Flow,
             vision: Vision::Scratch,
+            text: Text::Scratch,
         }
     }
 }
@@ -221,15 +234,30 @@ impl std::str::FromStr for Head {
     }
 }
 
+/// The instruction's encoder.
+#[derive(Debug, Clone)]
+enum TextEncoder {
+    /// Word embeddings, positions and transformer blocks trained with the policy.
+    Scratch {
+        embedding: Embedding,
+        position: Tensor,
+        blocks: Vec<Block>,
+    },
+    /// A pretrained BERT, its features projected to the policy's width.
+    Bert {
+        bert: Bert,
+        project: Linear,
+        frozen: bool,
+    },
+}
+
 /// The policy network.
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
     image: ImageEncoder,
     camera_embedding: Tensor,
-    token_embedding: Embedding,
-    text_position: Tensor,
-    text_blocks: Vec<Block>,
+    text: TextEncoder,
     state_in: Linear,
     trunk: Vec<Block>,
     trunk_norm: LayerNorm,
@@ -259,9 +287,18 @@ impl Policy {
             config: config.clone(),
             image: ImageEncoder::new(config, vb.pp("image"))?,
             camera_embedding: vb.get_with_hints((config.cameras, d), "camera_embedding", small)?,
-            token_embedding: embedding(VOCAB, d, vb.pp("token_embedding"))?,
-            text_position: vb.get_with_hints((config.max_text_tokens, d), "text_position", small)?,
-            text_blocks: blocks(config.text_layers, vb.pp("text"))?,
+            text: match &config.text {
+                Text::Scratch => TextEncoder::Scratch {
+                    embedding: embedding(VOCAB, d, vb.pp("token_embedding"))?,
+                    position: vb.get_with_hints((config.max_text_tokens, d), "text_position", small)?,
+                    blocks: blocks(config.text_layers, vb.pp("text"))?,
+                },
+                Text::Bert { shape, frozen, .. } => TextEncoder::Bert {
+                    bert: Bert::new(shape, vb.pp("text").pp("bert"))?,
+                    project: linear(shape.hidden_size, d, vb.pp("text").pp("project"))?,
+                    frozen: *frozen,
+                },
+            },
             state_in: linear(config.state_dim, d, vb.pp("state_in"))?,
             trunk: blocks(config.trunk_layers, vb.pp("trunk"))?,
             trunk_norm: LayerNorm::new(d, vb.pp("trunk_norm"))?,
@@ -303,20 +340,39 @@ impl Policy {
             let tag = self.camera_embedding.narrow(0, camera, 1)?;
             parts.push(tokens.broadcast_add(&tag)?);
         }
-        // Text: embedded bytes; padding tokens are zeroed so only the words count.
+        // Text: padding tokens are zeroed so only the words count.
         let mask = observation
             .tokens
             .ne(PAD)?
             .to_dtype(DType::F32)?
             .unsqueeze(D::Minus1)?;
-        let mut text = self
-            .token_embedding
-            .forward(&observation.tokens)?
-            .broadcast_add(&self.text_position)?
-            .broadcast_mul(&mask)?;
-        for block in &self.text_blocks {
-            text = block.forward(&text)?.broadcast_mul(&mask)?;
-        }
+        let text = match &self.text {
+            TextEncoder::Scratch {
+                embedding,
+                position,
+                blocks,
+            } => {
+                let mut text = embedding
+                    .forward(&observation.tokens)?
+                    .broadcast_add(position)?
+                    .broadcast_mul(&mask)?;
+                for block in blocks {
+                    text = block.forward(&text)?.broadcast_mul(&mask)?;
+                }
+                text
+            }
+            TextEncoder::Bert {
+                bert,
+                project,
+                frozen,
+            } => {
+                let mut features = bert.forward(&observation.tokens, &mask.squeeze(D::Minus1)?)?;
+                if *frozen {
+                    features = features.detach();
+                }
+                project.forward(&features)?.broadcast_mul(&mask)?
+            }
+        };
         parts.push(text);
         parts.push(self.state_in.forward(&observation.state)?.unsqueeze(1)?);
         let mut x = Tensor::cat(&parts, 1)?;

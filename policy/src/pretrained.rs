@@ -250,17 +250,29 @@ fn max_pool_3x3_stride_2(x: &Tensor) -> Result<Tensor> {
         .reshape((b, c, h2 / 2, w2 / 2))
 }
 
-/// Copies the pretrained weights in `dir/model.safetensors` over the
-/// backbone's variables in `varmap`. Every backbone variable must be in the
-/// file with the same shape; other tensors (a classifier) are ignored.
-/// Returns how many variables were loaded.
+/// Copies the pretrained ResNet in `dir/model.safetensors` over the
+/// backbone's variables in `varmap`. Returns how many variables were loaded.
 pub fn load_into(varmap: &VarMap, dir: &Path) -> std::result::Result<usize, String> {
+    load_weights(varmap, dir, BACKBONE_PREFIX, "resnet.")
+}
+
+/// Copies the tensors of `dir/model.safetensors` (names with or without
+/// `checkpoint_prefix`) over the variables of `varmap` whose names start
+/// with `var_prefix`. Every such variable must be in the file with the same
+/// shape; other tensors (a classifier, buffers) are ignored. Returns how
+/// many variables were loaded.
+pub fn load_weights(
+    varmap: &VarMap,
+    dir: &Path,
+    var_prefix: &str,
+    checkpoint_prefix: &str,
+) -> std::result::Result<usize, String> {
     let file = dir.join("model.safetensors");
     let tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu)
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let lookup: HashMap<&str, &Tensor> = tensors
         .iter()
-        .map(|(name, t)| (name.strip_prefix("resnet.").unwrap_or(name), t))
+        .map(|(name, t)| (name.strip_prefix(checkpoint_prefix).unwrap_or(name), t))
         .collect();
     let vars = varmap
         .data()
@@ -268,12 +280,12 @@ pub fn load_into(varmap: &VarMap, dir: &Path) -> std::result::Result<usize, Stri
         .map_err(|_| "the variable map is poisoned".to_owned())?;
     let mut loaded = 0;
     for (name, var) in vars.iter() {
-        let Some(key) = name.strip_prefix(BACKBONE_PREFIX) else {
+        let Some(key) = name.strip_prefix(var_prefix) else {
             continue;
         };
         let tensor = lookup.get(key).ok_or_else(|| {
             format!(
-                "{}: no tensor '{key}' (is this a ResNet in the transformers layout?)",
+                "{}: no tensor '{key}' (is this checkpoint in the transformers layout?)",
                 file.display()
             )
         })?;
@@ -294,7 +306,9 @@ pub fn load_into(varmap: &VarMap, dir: &Path) -> std::result::Result<usize, Stri
         loaded += 1;
     }
     if loaded == 0 {
-        return Err("the policy has no pretrained backbone to load".into());
+        return Err(format!(
+            "the policy has no variables under '{var_prefix}' to load"
+        ));
     }
     Ok(loaded)
 }

@@ -19,7 +19,7 @@ use sponge_datasets::loader::{Batch, Loader, LoaderConfig};
 use sponge_datasets::stats::FeatureStats;
 
 use crate::augment::Augment;
-use crate::tokenizer::tokenize;
+use crate::tokenizer::Tokenizer;
 use crate::{Observation, Policy, PolicyConfig};
 
 /// Why training stopped.
@@ -187,10 +187,11 @@ struct Prepared {
 fn prepare(
     batch: &Batch,
     run: &RunConfig,
-    config: &PolicyConfig,
+    tokenizer: &Tokenizer,
     device: &Device,
     augment: Option<(&Augment, &mut StdRng)>,
 ) -> Result<Prepared, TrainError> {
+    let config = &run.policy;
     let mut augment = augment;
     let b = batch.size;
     let size = config.image_size;
@@ -217,7 +218,7 @@ fn prepare(
         .iter()
         .flat_map(|i| {
             let text = run.tasks.get(*i as usize).map_or("", String::as_str);
-            tokenize(text, config.max_text_tokens)
+            tokenizer.encode(text, config.max_text_tokens)
         })
         .collect();
     let state = run.state.normalize(&batch.state);
@@ -410,14 +411,23 @@ pub fn train(
     if !resume && let crate::pretrained::Vision::Resnet { path, .. } = &policy_config.vision {
         crate::pretrained::load_into(&varmap, path).map_err(TrainError::Mismatch)?;
     }
-    // A frozen backbone is left out of the optimiser.
+    if !resume && let crate::bert::Text::Bert { path, .. } = &policy_config.text {
+        crate::pretrained::load_weights(&varmap, path, crate::bert::BERT_PREFIX, "bert.")
+            .map_err(TrainError::Mismatch)?;
+        // The run keeps the vocabulary, so that it runs without the folder.
+        let vocab = out.join("vocab.txt");
+        std::fs::copy(path.join("vocab.txt"), &vocab).map_err(|e| run_error(&vocab, e))?;
+    }
+    let tokenizer = Tokenizer::for_run(out, &policy_config.text).map_err(TrainError::Mismatch)?;
+    // Frozen pretrained encoders are left out of the optimiser.
     let vars: Vec<Var> = varmap
         .data()
         .lock()
         .map_err(|_| TrainError::Mismatch("the variable map is poisoned".into()))?
         .iter()
         .filter(|(name, _)| {
-            !(policy_config.vision.frozen() && name.starts_with(crate::pretrained::BACKBONE_PREFIX))
+            !(policy_config.vision.frozen() && name.starts_with(crate::pretrained::BACKBONE_PREFIX)
+                || policy_config.text.frozen() && name.starts_with(crate::bert::BERT_PREFIX))
         })
         .map(|(_, var)| var.clone())
         .collect();
@@ -445,7 +455,7 @@ pub fn train(
         let prepared = prepare(
             &loader.next_batch()?,
             &run,
-            &policy_config,
+            &tokenizer,
             device,
             Some((&config.augment, &mut rng)),
         )?;
@@ -455,7 +465,7 @@ pub fn train(
         optimizer.step(&grads)?;
         let val_loss = match val_loader.as_mut() {
             Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
-                let prepared = prepare(&v.next_batch()?, &run, &policy_config, device, None)?;
+                let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
                 Some(f64::from(loss(&policy, &prepared, device)?.to_scalar::<f32>()?))
             }
             _ => None,

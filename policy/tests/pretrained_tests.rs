@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use sponge_policy::pretrained::{Vision, load_into};
-use sponge_policy::tokenizer::tokenize;
+use sponge_policy::tokenizer::{Tokenizer, WordPiece};
 use sponge_policy::{Observation, Policy, PolicyConfig};
 
 /// `(name, shape)` of a ResNet with a stem of 8 channels and two stages
@@ -83,10 +83,20 @@ fn config(vision: Vision) -> PolicyConfig {
 
 /// Gradient sums per variable after one flow loss.
 fn gradients(policy: &Policy, varmap: &VarMap, config: &PolicyConfig) -> HashMap<String, f32> {
+    gradients_with(policy, varmap, config, &Tokenizer::Words)
+}
+
+fn gradients_with(
+    policy: &Policy,
+    varmap: &VarMap,
+    config: &PolicyConfig,
+    tokenizer: &Tokenizer,
+) -> HashMap<String, f32> {
     let device = Device::Cpu;
     let b = 2;
-    let tokens: Vec<u32> = (0..b)
-        .flat_map(|_| tokenize("wipe up the ink", config.max_text_tokens))
+    let tokens: Vec<u32> = ["wipe up the ink", "wipe the tables"]
+        .iter()
+        .flat_map(|t| tokenizer.encode(t, config.max_text_tokens))
         .collect();
     let obs = Observation {
         images: Tensor::rand(0f32, 1f32, (b, 1, 3, 64, 64), &device).expect("images"),
@@ -203,4 +213,175 @@ fn a_checkpoint_that_does_not_match_is_refused_by_name() {
     let error = Vision::resnet(&dir, true).expect_err("bottleneck blocks");
     assert!(error.contains("bottleneck"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `(name, shape)` of a one-layer BERT of width 16 (2 heads, MLP 32,
+/// vocabulary 12, 16 positions), as transformers names them.
+fn tiny_bert_tensors() -> Vec<(String, Vec<usize>)> {
+    let mut out = vec![
+        ("embeddings.word_embeddings.weight".to_owned(), vec![12, 16]),
+        ("embeddings.position_embeddings.weight".to_owned(), vec![16, 16]),
+        ("embeddings.token_type_embeddings.weight".to_owned(), vec![2, 16]),
+        ("embeddings.LayerNorm.weight".to_owned(), vec![16]),
+        ("embeddings.LayerNorm.bias".to_owned(), vec![16]),
+    ];
+    let l = "encoder.layer.0";
+    for (name, shape) in [
+        ("attention.self.query.weight", vec![16, 16]),
+        ("attention.self.query.bias", vec![16]),
+        ("attention.self.key.weight", vec![16, 16]),
+        ("attention.self.key.bias", vec![16]),
+        ("attention.self.value.weight", vec![16, 16]),
+        ("attention.self.value.bias", vec![16]),
+        ("attention.output.dense.weight", vec![16, 16]),
+        ("attention.output.dense.bias", vec![16]),
+        ("attention.output.LayerNorm.weight", vec![16]),
+        ("attention.output.LayerNorm.bias", vec![16]),
+        ("intermediate.dense.weight", vec![32, 16]),
+        ("intermediate.dense.bias", vec![32]),
+        ("output.dense.weight", vec![16, 32]),
+        ("output.dense.bias", vec![16]),
+        ("output.LayerNorm.weight", vec![16]),
+        ("output.LayerNorm.bias", vec![16]),
+    ] {
+        out.push((format!("{l}.{name}"), shape));
+    }
+    out
+}
+
+fn write_bert(dir: &Path) -> HashMap<String, Tensor> {
+    std::fs::create_dir_all(dir).expect("folder");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"model_type": "bert", "vocab_size": 12, "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16,
+            "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu"}"#,
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("vocab.txt"),
+        "[PAD]\n[UNK]\n[CLS]\n[SEP]\nwipe\nup\nthe\nink\ncoffee\nwater\ntable\n##s\n",
+    )
+    .expect("vocab");
+    let mut tensors = HashMap::new();
+    for (name, shape) in tiny_bert_tensors() {
+        let t = Tensor::randn(0f32, 0.3, shape, &Device::Cpu).expect("tensor");
+        tensors.insert(format!("bert.{name}"), t);
+    }
+    // A buffer transformers saves, which is not a weight.
+    tensors.insert(
+        "bert.embeddings.position_ids".into(),
+        Tensor::arange(0u32, 16, &Device::Cpu).expect("ids"),
+    );
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).expect("save");
+    tensors
+}
+
+#[test]
+fn a_frozen_pretrained_bert_is_loaded_and_gets_no_gradient() {
+    use sponge_policy::bert::{BERT_PREFIX, Text};
+    use sponge_policy::pretrained::load_weights;
+
+    let dir = scratch("bert");
+    let written = write_bert(&dir);
+    let config = PolicyConfig {
+        text: Text::bert(&dir, true).expect("config.json and vocab.txt read"),
+        max_text_tokens: 8,
+        ..config(Vision::Scratch)
+    };
+    let varmap = VarMap::new();
+    let policy = Policy::new(
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .expect("policy");
+    let loaded = load_weights(&varmap, &dir, BERT_PREFIX, "bert.").expect("loaded");
+    assert_eq!(loaded, tiny_bert_tensors().len());
+    let vars = varmap.data().lock().expect("vars").clone();
+    let word = vars["text.bert.embeddings.word_embeddings.weight"].as_tensor();
+    let gap: f32 = (word - &written["bert.embeddings.word_embeddings.weight"])
+        .and_then(|d| d.abs())
+        .and_then(|d| d.sum_all())
+        .and_then(|s| s.to_scalar())
+        .expect("gap");
+    assert_eq!(gap, 0.0);
+    let tokenizer = Tokenizer::WordPiece(WordPiece::load(&dir.join("vocab.txt")).expect("vocab"));
+    for (name, g) in gradients_with(&policy, &varmap, &config, &tokenizer) {
+        if name.starts_with(BERT_PREFIX) {
+            assert_eq!(g, 0.0, "{name} is frozen but has a gradient");
+        } else {
+            assert!(g > 0.0 && g.is_finite(), "{name} has no gradient");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_run_with_a_pretrained_bert_keeps_its_vocabulary_and_reads_the_instruction() {
+    use sponge_datasets::synth::write_episode;
+    use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter};
+    use sponge_policy::agent::{Agent, Input};
+    use sponge_policy::bert::Text;
+    use sponge_policy::train::{TrainConfig, train};
+
+    let root = scratch("bert-run");
+    let bert = root.join("bert");
+    write_bert(&bert);
+    let dataset = root.join("dataset");
+    let mut spec = DatasetSpec::so100(30);
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 32,
+        height: 32,
+    }];
+    spec.storage = CameraStorage::Png;
+    let mut writer = DatasetWriter::create(&dataset, spec).expect("writer");
+    for (episode, task) in ["wipe up the ink", "wipe the coffee"].iter().enumerate() {
+        write_episode(&mut writer, episode as u64, 20, task).expect("episode");
+    }
+    writer.close().expect("close");
+    let policy = PolicyConfig {
+        text: Text::bert(&bert, true).expect("bert"),
+        max_text_tokens: 8,
+        image_size: 32,
+        ..config(Vision::Scratch)
+    };
+    let run = root.join("run");
+    let steps = TrainConfig {
+        steps: 3,
+        batch: 4,
+        warmup: 1,
+        validation_every: 3,
+        validation_every_nth_episode: 0,
+        ..TrainConfig::default()
+    };
+    train(&dataset, &run, &policy, &steps, &Device::Cpu, false, |_| {}).expect("train");
+    // The run runs without the pretrained folder.
+    std::fs::remove_dir_all(&bert).expect("remove");
+    assert!(run.join("vocab.txt").is_file());
+    let frame = vec![100u8; 32 * 32 * 3];
+    let images = [frame.as_slice()];
+    let state = [0f32; 6];
+    let act = |task: &str| {
+        let mut agent = Agent::load(&run, &Device::Cpu, 3).expect("load");
+        agent
+            .act(
+                &[Input {
+                    images: &images,
+                    state: &state,
+                    task,
+                }],
+                1,
+            )
+            .expect("act")
+            .remove(0)
+            .remove(0)
+    };
+    assert_eq!(act("wipe up the ink"), act("wipe up the ink"));
+    assert_ne!(
+        act("wipe up the ink"),
+        act("wipe the coffee"),
+        "the instruction changes the chunk"
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
