@@ -541,24 +541,12 @@ fn sponge_record_with_emulated_arms_writes_a_dataset_that_validates() {
 /// A small policy trained for a few steps on a synthetic dataset: enough
 /// to run as a node (what it does is not the point here).
 fn tiny_trained_policy(dir: &Path) -> PathBuf {
-    use sponge_datasets::synth::write_episode;
-    use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter};
+    use sponge_datasets::synth::write_small_dataset;
     use sponge_policy::PolicyConfig;
     use sponge_policy::train::{TrainConfig, train};
 
     let dataset = dir.join("dataset");
-    let mut spec = DatasetSpec::so100(30);
-    spec.cameras = vec![CameraSpec {
-        name: "front".into(),
-        width: 32,
-        height: 32,
-    }];
-    spec.storage = CameraStorage::Png;
-    let mut writer = DatasetWriter::create(&dataset, spec).expect("writer");
-    for episode in 0..3 {
-        write_episode(&mut writer, episode, 30, "wipe up the ink").expect("episode");
-    }
-    writer.close().expect("close");
+    write_small_dataset(&dataset, 32, &[(30, "wipe up the ink"); 3]).expect("dataset");
     let run = dir.join("run");
     let policy = PolicyConfig {
         d_model: 32,

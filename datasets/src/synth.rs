@@ -58,3 +58,20 @@ pub fn write_episode(writer: &mut DatasetWriter, episode: u64, frames: u64, task
     writer.finish_episode()?;
     Ok(())
 }
+
+/// A small SO-100 dataset at 30 fps with one square `front` camera of
+/// `size` pixels stored as PNG: one synthetic episode per `(frames, task)`.
+pub fn write_small_dataset(root: &std::path::Path, size: u32, episodes: &[(u64, &str)]) -> Result<()> {
+    let mut spec = crate::DatasetSpec::so100(30);
+    spec.cameras = vec![crate::CameraSpec {
+        name: "front".into(),
+        width: size,
+        height: size,
+    }];
+    spec.storage = crate::CameraStorage::Png;
+    let mut writer = DatasetWriter::create(root, spec)?;
+    for (episode, (frames, task)) in episodes.iter().enumerate() {
+        write_episode(&mut writer, episode as u64, *frames, task)?;
+    }
+    writer.close()
+}

@@ -318,8 +318,7 @@ fn a_frozen_pretrained_bert_is_loaded_and_gets_no_gradient() {
 
 #[test]
 fn a_run_with_a_pretrained_bert_keeps_its_vocabulary_and_reads_the_instruction() {
-    use sponge_datasets::synth::write_episode;
-    use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter};
+    use sponge_datasets::synth::write_small_dataset;
     use sponge_policy::agent::{Agent, Input};
     use sponge_policy::bert::Text;
     use sponge_policy::train::{TrainConfig, train};
@@ -328,18 +327,7 @@ fn a_run_with_a_pretrained_bert_keeps_its_vocabulary_and_reads_the_instruction()
     let bert = root.join("bert");
     write_bert(&bert);
     let dataset = root.join("dataset");
-    let mut spec = DatasetSpec::so100(30);
-    spec.cameras = vec![CameraSpec {
-        name: "front".into(),
-        width: 32,
-        height: 32,
-    }];
-    spec.storage = CameraStorage::Png;
-    let mut writer = DatasetWriter::create(&dataset, spec).expect("writer");
-    for (episode, task) in ["wipe up the ink", "wipe the coffee"].iter().enumerate() {
-        write_episode(&mut writer, episode as u64, 20, task).expect("episode");
-    }
-    writer.close().expect("close");
+    write_small_dataset(&dataset, 32, &[(20, "wipe up the ink"), (20, "wipe the coffee")]).expect("dataset");
     let policy = PolicyConfig {
         text: Text::bert(&bert, true).expect("bert"),
         max_text_tokens: 8,

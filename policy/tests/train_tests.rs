@@ -2,8 +2,7 @@
 //! holds what it should, and held-out episodes give a validation loss.
 
 use candle_core::Device;
-use sponge_datasets::synth::write_episode;
-use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter};
+use sponge_datasets::synth::write_small_dataset;
 use sponge_policy::PolicyConfig;
 use sponge_policy::agent::{Agent, Input};
 use sponge_policy::plot::{TRAIN_COLOUR, VALIDATION_COLOUR};
@@ -14,18 +13,7 @@ fn the_flow_loss_falls_and_the_run_is_written() {
     let root = std::env::temp_dir().join(format!("sponge-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let dataset = root.join("dataset");
-    let mut spec = DatasetSpec::so100(30);
-    spec.cameras = vec![CameraSpec {
-        name: "front".into(),
-        width: 32,
-        height: 32,
-    }];
-    spec.storage = CameraStorage::Png;
-    let mut writer = DatasetWriter::create(&dataset, spec).expect("writer");
-    for episode in 0..4 {
-        write_episode(&mut writer, episode, 40, "wipe up the ink").expect("episode");
-    }
-    writer.close().expect("close");
+    write_small_dataset(&dataset, 32, &[(40, "wipe up the ink"); 4]).expect("dataset");
 
     let policy = PolicyConfig {
         d_model: 32,
