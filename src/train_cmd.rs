@@ -33,7 +33,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Peak learning rate (after warm-up; cosine decay to a tenth).
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 6e-4)]
     lr: f64,
     /// Seed of the initialisation, the noise and the batches.
     #[arg(long, default_value_t = 0)]

@@ -120,7 +120,7 @@ impl Default for TrainConfig {
         TrainConfig {
             steps: 2000,
             batch: 32,
-            learning_rate: 3e-4,
+            learning_rate: 6e-4,
             warmup: 100,
             weight_decay: 1e-4,
             grad_clip: 1.0,
