@@ -13,8 +13,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sponge_policy::agent::{Agent, Chunk, Input};
-use sponge_robot::units::{dataset_to_joints, joints_to_dataset};
-use sponge_robot::{Joint, JointVector};
+use sponge_robot::JointVector;
+use sponge_robot::joint::clamp_to_limits;
+use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
 
 use crate::train_cmd::DeviceArg;
@@ -146,14 +147,6 @@ fn eval_seeds(args: &EvalArgs, config: &EnvConfig) -> Vec<u64> {
     seeds
 }
 
-fn clamp_to_limits(q: &mut JointVector) {
-    for joint in Joint::ALL {
-        let limits = joint.limits();
-        let v = &mut q[joint.index()];
-        *v = v.clamp(limits.min_rad, limits.max_rad);
-    }
-}
-
 /// Runs `sponge eval` and prints the summary.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let (summary, _) = evaluate(args, true)?;
@@ -276,12 +269,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         if !due.is_empty() {
             let states: Vec<Vec<f32>> = due
                 .iter()
-                .map(|&i| {
-                    joints_to_dataset(&observations[i].state)
-                        .iter()
-                        .map(|&v| v as f32)
-                        .collect()
-                })
+                .map(|&i| joints_to_dataset_f32(&observations[i].state).to_vec())
                 .collect();
             let views: Vec<Vec<&[u8]>> = due
                 .iter()
@@ -326,12 +314,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             .zip(batch.envs())
             .map(
                 |(slot, env)| match slot.as_ref().and_then(|r| r.chunk.as_ref().map(|c| (c, r.index))) {
-                    Some((chunk, index)) => {
-                        let values = &chunk[index.min(chunk.len() - 1)];
-                        let mut q = dataset_to_joints(&std::array::from_fn(|j| f64::from(values[j])));
-                        clamp_to_limits(&mut q);
-                        q
-                    }
+                    Some((chunk, index)) => dataset_f32_to_joints(&chunk[index.min(chunk.len() - 1)])
+                        .map_or(*env.arm().goal(), |q| clamp_to_limits(&q)),
                     None => *env.arm().goal(),
                 },
             )

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sponge_datasets::{CameraSpec, DatasetSpec, DatasetWriter, FrameInput};
 use sponge_robot::joint::JointVector;
-use sponge_robot::units::joints_to_dataset;
+use sponge_robot::units::joints_to_dataset_f32;
 use sponge_sim::expert::Expert;
 use sponge_sim::render::{RenderConfig, Renderer};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
@@ -179,7 +179,7 @@ pub struct GenerateSummary {
 }
 
 fn dataset_units(q: &JointVector) -> Vec<f32> {
-    joints_to_dataset(q).iter().map(|&v| v as f32).collect()
+    joints_to_dataset_f32(q).to_vec()
 }
 
 /// `sponge sim generate`.

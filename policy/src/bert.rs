@@ -69,10 +69,7 @@ pub enum Text {
 impl Text {
     /// A pretrained BERT from `dir` (its `config.json` and `vocab.txt` are checked now).
     pub fn bert(dir: &Path, frozen: bool) -> std::result::Result<Text, String> {
-        let config = dir.join("config.json");
-        let text = std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
-        let shape: BertShape = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a BERT config: {e}", config.display()))?;
+        let (config, shape): (_, BertShape) = crate::pretrained::read_config(dir, "BERT")?;
         if shape.num_attention_heads == 0 || !shape.hidden_size.is_multiple_of(shape.num_attention_heads) {
             return Err(format!(
                 "{}: hidden_size is not divisible by the heads",

@@ -52,6 +52,18 @@ fn basic() -> String {
     "basic".into()
 }
 
+/// A pretrained model's `config.json` in `dir`: its path and its `what` shape.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    what: &str,
+) -> std::result::Result<(PathBuf, T), String> {
+    let config = dir.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let shape =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a {what} config: {e}", config.display()))?;
+    Ok((config, shape))
+}
+
 /// Which image encoder the policy uses.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -73,10 +85,7 @@ pub enum Vision {
 impl Vision {
     /// A pretrained ResNet from `dir` (its `config.json` is read now).
     pub fn resnet(dir: &Path, frozen: bool) -> std::result::Result<Vision, String> {
-        let config = dir.join("config.json");
-        let text = std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
-        let shape: ResNetShape = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a ResNet config: {e}", config.display()))?;
+        let (config, shape): (_, ResNetShape) = read_config(dir, "ResNet")?;
         if shape.layer_type != "basic" {
             return Err(format!(
                 "{}: layer_type '{}': only basic blocks (ResNet-18/34) are supported",
@@ -162,6 +171,9 @@ impl BasicBlock {
 /// A ResNet without its classifier: images to a feature map `[B, C, S/stride, S/stride]`.
 #[derive(Debug, Clone)]
 pub struct ResNet {
+    /// ImageNet's channel means and standard deviations, `[1, 3, 1, 1]`.
+    mean: Tensor,
+    std: Tensor,
     stem: ConvNorm,
     blocks: Vec<BasicBlock>,
     channels: usize,
@@ -195,7 +207,10 @@ impl ResNet {
             }
             cin = cout;
         }
+        let device = vb.device();
         Ok(ResNet {
+            mean: Tensor::new(&[0.485f32, 0.456, 0.406], device)?.reshape((1, 3, 1, 1))?,
+            std: Tensor::new(&[0.229f32, 0.224, 0.225], device)?.reshape((1, 3, 1, 1))?,
             stem,
             blocks,
             channels: cin,
@@ -209,10 +224,7 @@ impl ResNet {
 
     /// Images `[B, 3, H, W]` in 0..1 (normalised here as for ImageNet) to features.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        let device = images.device();
-        let mean = Tensor::new(&[0.485f32, 0.456, 0.406], device)?.reshape((1, 3, 1, 1))?;
-        let std = Tensor::new(&[0.229f32, 0.224, 0.225], device)?.reshape((1, 3, 1, 1))?;
-        let x = images.broadcast_sub(&mean)?.broadcast_div(&std)?;
+        let x = images.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
         let x = self.stem.forward(&x)?.relu()?;
         let mut x = max_pool_3x3_stride_2(&x)?;
         for block in &self.blocks {

@@ -284,10 +284,10 @@ pub fn read_log(log_path: &Path) -> Result<Vec<LogLine>, TrainError> {
         .collect())
 }
 
-/// Redraws `loss.png` next to `log.jsonl`.
-fn plot_log(log_path: &Path) -> Result<(), TrainError> {
-    let png = log_path.with_file_name("loss.png");
-    crate::plot::loss_curve(&read_log(log_path)?, &png).map_err(|e| run_error(&png, e))
+/// Redraws the run's `loss.png` from its log.
+fn plot_log(out: &Path, history: &[LogLine]) -> Result<(), TrainError> {
+    let png = out.join("loss.png");
+    crate::plot::loss_curve(history, &png).map_err(|e| run_error(&png, e))
 }
 
 /// Trains a policy on the dataset at `dataset` into the run folder `out`,
@@ -397,17 +397,19 @@ pub fn train(
         VarBuilder::from_varmap(&varmap, DType::F32, device),
     )?;
     let log_path = out.join("log.jsonl");
-    let first_step = if resume {
+    // The log so far (for the loss curve), and the step to go on from.
+    let mut history = if resume {
         varmap.load(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
         read_log(&log_path)?
-            .iter()
-            .map(|l| l.step)
-            .max()
-            .unwrap_or(0)
-            .min(config.steps)
     } else {
-        0
+        Vec::new()
     };
+    let first_step = history
+        .iter()
+        .map(|l| l.step)
+        .max()
+        .unwrap_or(0)
+        .min(config.steps);
     if !resume && let crate::pretrained::Vision::Resnet { path, .. } = &policy_config.vision {
         crate::pretrained::load_into(&varmap, path).map_err(TrainError::Mismatch)?;
     }
@@ -480,17 +482,16 @@ pub fn train(
         };
         let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
+        history.push(line);
         if val_loss.is_some() {
             save_checkpoint(&varmap, &checkpoint)?;
-            log.flush().map_err(|e| run_error(&log_path, e))?;
-            plot_log(&log_path)?;
+            plot_log(out, &history)?;
         }
         progress(&line);
         last = Some(line);
     }
     save_checkpoint(&varmap, &checkpoint)?;
-    log.flush().map_err(|e| run_error(&log_path, e))?;
-    plot_log(&log_path)?;
+    plot_log(out, &history)?;
     last.ok_or_else(|| {
         TrainError::Mismatch(format!(
             "no steps left to train: the run is at step {first_step} of {}",

@@ -186,6 +186,15 @@ pub fn home_pose() -> JointVector {
     from_menagerie(&[0.0, -FRAC_PI_2, FRAC_PI_2, FRAC_PI_2, -FRAC_PI_2, 0.0])
 }
 
+/// `q_rad` brought within every joint's limits; a value that is not a
+/// number becomes 0 (the middle of the range).
+pub fn clamp_to_limits(q_rad: &JointVector) -> JointVector {
+    std::array::from_fn(|i| {
+        let q = if q_rad[i].is_finite() { q_rad[i] } else { 0.0 };
+        Joint::ALL[i].limits().clamp(q)
+    })
+}
+
 /// Checks every joint of `q_rad` against its limits (with `tol_rad` slack).
 pub fn check_limits(q_rad: &JointVector, tol_rad: f64) -> Result<()> {
     for joint in Joint::ALL {
@@ -205,6 +214,15 @@ pub fn check_limits(q_rad: &JointVector, tol_rad: f64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clamping_brings_every_joint_within_its_limits() {
+        let q = clamp_to_limits(&[10.0, -10.0, f64::NAN, 0.1, f64::INFINITY, -0.2]);
+        assert!(check_limits(&q, 0.0).is_ok(), "{q:?}");
+        assert_eq!(q[0], Joint::ShoulderPan.limits().max_rad);
+        assert_eq!(q[1], Joint::ShoulderLift.limits().min_rad);
+        assert_eq!((q[2], q[3], q[5]), (0.0, 0.1, -0.2), "NaN to the middle, values inside kept");
+    }
 
     #[test]
     fn motor_ids_follow_lerobot_order() {

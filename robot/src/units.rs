@@ -59,10 +59,30 @@ pub fn dataset_to_joints(values: &[f64; NUM_JOINTS]) -> JointVector {
     std::array::from_fn(|i| dataset_to_rad(Joint::ALL[i], values[i]))
 }
 
+/// All six joints to dataset units as stored (f32).
+pub fn joints_to_dataset_f32(q_rad: &JointVector) -> [f32; NUM_JOINTS] {
+    joints_to_dataset(q_rad).map(|v| v as f32)
+}
+
+/// Six stored dataset values (f32) to radians; none unless there are exactly six.
+pub fn dataset_f32_to_joints(values: &[f32]) -> Option<JointVector> {
+    let values: &[f32; NUM_JOINTS] = values.try_into().ok()?;
+    Some(dataset_to_joints(&values.map(f64::from)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::calibration::{ArmCalibration, MotorCalibration};
+
+    #[test]
+    fn stored_values_round_trip_and_need_six_joints() {
+        let q = [0.3, -0.5, 0.9, -1.1, 0.2, 0.4];
+        let back = dataset_f32_to_joints(&joints_to_dataset_f32(&q)).expect("six values");
+        assert!(q.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-5), "{back:?}");
+        assert!(dataset_f32_to_joints(&[0.0; 5]).is_none());
+        assert!(dataset_f32_to_joints(&[0.0; 7]).is_none());
+    }
 
     #[test]
     fn matches_lerobot_formulas_from_ticks() {

@@ -9,7 +9,7 @@
 
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
 use rapier3d::prelude::*;
-use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
+use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS, clamp_to_limits};
 use sponge_robot::model::{
     COLLIDERS, INERTIALS, JOINT_FRAMES, Link, NUM_LINKS, SERVO_MAX_SPEED_RAD_S, SERVO_STALL_TORQUE_NM,
     SPONGE, Shape as ModelShape, Tool,
@@ -411,13 +411,6 @@ impl ArmWorld {
         let extra = self.params.sponge_face_extra_depth_m();
         gripper * Tool::SpongeFace.gripper_from_tool() * Translation3::new(0.0, 0.0, extra)
     }
-}
-
-fn clamp_to_limits(q_rad: &JointVector) -> JointVector {
-    std::array::from_fn(|i| {
-        let q = if q_rad[i].is_finite() { q_rad[i] } else { 0.0 };
-        Joint::ALL[i].limits().clamp(q)
-    })
 }
 
 #[cfg(test)]

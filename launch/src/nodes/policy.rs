@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sponge_policy::agent::{Agent, Input};
-use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
+use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS, clamp_to_limits};
 use sponge_robot::msg::{
     Duration as RosDuration, Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg,
     Time,
 };
-use sponge_robot::units::{dataset_to_joints, joints_to_dataset};
+use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 
 use super::{NodeError, pace};
 use crate::params::Params;
@@ -41,20 +41,27 @@ pub fn chunk(
     horizon: usize,
     step_hz: f64,
 ) -> JointTrajectory {
+    trajectory(
+        Time::now(),
+        1.0 / step_hz,
+        (0..horizon).map(|k| sway(center, amplitude, period, t0 + k as f64 / step_hz)),
+    )
+}
+
+/// A chunk stamped `stamp`: the six joints' targets, `step_s` apart.
+fn trajectory(stamp: Time, step_s: f64, targets: impl Iterator<Item = JointVector>) -> JointTrajectory {
     JointTrajectory {
         header: Header {
-            stamp: Time::now(),
+            stamp,
             frame_id: String::new(),
         },
         joint_names: Joint::ALL.iter().map(|j| j.name().to_owned()).collect(),
-        points: (0..horizon)
-            .map(|k| {
-                let dt = k as f64 / step_hz;
-                JointTrajectoryPoint {
-                    positions: sway(center, amplitude, period, t0 + dt).to_vec(),
-                    time_from_start: RosDuration::from_secs_f64(dt),
-                    ..JointTrajectoryPoint::default()
-                }
+        points: targets
+            .enumerate()
+            .map(|(k, q)| JointTrajectoryPoint {
+                positions: q.to_vec(),
+                time_from_start: RosDuration::from_secs_f64(k as f64 * step_s),
+                ..JointTrajectoryPoint::default()
             })
             .collect(),
     }
@@ -153,7 +160,7 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         };
         let observed = Time::now();
         let started = Instant::now();
-        let dataset_state: Vec<f32> = joints_to_dataset(&q).iter().map(|&v| v as f32).collect();
+        let dataset_state = joints_to_dataset_f32(&q);
         let views: Vec<&[u8]> = frames.iter().flatten().map(Vec::as_slice).collect();
         let chunk = agent
             .act(
@@ -166,29 +173,12 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
             )?
             .swap_remove(0)
             .swap_remove(0);
-        chunks.put(&JointTrajectory {
-            header: Header {
-                stamp: observed,
-                frame_id: String::new(),
-            },
-            joint_names: Joint::ALL.iter().map(|j| j.name().to_owned()).collect(),
-            points: chunk
-                .iter()
-                .enumerate()
-                .map(|(k, action)| {
-                    let values: [f64; NUM_JOINTS] = std::array::from_fn(|j| f64::from(action[j]));
-                    let q = dataset_to_joints(&values);
-                    JointTrajectoryPoint {
-                        positions: Joint::ALL
-                            .iter()
-                            .map(|j| j.limits().clamp(q[j.index()]))
-                            .collect(),
-                        time_from_start: RosDuration::from_secs_f64(k as f64 * step_s),
-                        ..JointTrajectoryPoint::default()
-                    }
-                })
-                .collect(),
-        })?;
+        let targets = chunk
+            .iter()
+            .map(|action| dataset_f32_to_joints(action).map(|q| clamp_to_limits(&q)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("the policy's actions are not six joints")?;
+        chunks.put(&trajectory(observed, step_s, targets.into_iter()))?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         sent += 1;
         total_ms += ms;

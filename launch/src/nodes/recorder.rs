@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use sponge_datasets::{CameraSpec, DatasetSpec, DatasetWriter, FrameInput};
 use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Image, JointState, StringMsg};
-use sponge_robot::units::joints_to_dataset;
+use sponge_robot::units::joints_to_dataset_f32;
 
 use super::newest_positions;
 use super::{NodeError, pace};
@@ -254,8 +254,8 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             inputs.drain()?;
             let state = inputs.state.unwrap_or_default();
             let action = inputs.action.unwrap_or(state);
-            let state = joints_to_dataset(&state).map(|v| v as f32);
-            let action = joints_to_dataset(&action).map(|v| v as f32);
+            let state = joints_to_dataset_f32(&state);
+            let action = joints_to_dataset_f32(&action);
             let images: Vec<&[u8]> = inputs
                 .images
                 .iter()
