@@ -397,6 +397,11 @@ fn broken_launch_files_point_at_file_line_column() {
             "no such file or folder: /no/such.json",
         ),
         ("[[node]\nname = \"a\"\n", "1:8", "expected `]`"),
+        (
+            "[[node]]\nname = \"a\"\nkind = \"policy\"\nparams = { policy = \"/no/run\" }\n",
+            "3:8",
+            "'/no/run' is not a run folder",
+        ),
     ];
     for (i, (text, place, message)) in cases.iter().enumerate() {
         let path = dir.join(format!("broken{i}.toml"));

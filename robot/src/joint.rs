@@ -221,7 +221,11 @@ mod tests {
         assert!(check_limits(&q, 0.0).is_ok(), "{q:?}");
         assert_eq!(q[0], Joint::ShoulderPan.limits().max_rad);
         assert_eq!(q[1], Joint::ShoulderLift.limits().min_rad);
-        assert_eq!((q[2], q[3], q[5]), (0.0, 0.1, -0.2), "NaN to the middle, values inside kept");
+        assert_eq!(
+            (q[2], q[3], q[5]),
+            (0.0, 0.1, -0.2),
+            "NaN to the middle, values inside kept"
+        );
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! `sponge train` and `sponge eval` as a user runs them: a run folder from
+//! a small dataset, a refusal to overwrite it, an evaluation in the twin
+//! with its JSON and GIF, and a clear error for a folder that is no run.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const SPONGE: &str = env!("CARGO_BIN_EXE_sponge");
+
+fn sponge(args: &[&str]) -> Output {
+    Command::new(SPONGE).args(args).output().expect("sponge runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sponge-policy-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    dir
+}
+
+#[test]
+fn train_then_eval_in_the_twin_writes_figures_and_a_gif() {
+    let dir = scratch("run");
+    let dataset = dir.join("dataset");
+    sponge_datasets::synth::write_small_dataset(&dataset, 32, &[(30, "wipe up the ink"); 3])
+        .expect("dataset");
+    let (data, run) = (dataset.to_str().expect("utf-8"), dir.join("run"));
+    let run = run.to_str().expect("utf-8");
+    let train = [
+        "train",
+        "--dataset",
+        data,
+        "--out",
+        run,
+        "--steps",
+        "4",
+        "--batch",
+        "4",
+    ];
+    let output = sponge(&train);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(dir.join("run/loss.png").is_file());
+
+    // A trained run is not overwritten by accident.
+    let again = sponge(&train);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--resume"), "{}", text(&again));
+
+    let json = dir.join("eval.json");
+    let gifs = dir.join("gifs");
+    let output = sponge(&[
+        "eval",
+        "--policy",
+        run,
+        "--episodes",
+        "2",
+        "--envs",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--video",
+        gifs.to_str().expect("utf-8"),
+        "--videos",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("success: "), "{}", text(&output));
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    let episodes = figures["episodes"].as_array().expect("episodes");
+    assert_eq!(episodes.len(), 2);
+    let seeds: Vec<u64> = episodes
+        .iter()
+        .map(|e| e["seed"].as_u64().expect("seed"))
+        .collect();
+    assert_eq!(seeds, [1_000_000, 1_000_001], "held-out seeds by default");
+    for e in episodes {
+        let fraction = e["target_fraction"].as_f64().expect("fraction");
+        assert!((0.0..=1.0).contains(&fraction), "{e}");
+        assert!(e["duration_s"].as_f64().expect("duration") > 0.0);
+    }
+    let gif = std::fs::read(gifs.join("episode_1000000.gif")).expect("gif written");
+    assert!(gif.starts_with(b"GIF8"), "not a GIF");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_folder_that_is_no_run_is_refused_by_name() {
+    let dir = scratch("missing");
+    let output = sponge(&[
+        "eval",
+        "--policy",
+        dir.to_str().expect("utf-8"),
+        "--episodes",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(
+        message.contains("config.json") && message.contains("sponge train"),
+        "{message}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
