@@ -30,6 +30,33 @@ pub enum BenchCommand {
     /// to infer a chunk for one observation and K chunks at once, and
     /// training samples per second.
     Policy(PolicyBenchArgs),
+    /// The world model (default shape, random weights and inputs):
+    /// milliseconds to rank K chunks for one observation and for one
+    /// anomaly-monitor check, and training samples per second.
+    Wm(WmBenchArgs),
+}
+
+/// Options of `sponge bench wm`.
+#[derive(Args)]
+pub struct WmBenchArgs {
+    /// Timed runs.
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Chunks ranked for one observation.
+    #[arg(long, default_value_t = 8)]
+    samples: usize,
+    /// Training batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value_t = crate::train_cmd::DeviceArg::Cpu)]
+    device: crate::train_cmd::DeviceArg,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Options of `sponge bench policy`.
@@ -137,7 +164,45 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sim(args) => crate::sim_cmd::bench(args),
         BenchCommand::Zenoh(args) => bench_zenoh(args),
         BenchCommand::Policy(args) => bench_policy(args),
+        BenchCommand::Wm(args) => bench_wm(args),
     }
+}
+
+fn bench_wm(args: &WmBenchArgs) -> anyhow::Result<()> {
+    use sponge_world_model::bench::{ranking_latency, training_throughput};
+    let device = args.device.device()?;
+    let config = sponge_world_model::WorldModelConfig::default();
+    let on = if device.is_cuda() {
+        "the GPU".to_owned()
+    } else {
+        machine()
+    };
+    println!("world-model benchmark on {on} (default model: {config:?})");
+    let (rank, check) = ranking_latency(&config, args.samples, args.runs, &device)?;
+    println!(
+        "ranking {} chunks for one observation: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        args.samples, rank.p50_ms, rank.p90_ms, rank.max_ms
+    );
+    println!(
+        "one monitor check: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        check.p50_ms, check.p90_ms, check.max_ms
+    );
+    let samples_per_s = training_throughput(&config, args.batch, args.steps, &device)?;
+    println!("training, batch {}: {samples_per_s:.1} samples/s", args.batch);
+    if let Some(path) = &args.json {
+        let figures = json!({
+            "machine": on,
+            "config": config,
+            "rank_k_chunks_ms": rank,
+            "k": args.samples,
+            "monitor_check_ms": check,
+            "training_batch": args.batch,
+            "training_samples_per_s": samples_per_s,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {

@@ -196,6 +196,7 @@ fn record_dataset(args: &DemoArgs) -> anyhow::Result<PathBuf> {
         wrist: false,
         keep_failures: false,
         png: false,
+        perturb: 0.0,
     })?;
     if let Some(problem) = sponge_datasets::validate::validate(&root).first() {
         anyhow::bail!("the demo dataset does not validate: {problem}");
@@ -273,6 +274,12 @@ fn evaluate_policy(args: &DemoArgs, run: &std::path::Path) -> anyhow::Result<()>
         two_spills: false,
         instruction: None,
         device: crate::train_cmd::DeviceArg::Cpu,
+        world_model: None,
+        samples: 1,
+        monitor: false,
+        ood: false,
+        fault: None,
+        fault_window: "3-8".into(),
     };
     let (summary, _) = evaluate(&eval, true)?;
     println!(

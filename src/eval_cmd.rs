@@ -9,14 +9,19 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use candle_core::Tensor;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use sponge_policy::agent::{Agent, Chunk, Input};
 use sponge_robot::JointVector;
 use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
+use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
+use sponge_world_model::{Calibration, Monitor, Parts, WorldModelRun};
 
 use crate::train_cmd::DeviceArg;
 
@@ -66,6 +71,31 @@ pub struct EvalArgs {
     /// Where the policy runs.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// A world model (from `sponge wm train`): with --samples K it picks the
+    /// best of K proposed chunks by imagined outcome; with a calibrated
+    /// monitor (`sponge wm calibrate`) it also watches for anomalies, and an
+    /// alarm holds the arm and ends the episode.
+    #[arg(long, value_name = "WM")]
+    pub world_model: Option<PathBuf>,
+    /// Chunks the policy proposes per observation for the world model to
+    /// rank (1: no ranking).
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    /// Run the anomaly monitor of --world-model (needs its monitor.json).
+    #[arg(long, requires = "world_model")]
+    pub monitor: bool,
+    /// Scenes unlike the training data: unfamiliar spill colours, lighting
+    /// outside the training range, the camera 3-5 cm off its place.
+    #[arg(long)]
+    pub ood: bool,
+    /// Inject a fault into every episode (drop-sponge, block-arm, push-arm,
+    /// cover-camera, shift-camera, unseen-spill, or all: each in turn), at
+    /// a random time within --fault-window.
+    #[arg(long)]
+    pub fault: Option<String>,
+    /// Seconds within which faults are injected, "FROM-TO".
+    #[arg(long, default_value = "3-8")]
+    pub fault_window: String,
 }
 
 /// One episode's figures.
@@ -91,6 +121,19 @@ pub struct EpisodeResult {
     pub peak_force_n: f64,
     /// Episode length, seconds.
     pub duration_s: f64,
+    /// The fault injected, if any.
+    pub fault: Option<String>,
+    /// When it was injected, seconds.
+    pub fault_at_s: Option<f64>,
+    /// When the monitor raised an alarm (the episode ends there), seconds.
+    pub alarm_at_s: Option<f64>,
+    /// The most surprising part at the alarm.
+    pub alarm_cause: Option<String>,
+    /// The largest surprise of the episode.
+    pub max_surprise: Option<f64>,
+    /// Every monitor check's parts (for calibration; not written to JSON).
+    #[serde(skip)]
+    pub checks: Vec<Parts>,
 }
 
 /// The totals.
@@ -113,6 +156,29 @@ pub struct Summary {
     pub wall_s: f64,
     /// GIFs written.
     pub videos: Vec<PathBuf>,
+    /// Chunks proposed per observation.
+    pub samples: usize,
+    /// With the monitor: what it caught.
+    pub monitor: Option<MonitorSummary>,
+}
+
+/// What the anomaly monitor did over an evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorSummary {
+    /// Episodes with a fault injected.
+    pub faults: usize,
+    /// Of those, alarms within 1 s of the fault.
+    pub detected_within_1s: usize,
+    /// Of those, alarms later than 1 s after the fault.
+    pub detected_late: usize,
+    /// Per fault: (injected, detected within 1 s).
+    pub per_fault: BTreeMap<String, (usize, usize)>,
+    /// Alarms with no fault under way (before the fault, or in normal episodes).
+    pub false_alarms: usize,
+    /// Seconds of running with no fault under way.
+    pub normal_s: f64,
+    /// False alarms per 10 minutes of normal running.
+    pub false_alarms_per_10_min: f64,
 }
 
 /// The front camera's frames of an episode, for its GIF.
@@ -126,6 +192,12 @@ struct Running {
     steps: usize,
     result: EpisodeResult,
     frames: Option<Frames>,
+    /// The fault to inject and the step to inject it at.
+    fault: Option<(Fault, usize)>,
+    /// The world model's latent at the last check, and the actions executed since.
+    latent: Option<Tensor>,
+    executed: Vec<Vec<f32>>,
+    monitor: Option<Monitor>,
 }
 
 /// Seeds for the evaluation: consecutive from `first`, or, for the
@@ -167,16 +239,63 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         summary.episodes_with_force_violations,
         summary.wall_s
     );
+    if let Some(m) = &summary.monitor {
+        println!(
+            "monitor: {}/{} faults detected within 1 s ({} later), {} false alarms in {:.0} s of normal running ({:.2} per 10 min)",
+            m.detected_within_1s,
+            m.faults,
+            m.detected_late,
+            m.false_alarms,
+            m.normal_s,
+            m.false_alarms_per_10_min
+        );
+        for (fault, (injected, detected)) in &m.per_fault {
+            println!("  {fault:14} {detected}/{injected}");
+        }
+    }
     for path in &summary.videos {
         println!("video: {}", path.display());
     }
     Ok(())
 }
 
+/// The faults to inject in turn, from `--fault`.
+fn fault_plan(args: &EvalArgs) -> anyhow::Result<Option<(Vec<Fault>, f64, f64)>> {
+    let Some(name) = &args.fault else {
+        return Ok(None);
+    };
+    let faults = if name == "all" {
+        Fault::ALL.to_vec()
+    } else {
+        vec![name.parse::<Fault>().map_err(anyhow::Error::msg)?]
+    };
+    let window = args
+        .fault_window
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)))
+        .filter(|(a, b)| *a >= 0.0 && b >= a)
+        .with_context(|| format!("--fault-window {:?} is not FROM-TO in seconds", args.fault_window))?;
+    Ok(Some((faults, window.0, window.1)))
+}
+
+/// Ends a running episode: its figures go to `done`.
+fn finish(
+    slot: &mut Option<Running>,
+    done: &mut BTreeMap<usize, (EpisodeResult, Option<Frames>)>,
+    bar: &ProgressBar,
+) {
+    if let Some(finished) = slot.take() {
+        done.insert(finished.ordinal, (finished.result, finished.frames));
+    }
+    let successes = done.values().filter(|(r, _)| r.success).count();
+    bar.set_position(done.len() as u64);
+    bar.set_message(format!("{successes}/{} succeeded", done.len()));
+}
+
 /// Evaluates the policy; returns the summary and every episode.
 pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary, Vec<EpisodeResult>)> {
-    if args.episodes == 0 || args.envs == 0 || args.replan == 0 {
-        bail!("--episodes, --envs and --replan must be at least 1");
+    if args.episodes == 0 || args.envs == 0 || args.replan == 0 || args.samples == 0 {
+        bail!("--episodes, --envs, --replan and --samples must be at least 1");
     }
     let device = args.device.device()?;
     let mut agent = Agent::load(&args.policy, &device, args.seed)
@@ -185,6 +304,33 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     if run.policy.state_dim != 6 || run.policy.action_dim != 6 {
         bail!("the policy is not for the SO-100's six joints");
     }
+    let world_model = match &args.world_model {
+        Some(dir) => Some(
+            WorldModelRun::load(dir, &device)
+                .with_context(|| format!("loading the world model from {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    if args.samples > 1 && world_model.is_none() {
+        bail!(
+            "--samples {} needs a --world-model to rank the chunks",
+            args.samples
+        );
+    }
+    if let Some(wm) = &world_model
+        && wm.run_config().model.image_size != run.policy.image_size
+    {
+        bail!(
+            "the world model sees {0}x{0} images, the policy {1}x{1}",
+            wm.run_config().model.image_size,
+            run.policy.image_size
+        );
+    }
+    let calibration = match (&args.world_model, args.monitor) {
+        (Some(dir), true) => Some(Calibration::load(&dir.join("monitor.json")).map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
+    let plan = fault_plan(args)?;
     let config = EnvConfig {
         fps: run.fps,
         image_size: run.policy.image_size as u32,
@@ -217,12 +363,26 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     let mut observations: Vec<Observation> = vec![Observation::default(); workers];
     let mut next = 0usize;
     let mut done: BTreeMap<usize, (EpisodeResult, Option<Frames>)> = BTreeMap::new();
+    let segment = world_model.as_ref().map_or(usize::MAX, WorldModelRun::segment);
     loop {
         let mut reset_any = false;
         for (i, slot) in slots.iter_mut().enumerate() {
             if slot.is_none() && next < seeds.len() {
                 let env = &mut batch.envs_mut()[i];
-                env.reset(seeds[next]);
+                let seed = seeds[next];
+                env.reset(seed);
+                let mut rng = StdRng::seed_from_u64(seed ^ 0x0FA0_17ED);
+                if args.ood {
+                    make_unfamiliar(env, &mut rng);
+                }
+                let fault = plan.as_ref().map(|(faults, from, to)| {
+                    let at = if to > from {
+                        rng.random_range(*from..*to)
+                    } else {
+                        *from
+                    };
+                    (faults[next % faults.len()], (at * fps).round() as usize)
+                });
                 let task = env.scene().instruction.clone();
                 *slot = Some(Running {
                     ordinal: next,
@@ -231,7 +391,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     index: 0,
                     steps: 0,
                     result: EpisodeResult {
-                        seed: seeds[next],
+                        seed,
                         task,
                         success: false,
                         target_fraction: 0.0,
@@ -241,8 +401,18 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         arm_on_table_steps: 0,
                         peak_force_n: 0.0,
                         duration_s: 0.0,
+                        fault: fault.map(|(f, _)| f.name().to_owned()),
+                        fault_at_s: None,
+                        alarm_at_s: None,
+                        alarm_cause: None,
+                        max_surprise: None,
+                        checks: Vec::new(),
                     },
                     frames: (args.video.is_some() && next < args.videos).then(Vec::new),
+                    fault,
+                    latent: None,
+                    executed: Vec::new(),
+                    monitor: calibration.clone().map(Monitor::new),
                 });
                 next += 1;
                 reset_any = true;
@@ -255,6 +425,78 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             for (i, observation) in batch.observe()?.into_iter().enumerate() {
                 if slots[i].as_ref().is_some_and(|r| r.steps == 0) {
                     observations[i] = observation;
+                }
+            }
+        }
+        let instruction =
+            |r: &Running| -> String { args.instruction.clone().unwrap_or_else(|| r.task.clone()) };
+        // The monitor: at every segment's end, what is seen against what was expected.
+        if let Some(wm) = &world_model {
+            let due: Vec<usize> = (0..workers)
+                .filter(|&i| slots[i].as_ref().is_some_and(|r| r.steps % segment == 0))
+                .collect();
+            if !due.is_empty() {
+                let states: Vec<Vec<f32>> = due
+                    .iter()
+                    .map(|&i| joints_to_dataset_f32(&observations[i].state).to_vec())
+                    .collect();
+                let tasks: Vec<String> = due
+                    .iter()
+                    .map(|&i| slots[i].as_ref().map(&instruction).unwrap_or_default())
+                    .collect();
+                let (checked, first): (Vec<usize>, Vec<usize>) =
+                    (0..due.len()).partition(|&j| slots[due[j]].as_ref().is_some_and(|r| r.latent.is_some()));
+                let pick = |js: &[usize]| {
+                    let frames: Vec<&[u8]> = js
+                        .iter()
+                        .map(|&j| observations[due[j]].images.first().map_or(&[][..], Vec::as_slice))
+                        .collect();
+                    let states: Vec<&[f32]> = js.iter().map(|&j| states[j].as_slice()).collect();
+                    let tasks: Vec<&str> = js.iter().map(|&j| tasks[j].as_str()).collect();
+                    (frames, states, tasks)
+                };
+                if !first.is_empty() {
+                    let (frames, states, tasks) = pick(&first);
+                    let latents = wm.encode(&frames, &states, &tasks)?;
+                    for (row, &j) in first.iter().enumerate() {
+                        if let Some(r) = slots[due[j]].as_mut() {
+                            r.latent = Some(latents.narrow(0, row, 1)?);
+                            r.executed.clear();
+                        }
+                    }
+                }
+                if !checked.is_empty() {
+                    let (frames, states, tasks) = pick(&checked);
+                    let previous: Vec<Tensor> = checked
+                        .iter()
+                        .filter_map(|&j| slots[due[j]].as_ref().and_then(|r| r.latent.clone()))
+                        .collect();
+                    let executed: Vec<&[Vec<f32>]> = checked
+                        .iter()
+                        .map(|&j| slots[due[j]].as_ref().map_or(&[][..], |r| r.executed.as_slice()))
+                        .collect();
+                    let (parts, latents) =
+                        wm.surprise(&Tensor::cat(&previous, 0)?, &executed, &frames, &states, &tasks)?;
+                    for (row, &j) in checked.iter().enumerate() {
+                        let i = due[j];
+                        let Some(r) = slots[i].as_mut() else { continue };
+                        r.latent = Some(latents.narrow(0, row, 1)?);
+                        r.executed.clear();
+                        r.result.checks.push(parts[row]);
+                        let Some(monitor) = r.monitor.as_mut() else {
+                            continue;
+                        };
+                        let verdict = monitor.check(&parts[row]);
+                        let best = r.result.max_surprise.unwrap_or(f64::NEG_INFINITY);
+                        r.result.max_surprise = Some(best.max(verdict.surprise));
+                        if verdict.alarm {
+                            // Hold and ask for help: the episode ends here.
+                            r.result.alarm_at_s = Some(r.steps as f64 / fps);
+                            r.result.alarm_cause = Some(verdict.cause.to_owned());
+                            r.result.duration_s = r.steps as f64 / fps;
+                            finish(&mut slots[i], &mut done, &bar);
+                        }
+                    }
                 }
             }
         }
@@ -271,6 +513,10 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 .iter()
                 .map(|&i| joints_to_dataset_f32(&observations[i].state).to_vec())
                 .collect();
+            let tasks: Vec<String> = due
+                .iter()
+                .map(|&i| slots[i].as_ref().map(&instruction).unwrap_or_default())
+                .collect();
             let views: Vec<Vec<&[u8]>> = due
                 .iter()
                 .map(|&i| observations[i].images.iter().map(Vec::as_slice).collect())
@@ -278,21 +524,37 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             let inputs: Vec<Input> = due
                 .iter()
                 .enumerate()
-                .map(|(j, &i)| Input {
+                .map(|(j, _)| Input {
                     images: &views[j],
                     state: &states[j],
-                    task: args
-                        .instruction
-                        .as_deref()
-                        .unwrap_or_else(|| slots[i].as_ref().map_or("", |r| r.task.as_str())),
+                    task: &tasks[j],
                 })
                 .collect();
-            let chunks = agent.act(&inputs, 1)?;
-            for (&i, mut drawn) in due.iter().zip(chunks) {
+            let proposed = agent.act(&inputs, args.samples)?;
+            // With several proposals, the world model picks the best.
+            let best: Vec<usize> = match &world_model {
+                Some(wm) if args.samples > 1 => {
+                    let frames: Vec<&[u8]> =
+                        views.iter().map(|v| v.first().copied().unwrap_or(&[])).collect();
+                    let state_refs: Vec<&[f32]> = states.iter().map(Vec::as_slice).collect();
+                    let task_refs: Vec<&str> = tasks.iter().map(String::as_str).collect();
+                    let latents = wm.encode(&frames, &state_refs, &task_refs)?;
+                    wm.score(&latents, &proposed)?
+                        .iter()
+                        .map(|scores| {
+                            (0..scores.len())
+                                .max_by(|&a, &b| scores[a].value.total_cmp(&scores[b].value))
+                                .unwrap_or(0)
+                        })
+                        .collect()
+                }
+                _ => vec![0; due.len()],
+            };
+            for ((&i, mut drawn), pick) in due.iter().zip(proposed).zip(best) {
                 let Some(running) = slots[i].as_mut() else {
                     continue;
                 };
-                let mut fresh = drawn.swap_remove(0);
+                let mut fresh = drawn.swap_remove(pick);
                 // Blend: the first steps lean on what the previous chunk planned for them.
                 if let Some(old) = &running.chunk {
                     for (t, action) in fresh.iter_mut().enumerate().take(args.blend) {
@@ -307,6 +569,17 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 }
                 running.chunk = Some(fresh);
                 running.index = 0;
+            }
+        }
+        // Faults due now.
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if let Some(r) = slot.as_mut()
+                && let Some((fault, at)) = r.fault
+                && r.steps == at
+            {
+                let mut rng = StdRng::seed_from_u64(r.result.seed ^ 0xFA17);
+                fault.inject(&mut batch.envs_mut()[i], &mut rng);
+                r.result.fault_at_s = Some(at as f64 / fps);
             }
         }
         let actions: Vec<JointVector> = slots
@@ -332,6 +605,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             }
             running.index += 1;
             running.steps += 1;
+            running.executed.push(joints_to_dataset_f32(&actions[i]).to_vec());
             let info = &step.info;
             let r = &mut running.result;
             r.force_violation_steps += usize::from(info.force_violation);
@@ -353,12 +627,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 if info.success {
                     r.time_to_success_s = Some(r.duration_s);
                 }
-                if let Some(finished) = slots[i].take() {
-                    done.insert(finished.ordinal, (finished.result, finished.frames));
-                }
-                let successes = done.values().filter(|(r, _)| r.success).count();
-                bar.set_position(done.len() as u64);
-                bar.set_message(format!("{successes}/{} succeeded", done.len()));
+                finish(&mut slots[i], &mut done, &bar);
             }
         }
     }
@@ -368,7 +637,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     for (result, frames) in done.into_values() {
         if let (Some(frames), Some(dir)) = (frames, args.video.as_ref()) {
             let path = dir.join(format!("episode_{}.gif", result.seed));
-            write_gif(&path, &frames, config.image_size as usize, run.fps)?;
+            let size = config.image_size as usize;
+            write_gif(&path, &frames, size, size, run.fps)?;
             videos.push(path);
         }
         episodes.push(result);
@@ -392,12 +662,17 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         named_spill_wiped_rate: named,
         wall_s: started.elapsed().as_secs_f64(),
         videos,
+        samples: args.samples,
+        monitor: calibration.is_some().then(|| monitor_summary(&episodes)),
     };
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "policy": args.policy,
+            "world_model": args.world_model,
             "first_seed": args.seed,
             "two_spills": args.two_spills,
+            "ood": args.ood,
+            "fault": args.fault,
             "instruction_override": args.instruction,
             "replan": args.replan,
             "summary": summary,
@@ -409,19 +684,67 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     Ok((summary, episodes))
 }
 
+/// Counts what the monitor caught and its false alarms.
+fn monitor_summary(episodes: &[EpisodeResult]) -> MonitorSummary {
+    let mut summary = MonitorSummary {
+        faults: 0,
+        detected_within_1s: 0,
+        detected_late: 0,
+        per_fault: BTreeMap::new(),
+        false_alarms: 0,
+        normal_s: 0.0,
+        false_alarms_per_10_min: 0.0,
+    };
+    for e in episodes {
+        match (e.fault_at_s, e.alarm_at_s) {
+            (Some(fault), alarm) if alarm.is_none_or(|a| a >= fault) => {
+                summary.faults += 1;
+                summary.normal_s += fault;
+                let entry = summary
+                    .per_fault
+                    .entry(e.fault.clone().unwrap_or_default())
+                    .or_insert((0, 0));
+                entry.0 += 1;
+                match alarm {
+                    Some(a) if a - fault <= 1.0 + 1e-9 => {
+                        summary.detected_within_1s += 1;
+                        entry.1 += 1;
+                    }
+                    Some(_) => summary.detected_late += 1,
+                    None => {}
+                }
+            }
+            (_, Some(alarm)) => {
+                // An alarm before any fault.
+                summary.false_alarms += 1;
+                summary.normal_s += alarm;
+            }
+            (_, None) => summary.normal_s += e.duration_s,
+        }
+    }
+    summary.false_alarms_per_10_min = summary.false_alarms as f64 * 600.0 / summary.normal_s.max(1e-9);
+    summary
+}
+
 /// Writes RGB8 frames as an animated GIF, three times larger, with ffmpeg.
-fn write_gif(path: &Path, frames: &[Vec<u8>], size: usize, fps: u32) -> anyhow::Result<()> {
+pub fn write_gif(
+    path: &Path,
+    frames: &[Vec<u8>],
+    width: usize,
+    height: usize,
+    fps: u32,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let scaled = size * 3;
+    let (scaled_w, scaled_h) = (width * 3, height * 3);
     let mut child = Command::new("ffmpeg")
         .args(["-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"])
-        .args(["-s", &format!("{size}x{size}"), "-r", &fps.to_string(), "-i", "-"])
+        .args(["-s", &format!("{width}x{height}"), "-r", &fps.to_string(), "-i", "-"])
         .args([
             "-vf",
             &format!(
-                "fps=15,scale={scaled}:{scaled}:flags=neighbor,split[a][b];[a]palettegen[p];[b][p]paletteuse"
+                "fps=15,scale={scaled_w}:{scaled_h}:flags=neighbor,split[a][b];[a]palettegen[p];[b][p]paletteuse"
             ),
         ])
         .arg(path)
@@ -439,4 +762,51 @@ fn write_gif(path: &Path, frames: &[Vec<u8>], size: usize, fps: u32) -> anyhow::
         bail!("ffmpeg could not write {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn episode(fault_at_s: Option<f64>, alarm_at_s: Option<f64>, duration_s: f64) -> EpisodeResult {
+        EpisodeResult {
+            seed: 0,
+            task: String::new(),
+            success: false,
+            target_fraction: 0.0,
+            other_fraction: None,
+            time_to_success_s: None,
+            force_violation_steps: 0,
+            arm_on_table_steps: 0,
+            peak_force_n: 0.0,
+            duration_s,
+            fault: fault_at_s.map(|_| "block-arm".to_owned()),
+            fault_at_s,
+            alarm_at_s,
+            alarm_cause: None,
+            max_surprise: None,
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_monitor_summary_tells_caught_late_missed_and_false_alarms_apart() {
+        let episodes = [
+            episode(Some(4.0), Some(4.67), 4.67), // caught within a second
+            episode(Some(4.0), Some(5.5), 5.5),   // caught late
+            episode(Some(4.0), None, 20.0),       // missed
+            episode(Some(6.0), Some(2.0), 2.0),   // an alarm before the fault: false
+            episode(None, Some(10.0), 10.0),      // a normal episode's alarm: false
+            episode(None, None, 20.0),            // a quiet normal episode
+        ];
+        let m = monitor_summary(&episodes);
+        assert_eq!(m.faults, 3);
+        assert_eq!(m.detected_within_1s, 1);
+        assert_eq!(m.detected_late, 1);
+        assert_eq!(m.per_fault["block-arm"], (3, 1));
+        assert_eq!(m.false_alarms, 2);
+        // Normal running: 4 + 4 + 4 s before the faults, 2 s, 10 s and 20 s.
+        assert!((m.normal_s - 44.0).abs() < 1e-9, "{}", m.normal_s);
+        assert!((m.false_alarms_per_10_min - 2.0 * 600.0 / 44.0).abs() < 1e-9);
+    }
 }

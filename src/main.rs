@@ -12,6 +12,7 @@ mod robot_cmd;
 mod sim_cmd;
 mod teleop_cmd;
 mod train_cmd;
+mod wm_cmd;
 
 use std::process::ExitCode;
 
@@ -84,6 +85,13 @@ enum Command {
     /// success rate, fraction cleaned, time to success, force-limit
     /// violations, GIFs.
     Eval(eval_cmd::EvalArgs),
+    /// The world model: train it, calibrate its anomaly monitor, and see
+    /// what it expects (ranking and monitoring run in `sponge eval
+    /// --world-model`).
+    Wm {
+        #[command(subcommand)]
+        command: wm_cmd::WmCommand,
+    },
     /// Benchmarks, measured on this machine.
     Bench {
         #[command(subcommand)]
@@ -106,6 +114,7 @@ fn main() -> ExitCode {
         Command::Record(args) => launch_cmd::record(&args),
         Command::Train(args) => train_cmd::run(&args),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Wm { command } => wm_cmd::run(&command),
         Command::Bench { command } => bench_cmd::run(&command),
     };
     match result {

@@ -12,6 +12,7 @@ use sponge_datasets::{CameraSpec, DatasetSpec, DatasetWriter, FrameInput};
 use sponge_robot::joint::JointVector;
 use sponge_robot::units::joints_to_dataset_f32;
 use sponge_sim::expert::Expert;
+use sponge_sim::perturb::Perturber;
 use sponge_sim::render::{RenderConfig, Renderer};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
 
@@ -86,6 +87,12 @@ pub struct GenerateArgs {
     /// Store camera frames as PNG images in the parquet files instead of mp4 video.
     #[arg(long)]
     pub(crate) png: bool,
+    /// Mix bad stretches into the expert's actions, about this many a
+    /// second (jerks off course, pressing too hard, freezing, lifting off):
+    /// data for the world model to learn what bad actions do. Use with
+    /// --keep-failures.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) perturb: f64,
 }
 
 /// Options of `sponge sim expert`.
@@ -153,6 +160,7 @@ struct Running {
     ordinal: u64,
     task: String,
     expert: Expert,
+    perturber: Perturber,
     frames: Vec<Frame>,
     observation: Observation,
 }
@@ -284,6 +292,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                         ordinal: next_ordinal,
                         task: env.scene().instruction.clone(),
                         expert,
+                        perturber: Perturber::new(args.perturb, args.fps),
                         frames: Vec::new(),
                         observation: Observation::default(),
                     });
@@ -308,7 +317,14 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                 .iter_mut()
                 .zip(batch.envs_mut())
                 .map(|(slot, env)| match slot {
-                    Some(run) => run.expert.act(env),
+                    Some(run) => {
+                        let action = run.expert.act(env);
+                        if args.perturb > 0.0 {
+                            run.perturber.apply(&action, args.fps, env.noise_rng())
+                        } else {
+                            action
+                        }
+                    }
                     None => *env.arm().goal(),
                 })
                 .collect();
@@ -664,6 +680,7 @@ pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
             wrist: false,
             keep_failures: false,
             png: false,
+            perturb: 0.0,
         });
         let _ = std::fs::remove_dir_all(&dir);
         let summary = summary?;

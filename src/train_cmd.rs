@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sponge_policy::PolicyConfig;
-use sponge_policy::train::{TrainConfig, train};
+use sponge_policy::train::{LogLine, TrainConfig, TrainError, train};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,8 +143,19 @@ pub fn train_with_progress(
     config: &TrainConfig,
     device: &candle_core::Device,
     resume: bool,
-) -> anyhow::Result<sponge_policy::train::LogLine> {
-    let bar = ProgressBar::new(config.steps as u64);
+) -> anyhow::Result<LogLine> {
+    with_progress_bar(config.steps, |progress| {
+        train(dataset, out, policy, config, device, resume, progress)
+    })
+}
+
+/// Runs a training loop (`train` calls its argument after every step)
+/// under a progress bar.
+pub fn with_progress_bar(
+    steps: usize,
+    train: impl FnOnce(&mut dyn FnMut(&LogLine)) -> Result<LogLine, TrainError>,
+) -> anyhow::Result<LogLine> {
+    let bar = ProgressBar::new(steps as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  (eta {eta})",
@@ -152,7 +163,7 @@ pub fn train_with_progress(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut val = None;
-    let last = train(dataset, out, policy, config, device, resume, |line| {
+    let last = train(&mut |line: &LogLine| {
         if line.val_loss.is_some() {
             val = line.val_loss;
         }

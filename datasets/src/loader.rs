@@ -68,6 +68,10 @@ pub struct Batch {
     pub action: Vec<f32>,
     /// `[B, horizon]`: the action lies beyond the episode's end.
     pub action_is_pad: Vec<bool>,
+    /// `next.reward` of each action's step, `[B, horizon]` (the last
+    /// reward repeats beyond the episode's end); empty when the dataset has
+    /// no rewards.
+    pub reward: Vec<f32>,
     /// Per camera feature: `[B, observations, 3, height, width]`, values in [0, 1].
     pub images: BTreeMap<String, Vec<f32>>,
     /// Task index of each sample: `[B]`.
@@ -286,6 +290,7 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
         state_is_pad: Vec::with_capacity(size * observations),
         action: Vec::with_capacity(size * config.action_horizon * dims),
         action_is_pad: Vec::with_capacity(size * config.action_horizon),
+        reward: Vec::new(),
         images: BTreeMap::new(),
         task_index: Vec::with_capacity(size),
         source: Vec::with_capacity(size),
@@ -313,6 +318,9 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
             let wanted = frame + h;
             batch.action_is_pad.push(wanted > last);
             batch.action.extend_from_slice(&episode.action[wanted.min(last)]);
+            if let Some(rewards) = &episode.reward {
+                batch.reward.push(rewards[wanted.min(last)]);
+            }
         }
         batch.task_index.push(episode.task_index);
         batch.source.push((episode.index, *frame));

@@ -11,6 +11,8 @@ pub const ACTION_CHUNK: &str = "action_chunk";
 pub const LEADER_JOINT_STATES: &str = "leader/joint_states";
 /// `std_msgs/String`: user → policy, recorder.
 pub const TASK: &str = "task";
+/// `std_msgs/String`: anomaly monitor → executor, people ("ok …", "alarm: …"); people → monitor and executor ("resume").
+pub const STATUS: &str = "status";
 
 /// `sensor_msgs/Image` (rgb8) of camera `name`: camera or twin → policy, recorder.
 pub fn camera_image(name: &str) -> String {

@@ -146,3 +146,94 @@ fn a_chunk_planned_earlier_starts_as_far_in_as_it_is_old() {
     let after = blender.command(later).expect("command")[0];
     assert!((after - before).abs() < 0.02, "jump from {before} to {after}");
 }
+
+/// The executor over a real Zenoh session: chunks that keep moving the arm
+/// drive `joint_command` until an alarm on `status`; then it holds (every
+/// command the same, marked "hold") though chunks keep coming, and goes on
+/// after `resume`.
+#[test]
+fn an_alarm_on_status_holds_the_arm_until_resume() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use sponge_launch::nodes::{executor, monitor};
+    use sponge_launch::params::{Params, Value};
+    use sponge_launch::topics;
+    use sponge_robot::msg::{JointState, StringMsg, Time};
+
+    let (executor_node, node) = sponge_launch::bench::loopback_pair().expect("two nodes on loopback");
+    let params = Params::new(BTreeMap::from([
+        ("rate_hz".to_owned(), Value::Float(30.0)),
+        ("blend_ms".to_owned(), Value::Int(0)),
+        ("chunk_timeout_ms".to_owned(), Value::Int(500)),
+    ]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || executor::run(&executor_node, &params, &stop).expect("executor runs"))
+    };
+    let chunks = node
+        .publisher::<JointTrajectory>(topics::ACTION_CHUNK)
+        .expect("publisher");
+    let status = node.publisher::<StringMsg>(topics::STATUS).expect("publisher");
+    let commands = node
+        .subscriber::<JointState>(topics::JOINT_COMMAND)
+        .expect("subscriber");
+    // Every 100 ms a chunk whose pan goes on rising with time.
+    let started = Instant::now();
+    let run_for = |seconds: f64, commands: &sponge_launch::Subscriber<JointState>| {
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut seen = Vec::new();
+        while Instant::now() < until {
+            let t0 = started.elapsed().as_secs_f64();
+            let points: Vec<(f64, [f64; 6])> = (0..10)
+                .map(|i| {
+                    let t = f64::from(i) / 30.0;
+                    (t, [0.2 * (t0 + t), 0.0, 0.0, 0.0, 0.0, 0.0])
+                })
+                .collect();
+            let mut chunk = trajectory(&names(), &points);
+            chunk.header.stamp = Time::now();
+            chunks.put(&chunk).expect("put chunk");
+            std::thread::sleep(Duration::from_millis(100));
+            while let Ok(Some(c)) = commands.try_recv() {
+                seen.push((c.header.frame_id.clone(), c.positions().expect("six joints")[0]));
+            }
+        }
+        seen
+    };
+    let moving = run_for(1.0, &commands);
+    assert!(moving.len() > 10, "only {} commands", moving.len());
+    let pans: Vec<f64> = moving.iter().map(|(_, p)| *p).collect();
+    assert!(pans.last() > pans.first(), "the arm did not move: {pans:?}");
+
+    status
+        .put(&StringMsg {
+            data: format!("{}: state unlike what was expected", monitor::ALARM),
+        })
+        .expect("put alarm");
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok(Some(_)) = commands.try_recv() {}
+    let held = run_for(1.0, &commands);
+    assert!(held.len() > 10, "only {} commands while held", held.len());
+    assert!(held.iter().all(|(frame, _)| frame == "hold"), "{held:?}");
+    let first = held[0].1;
+    assert!(
+        held.iter().all(|(_, p)| (p - first).abs() < 1e-9),
+        "the hold moved: {held:?}"
+    );
+
+    status
+        .put(&StringMsg {
+            data: monitor::RESUME.to_owned(),
+        })
+        .expect("put resume");
+    let after = run_for(1.0, &commands);
+    let moved: Vec<&(String, f64)> = after.iter().filter(|(frame, _)| frame != "hold").collect();
+    assert!(moved.len() > 10, "the arm did not go on after resume: {after:?}");
+    assert!(moved.last().map(|m| m.1) > Some(first + 0.05));
+    stop.store(true, Ordering::Relaxed);
+    let summary = thread.join().expect("executor thread");
+    assert!(summary.contains("holds"), "{summary}");
+}

@@ -154,7 +154,7 @@ pub struct Observation {
 /// that its backward pass is as fast as its forward one): an image becomes
 /// (size/16)² tokens.
 #[derive(Debug, Clone)]
-struct ImageEncoder {
+pub struct ImageEncoder {
     stages: Vec<Linear>,
     position: Tensor,
     /// A pretrained ResNet instead of the stages, its features projected to
@@ -163,7 +163,8 @@ struct ImageEncoder {
 }
 
 impl ImageEncoder {
-    fn new(config: &PolicyConfig, vb: VarBuilder) -> Result<ImageEncoder> {
+    /// The encoder of `config`'s vision (its `d_model`, `image_size` and `vision`).
+    pub fn new(config: &PolicyConfig, vb: VarBuilder) -> Result<ImageEncoder> {
         let small = Init::Randn {
             mean: 0.0,
             stdev: 0.02,
@@ -193,7 +194,7 @@ impl ImageEncoder {
     }
 
     /// `[B, 3, H, W]` → `[B, tokens, d]`.
-    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
         if let Some((net, project, frozen)) = &self.backbone {
             let mut features = net.forward(images)?;
             if *frozen {

@@ -44,7 +44,8 @@ pub enum TrainError {
     Mismatch(String),
 }
 
-fn run_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+/// A [`TrainError::Run`] naming the file at `path`.
+pub fn run_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Run {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -61,7 +62,8 @@ pub struct Normalizer {
 }
 
 impl Normalizer {
-    fn from_stats(stats: &FeatureStats) -> Normalizer {
+    /// Mean and standard deviation from a feature's dataset statistics.
+    pub fn from_stats(stats: &FeatureStats) -> Normalizer {
         Normalizer {
             mean: stats.mean.iter().map(|v| *v as f32).collect(),
             std: stats.std.iter().map(|v| (*v as f32).max(1e-3)).collect(),
@@ -243,7 +245,7 @@ fn loss(policy: &Policy, prepared: &Prepared, device: &Device) -> Result<Tensor,
 }
 
 /// Scales the gradients so their global norm is at most `max`; returns the norm before.
-fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) -> Result<f64, TrainError> {
+pub fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) -> Result<f64, TrainError> {
     let mut total = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
@@ -264,7 +266,7 @@ fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) ->
 
 /// Writes the variables to `path` through a temporary file, so that a
 /// crash while saving leaves the previous checkpoint whole.
-fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<(), TrainError> {
+pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<(), TrainError> {
     let partial = path.with_extension("safetensors.partial");
     varmap.save(&partial).map_err(|e| run_error(&partial, e))?;
     std::fs::rename(&partial, path).map_err(|e| run_error(path, e))

@@ -112,9 +112,28 @@ impl VecEnv {
         };
         let refs: Vec<&Env> = self.envs.iter().collect();
         let images = renderer.render(&refs)?;
-        for (observation, images) in observations.zip(images) {
+        for ((observation, mut images), env) in observations.zip(images).zip(&self.envs) {
+            if let Some(front) = images.first_mut() {
+                cover(front, self.config.image_size as usize, env.camera_cover());
+            }
             observation.images = images;
         }
         Ok(())
+    }
+}
+
+/// Darkens the left `fraction` of an RGB8 picture, as a hand or a cloth in
+/// front of the lens would, with a soft edge.
+fn cover(image: &mut [u8], size: usize, fraction: f32) {
+    if fraction <= 0.0 || size == 0 {
+        return;
+    }
+    let edge = fraction * size as f32;
+    for (p, px) in image.chunks_exact_mut(3).enumerate() {
+        let x = (p % size) as f32;
+        let shade = ((edge - x) / 4.0).clamp(0.0, 1.0);
+        for (c, dark) in px.iter_mut().zip([52.0f32, 40.0, 36.0]) {
+            *c = (f32::from(*c) * (1.0 - shade) + dark * shade).round() as u8;
+        }
     }
 }

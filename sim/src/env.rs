@@ -200,6 +200,8 @@ pub struct Env {
     face: Isometry3<f64>,
     last_force_n: f64,
     noise_rng: ChaCha8Rng,
+    looks_version: u32,
+    camera_cover: f32,
 }
 
 /// Where each episode starts before noise: above the middle of the work
@@ -235,6 +237,8 @@ impl Env {
             face,
             last_force_n: 0.0,
             noise_rng: rng,
+            looks_version: 0,
+            camera_cover: 0.0,
         }
     }
 
@@ -335,12 +339,40 @@ impl Env {
         &self.appearance
     }
 
+    /// How the episode looks, for changing it (faults, unfamiliar scenes):
+    /// the renderer redraws the scene's looks.
+    pub fn appearance_mut(&mut self) -> &mut Appearance {
+        self.looks_version += 1;
+        &mut self.appearance
+    }
+
+    /// Counts changes of the looks within the episode (see [`Env::appearance_mut`]).
+    pub fn looks_version(&self) -> u32 {
+        self.looks_version
+    }
+
+    /// Tells the renderer that the spills' colours changed.
+    pub fn spill_colours_changed(&mut self) {
+        self.looks_version += 1;
+    }
+
+    /// Fraction of the front camera's picture covered by something in front
+    /// of its lens (0: none).
+    pub fn camera_cover(&self) -> f32 {
+        self.camera_cover
+    }
+
+    /// Covers `fraction` of the front camera's picture (0 uncovers it).
+    pub fn set_camera_cover(&mut self, fraction: f32) {
+        self.camera_cover = fraction.clamp(0.0, 1.0);
+    }
+
     /// The physics world.
     pub fn arm(&self) -> &ArmWorld {
         &self.arm
     }
 
-    /// The physics world, for changing it (tests).
+    /// The physics world, for changing it (tests, fault injection).
     pub fn arm_mut(&mut self) -> &mut ArmWorld {
         &mut self.arm
     }

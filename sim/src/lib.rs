@@ -8,6 +8,8 @@
 pub mod batch;
 pub mod env;
 pub mod expert;
+pub mod fault;
+pub mod perturb;
 pub mod physics;
 pub mod render;
 pub mod spill;
@@ -17,3 +19,4 @@ pub mod viewer;
 
 pub use batch::VecEnv;
 pub use env::{Env, EnvConfig, Observation, Step, StepInfo};
+pub use fault::Fault;

@@ -88,6 +88,10 @@ pub struct ArmWorld {
     goal: JointVector,
     /// The position the servos are moving to now (the goal, rate-limited).
     setpoint: JointVector,
+    /// Where the sponge lies on the table after it was dropped (its centre).
+    dropped: Option<Isometry3<f64>>,
+    /// Whether something blocks the arm: the servos' setpoints stay where they are.
+    blocked: bool,
 }
 
 fn pose_of(iso: &Isometry3<f64>) -> Pose {
@@ -261,6 +265,8 @@ impl ArmWorld {
             params,
             goal: [0.0; NUM_JOINTS],
             setpoint: [0.0; NUM_JOINTS],
+            dropped: None,
+            blocked: false,
         };
         if let Some((multibody, _)) = arm.world.multibody_joints.get_mut(arm.joints[0]) {
             multibody.armature_mut().fill(SERVO_ARMATURE_KG_M2 as f32);
@@ -276,13 +282,20 @@ impl ArmWorld {
     /// Moves the arm to `q_rad` at rest, with goal and setpoint there too.
     pub fn teleport(&mut self, q_rad: &JointVector) {
         let q = clamp_to_limits(q_rad);
+        self.displace_to(&q);
+        self.goal = q;
+        self.setpoint = q;
+        self.apply_setpoint();
+    }
+
+    /// Puts the joints at `q` at rest, leaving goal and setpoint alone.
+    fn displace_to(&mut self, q: &JointVector) {
         let current = self.joint_positions();
         let ArmWorld { world, joints, .. } = self;
         let Some((multibody, _)) = world.multibody_joints.get_mut(joints[0]) else {
             return;
         };
-        for (i, handle) in joints.iter().enumerate() {
-            let _ = handle;
+        for i in 0..joints.len() {
             if let Some(link) = multibody.link_mut(i + 1) {
                 link.joint.apply_displacement(&[(q[i] - current[i]) as f32]);
             }
@@ -290,9 +303,54 @@ impl ArmWorld {
         multibody.generalized_velocity_mut().fill(0.0);
         multibody.forward_kinematics(&world.bodies, false);
         multibody.update_rigid_bodies(&mut world.bodies, true);
-        self.goal = q;
-        self.setpoint = q;
-        self.apply_setpoint();
+    }
+
+    /// A shove from outside: the joints jump by `delta_rad` (within their
+    /// limits) while the servos keep their goal, so they pull back.
+    pub fn push(&mut self, delta_rad: &JointVector) {
+        let current = self.joint_positions();
+        let q = clamp_to_limits(&std::array::from_fn(|i| current[i] + delta_rad[i]));
+        self.displace_to(&q);
+    }
+
+    /// Something blocks the arm (or stops blocking it): while blocked, the
+    /// servos hold where they are whatever they are told.
+    pub fn set_blocked(&mut self, blocked: bool) {
+        self.blocked = blocked;
+    }
+
+    /// The gripper lets the sponge go: it falls flat onto the table below
+    /// where it was and wipes no more.
+    pub fn drop_sponge(&mut self) {
+        if self.dropped.is_some() {
+            return;
+        }
+        let centre = self.sponge_centre();
+        let yaw = centre.rotation.euler_angles().2;
+        let resting = Isometry3::from_parts(
+            Translation3::new(
+                centre.translation.x,
+                centre.translation.y,
+                0.5 * self.params.sponge_size_m[2],
+            ),
+            UnitQuaternion::from_euler_angles(0.0, 0.0, yaw),
+        );
+        if let Some(collider) = self.world.colliders.get_mut(self.sponge) {
+            collider.set_enabled(false);
+        }
+        self.dropped = Some(resting);
+    }
+
+    /// Whether the sponge was dropped.
+    pub fn sponge_dropped(&self) -> bool {
+        self.dropped.is_some()
+    }
+
+    /// The sponge's centre: in the gripper, or where it lies after a drop.
+    pub fn sponge_centre(&self) -> Isometry3<f64> {
+        self.dropped.unwrap_or_else(|| {
+            self.sponge_face() * Translation3::new(0.0, 0.0, -0.5 * self.params.sponge_size_m[2])
+        })
     }
 
     /// Commands the servos' goal positions (clamped to the joint limits).
@@ -324,7 +382,11 @@ impl ArmWorld {
 
     /// Advances one physics step; returns the sponge's contact over it.
     pub fn step(&mut self) -> SpongeContact {
-        let max_move = SERVO_MAX_SPEED_RAD_S * PHYSICS_DT_S;
+        let max_move = if self.blocked {
+            0.0
+        } else {
+            SERVO_MAX_SPEED_RAD_S * PHYSICS_DT_S
+        };
         for i in 0..NUM_JOINTS {
             let delta = (self.goal[i] - self.setpoint[i]).clamp(-max_move, max_move);
             self.setpoint[i] += delta;
@@ -337,10 +399,12 @@ impl ArmWorld {
     /// The sponge–table contact as of the last step.
     pub fn contact(&self) -> SpongeContact {
         let dt = PHYSICS_DT_S;
+        let held = self.dropped.is_none();
         let normal_force_n = self
             .world
             .narrow_phase
             .contact_pair(self.table, self.sponge)
+            .filter(|_| held)
             .map(|pair| pair.total_impulse().z.abs() as f64 / dt)
             .unwrap_or(0.0);
         let arm_on_table = self.arm_colliders.iter().any(|&c| {

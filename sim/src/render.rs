@@ -34,7 +34,7 @@ use bevy::render::{Render, RenderApp, RenderSystems};
 use bevy::shader::Shader;
 use bevy::shader::ShaderRef;
 use bevy::window::ExitCondition;
-use nalgebra::{Isometry3, Translation3, Vector3};
+use nalgebra::{Isometry3, Vector3};
 use sponge_robot::model::{COLLIDERS, Link, NUM_LINKS, Shape};
 
 use crate::env::{Appearance, Env};
@@ -157,7 +157,7 @@ pub(crate) struct Slot {
     table_image: Handle<Image>,
     cameras: Vec<Entity>,
     /// Seed and sponge size the slot's looks were last set up for.
-    episode: Option<(u64, [f64; 3])>,
+    episode: Option<(u64, [f64; 3], u32)>,
     /// Dirt left per spill when the table was last drawn.
     drawn_dirt: Vec<f64>,
 }
@@ -624,7 +624,7 @@ pub(crate) fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>)
     }
     let arm = env.arm();
     let sponge_size = arm.params().sponge_size_m;
-    let episode = (env.seed(), sponge_size);
+    let episode = (env.seed(), sponge_size, env.looks_version());
     let new_episode = slot.episode != Some(episode);
     if new_episode {
         set_looks(world, slot, env.appearance());
@@ -638,8 +638,7 @@ pub(crate) fn update_slot(world: &mut World, slot: &mut Slot, env: Option<&Env>)
             *t = transform_of(pose);
         }
     }
-    let face = arm.sponge_face();
-    let centre = face * Translation3::new(0.0, 0.0, -0.5 * sponge_size[2]);
+    let centre = arm.sponge_centre();
     if let Some(mut t) = world.get_mut::<Transform>(slot.sponge) {
         *t = transform_of(&centre).with_scale(Vec3::new(
             sponge_size[0] as f32,

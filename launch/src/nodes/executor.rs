@@ -7,12 +7,15 @@
 //! the new chunk decays to zero over `blend_ms`. When no chunk has come for
 //! `chunk_timeout_ms` (the policy died or stalled), the executor holds the
 //! arm where it is, and carries on from there when chunks come back.
+//!
+//! An alarm on `status` (from the anomaly monitor) holds the arm too, until
+//! a person publishes `resume` there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
-use sponge_robot::msg::{Header, JointState, JointTrajectory, Time};
+use sponge_robot::msg::{Header, JointState, JointTrajectory, StringMsg, Time};
 
 use super::newest_positions;
 use super::{NodeError, millis, pace};
@@ -151,6 +154,8 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let chunks = node.subscriber::<JointTrajectory>(topics::ACTION_CHUNK)?;
     let states = node.subscriber::<JointState>(topics::JOINT_STATES)?;
     let commands = node.publisher::<JointState>(topics::JOINT_COMMAND)?;
+    let status = node.subscriber::<StringMsg>(topics::STATUS)?;
+    let mut alarmed = false;
     let period = Duration::from_secs_f64(1.0 / params.float("rate_hz"));
     let timeout = millis(params, "chunk_timeout_ms");
     let mut blender = Blender::new(millis(params, "blend_ms"));
@@ -163,10 +168,18 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         if let Some(q) = newest_positions(&states)?.newest {
             measured = Some(q);
         }
+        status.drain(|message| {
+            let text = message.data.trim();
+            if text.starts_with(super::monitor::ALARM) {
+                alarmed = true;
+            } else if text == super::monitor::RESUME {
+                alarmed = false;
+            }
+        })?;
         rejected += chunks.drain(|trajectory| match Chunk::from_trajectory(&trajectory) {
             Ok(chunk) => {
                 received += 1;
-                if let Some(q) = hold.take() {
+                if !alarmed && let Some(q) = hold.take() {
                     blender.reset_to(q);
                 }
                 let now = Instant::now();
@@ -181,15 +194,15 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             Err(_) => rejected += 1,
         })?;
         let now = Instant::now();
-        let fresh = last_chunk.is_some_and(|t| now.duration_since(t) <= timeout);
+        let fresh = !alarmed && last_chunk.is_some_and(|t| now.duration_since(t) <= timeout);
         if fresh {
             if let Some(q) = blender.command(now) {
                 commands.put(&JointState::from_positions(Time::now(), &q))?;
                 sent += 1;
             }
-        } else if last_chunk.is_some() {
-            // Chunks stopped: hold at the last command (where the arm is
-            // within a tick), or where it was measured if none was sent.
+        } else if last_chunk.is_some() || alarmed {
+            // Chunks stopped, or an alarm: hold at the last command (where
+            // the arm is within a tick), or where it was measured if none was sent.
             if hold.is_none() {
                 holds += 1;
                 hold = blender.last.or(measured);

@@ -8,9 +8,10 @@
 //! | `leader` | | leader/joint_states |
 //! | `camera` | | camera/NAME/image_raw |
 //! | `teleop` | leader/joint_states | joint_command |
-//! | `executor` | action_chunk, joint_states | joint_command |
+//! | `executor` | action_chunk, joint_states, status | joint_command |
 //! | `policy` | joint_states, cameras, task | action_chunk |
 //! | `standin_policy` | joint_states | action_chunk |
+//! | `monitor` | joint_states, joint_command, camera, task, status | status |
 //! | `recorder` | joint_states, joint_command, cameras, task | a LeRobot v3 dataset |
 //! | `ros2_bridge` | joint_states, cameras; ROS 2 joint_command | ROS 2 joint_states, images, robot_description; joint_command |
 //!
@@ -21,6 +22,7 @@
 pub mod arm;
 pub mod camera;
 pub mod executor;
+pub mod monitor;
 pub mod policy;
 pub mod recorder;
 pub mod ros2_bridge;
@@ -56,6 +58,8 @@ pub enum NodeKind {
     Policy,
     /// A stand-in for the policy: smooth chunks around the ready pose.
     StandinPolicy,
+    /// The world model's anomaly monitor.
+    Monitor,
     /// Records episodes as a LeRobot v3 dataset.
     Recorder,
     /// The ROS 2 bridge over DDS.
@@ -189,6 +193,22 @@ const POLICY: &[ParamSpec] = &[
     ParamSpec::with_default("period_s", T::Float, "4", "stand-in: period of the sway"),
 ];
 
+const MONITOR: &[ParamSpec] = &[
+    ParamSpec::with_default(
+        "world_model",
+        T::Str,
+        "\"\"",
+        "folder from `sponge wm train` and `sponge wm calibrate` (empty: no monitor)",
+    ),
+    ParamSpec::with_default(
+        "task",
+        T::Str,
+        "\"wipe the table\"",
+        "instruction (the task topic changes it)",
+    ),
+    ParamSpec::with_default("camera", T::Str, "\"front\"", "camera the world model sees"),
+];
+
 const RECORDER: &[ParamSpec] = &[
     ParamSpec::required(
         "out",
@@ -226,7 +246,7 @@ const ROS2_BRIDGE: &[ParamSpec] = &[
 
 impl NodeKind {
     /// Every kind.
-    pub const ALL: [NodeKind; 10] = [
+    pub const ALL: [NodeKind; 11] = [
         NodeKind::Twin,
         NodeKind::Follower,
         NodeKind::Leader,
@@ -235,6 +255,7 @@ impl NodeKind {
         NodeKind::Executor,
         NodeKind::Policy,
         NodeKind::StandinPolicy,
+        NodeKind::Monitor,
         NodeKind::Recorder,
         NodeKind::Ros2Bridge,
     ];
@@ -250,6 +271,7 @@ impl NodeKind {
             NodeKind::Executor => "executor",
             NodeKind::Policy => "policy",
             NodeKind::StandinPolicy => "standin_policy",
+            NodeKind::Monitor => "monitor",
             NodeKind::Recorder => "recorder",
             NodeKind::Ros2Bridge => "ros2_bridge",
         }
@@ -271,6 +293,7 @@ impl NodeKind {
             NodeKind::Executor => EXECUTOR,
             NodeKind::Policy => POLICY,
             NodeKind::StandinPolicy => STANDIN_POLICY,
+            NodeKind::Monitor => MONITOR,
             NodeKind::Recorder => RECORDER,
             NodeKind::Ros2Bridge => ROS2_BRIDGE,
         }
@@ -318,6 +341,15 @@ impl NodeKind {
                     _ => Ok(()),
                 }
             }
+            NodeKind::Monitor => match params.str("world_model").filter(|p| !p.is_empty()) {
+                Some(dir) if !std::path::Path::new(dir).join("config.json").is_file() => Err(format!(
+                    "world_model '{dir}' is not a world-model folder (no config.json; train one with `sponge wm train`)"
+                )),
+                Some(dir) if !std::path::Path::new(dir).join("monitor.json").is_file() => Err(format!(
+                    "world model '{dir}' has no calibrated monitor (no monitor.json; run `sponge wm calibrate`)"
+                )),
+                _ => Ok(()),
+            },
             NodeKind::Recorder => {
                 positive("fps")?;
                 positive("episodes")?;
@@ -405,6 +437,7 @@ pub fn run(spec: &NodeSpec, session: &SessionConfig, stop: &AtomicBool) -> Resul
         NodeKind::Executor => executor::run(&node, p, stop),
         NodeKind::Policy => policy::run_learned(&node, p, stop),
         NodeKind::StandinPolicy => policy::run_standin(&node, p, stop),
+        NodeKind::Monitor => monitor::run(&node, p, stop),
         NodeKind::Recorder => recorder::run(&node, p, stop),
         NodeKind::Ros2Bridge => ros2_bridge::run(&node, p, stop),
     }

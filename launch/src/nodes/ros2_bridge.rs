@@ -1,6 +1,7 @@
 //! The ROS 2 bridge over DDS (ros2-client on RustDDS; no ROS install):
 //! `joint_states`, camera images and the URDF (`robot_description`,
-//! transient-local, as robot_state_publisher serves it) go out as ROS 2
+//! transient-local, as robot_state_publisher serves it) and the anomaly
+//! monitor's `status` go out as ROS 2
 //! topics; `joint_command` comes in. A Zenoh key `so100/x` is the ROS 2
 //! topic `/so100/x`, as the standard Zenoh–ROS 2 bridge maps them, so
 //! `ros2 topic echo /so100/joint_states` and RViz see the arm.
@@ -88,6 +89,13 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         })
         .map_err(|e| format!("publishing robot_description: {e:?}"))?;
 
+    // The anomaly monitor's status.
+    let status_topic = topic(&ros, topics::STATUS, "std_msgs", "String", &sensor_qos)?;
+    let status_out = ros
+        .create_publisher::<StringMsg>(&status_topic, None)
+        .map_err(|e| format!("ROS 2 publisher: {e}"))?;
+    let status_in = node.subscriber::<StringMsg>(topics::STATUS)?;
+
     // In: joint commands.
     let command_topic = topic(
         &ros,
@@ -109,6 +117,12 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             match states_out.publish(state) {
                 Ok(()) => states += 1,
                 Err(_) => failed += 1,
+            }
+        })?;
+        failed += status_in.drain(|message| {
+            idle = false;
+            if status_out.publish(message).is_err() {
+                failed += 1;
             }
         })?;
         for (sub, publisher) in &cameras {

@@ -1,0 +1,343 @@
+//! `sponge wm`: the world model: training, calibrating its anomaly monitor
+//! on normal runs, and a side-by-side video of what happened and what it
+//! expected.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sponge_policy::agent::{Agent, Input};
+use sponge_policy::train::TrainConfig;
+use sponge_robot::joint::clamp_to_limits;
+use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
+use sponge_sim::fault::Fault;
+use sponge_sim::{EnvConfig, VecEnv};
+use sponge_world_model::{Calibration, Parts, WorldModelConfig, WorldModelRun};
+
+use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
+use crate::train_cmd::{DeviceArg, with_progress_bar};
+
+/// `sponge wm`.
+#[derive(Subcommand)]
+pub enum WmCommand {
+    /// Train a world model on a dataset with rewards: expert episodes plus
+    /// perturbed ones (`sponge sim generate --perturb 0.5 --keep-failures`,
+    /// merged with `sponge dataset merge`), so that it has seen failures.
+    Train(WmTrainArgs),
+    /// Calibrate the anomaly monitor on normal runs of a policy in the twin:
+    /// writes WM/monitor.json (the surprise threshold).
+    Calibrate(CalibrateArgs),
+    /// One episode of a policy in the twin as a GIF: the camera on the left,
+    /// what the world model expected on the right; surprise per check.
+    Rollout(RolloutArgs),
+}
+
+/// Options of `sponge wm train`.
+#[derive(Args)]
+pub struct WmTrainArgs {
+    /// The LeRobot v3 dataset (with next.reward, as `sponge sim generate` writes).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// The world-model folder: config.json, model.safetensors, log.jsonl, loss.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 3000)]
+    steps: usize,
+    /// Samples per step (each has the chunk's start and segment ends: 6 images).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed of the initialisation and the batches.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Go on training the model in --out from its last checkpoint, up to --steps in all.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Options of `sponge wm calibrate`.
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// The world-model folder.
+    #[arg(long)]
+    world_model: PathBuf,
+    /// The policy whose normal runs set the threshold.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Normal episodes to run.
+    #[arg(long, default_value_t = 30)]
+    episodes: usize,
+    /// First seed (away from training and evaluation seeds).
+    #[arg(long, default_value_t = 2_000_000)]
+    seed: u64,
+    /// Checks in a row above the threshold that raise an alarm.
+    #[arg(long, default_value_t = 1)]
+    persistence: usize,
+    /// Twins run together.
+    #[arg(long, default_value_t = 8)]
+    envs: usize,
+}
+
+/// Options of `sponge wm rollout`.
+#[derive(Args)]
+pub struct RolloutArgs {
+    /// The world-model folder.
+    #[arg(long)]
+    world_model: PathBuf,
+    /// The policy driving the twin.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The GIF to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Scene seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    seed: u64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 12.0)]
+    seconds: f64,
+    /// A fault to inject (drop-sponge, block-arm, push-arm, cover-camera, shift-camera, unseen-spill).
+    #[arg(long)]
+    fault: Option<Fault>,
+    /// When to inject it, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    at: f64,
+}
+
+/// Runs a `sponge wm` command.
+pub fn run(command: &WmCommand) -> anyhow::Result<()> {
+    match command {
+        WmCommand::Train(args) => train(args),
+        WmCommand::Calibrate(args) => calibrate(args),
+        WmCommand::Rollout(args) => rollout(args),
+    }
+}
+
+fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    if args.steps == 0 || args.batch == 0 {
+        bail!("--steps and --batch must be at least 1");
+    }
+    if !args.resume && args.out.join("model.safetensors").exists() {
+        bail!(
+            "{} already holds a trained world model: pass --resume to go on training it, or choose another --out",
+            args.out.display()
+        );
+    }
+    let config = TrainConfig {
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.lr,
+        warmup: (args.steps / 20).clamp(1, 500),
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let last = with_progress_bar(config.steps, |progress| {
+        sponge_world_model::train::train(
+            &args.dataset,
+            &args.out,
+            &WorldModelConfig::default(),
+            &config,
+            &device,
+            args.resume,
+            progress,
+        )
+    })?;
+    println!(
+        "trained {} steps of {} samples: loss {:.4}{}, {:.0} samples/s; world model in {}",
+        last.step,
+        args.batch,
+        last.loss,
+        last.val_loss
+            .map(|v| format!(", validation {v:.4}"))
+            .unwrap_or_default(),
+        last.samples_per_s,
+        args.out.display()
+    );
+    println!(
+        "next: sponge wm calibrate --world-model {} --policy RUN",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
+    let eval = EvalArgs {
+        policy: args.policy.clone(),
+        episodes: args.episodes,
+        seed: args.seed,
+        json: None,
+        video: None,
+        videos: 0,
+        envs: args.envs,
+        replan: 10,
+        blend: 5,
+        two_spills: false,
+        instruction: None,
+        device: DeviceArg::Cpu,
+        world_model: Some(args.world_model.clone()),
+        samples: 1,
+        monitor: false,
+        ood: false,
+        fault: None,
+        fault_window: "3-8".into(),
+    };
+    let (summary, episodes) = evaluate(&eval, true)?;
+    let parts: Vec<Parts> = episodes.iter().flat_map(|e| e.checks.iter().copied()).collect();
+    let calibration = Calibration::fit(&parts, args.persistence).map_err(anyhow::Error::msg)?;
+    let path = args.world_model.join("monitor.json");
+    calibration.save(&path).map_err(anyhow::Error::msg)?;
+    println!(
+        "calibrated on {} checks over {} normal episodes ({:.0}% succeeded): threshold {:.2} (largest surprise seen {:.2}), {} check(s) in a row alarm",
+        calibration.checks,
+        summary.episodes,
+        100.0 * summary.success_rate,
+        calibration.threshold,
+        calibration.max_seen,
+        calibration.persistence
+    );
+    for (i, name) in Parts::NAMES.iter().enumerate() {
+        println!(
+            "  {name:15} mean {:.5}  std {:.5}",
+            calibration.mean[i], calibration.std[i]
+        );
+    }
+    println!("written to {}", path.display());
+    Ok(())
+}
+
+fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
+    let device = candle_core::Device::Cpu;
+    let mut agent = Agent::load(&args.policy, &device, args.seed)
+        .with_context(|| format!("loading the policy from {}", args.policy.display()))?;
+    let wm = WorldModelRun::load(&args.world_model, &device)
+        .with_context(|| format!("loading the world model from {}", args.world_model.display()))?;
+    let calibration = Calibration::load(&args.world_model.join("monitor.json")).ok();
+    let run = agent.run_config().clone();
+    let size = run.policy.image_size;
+    let config = EnvConfig {
+        fps: run.fps,
+        image_size: size as u32,
+        wrist_camera: run.cameras.len() > 1,
+        end_on_success: false,
+        ..EnvConfig::default()
+    };
+    let mut twin = VecEnv::new(config, 1, true)?;
+    let mut observation = twin
+        .reset(&[args.seed])?
+        .pop()
+        .context("the twin gave no observation")?;
+    let task = twin.envs()[0].scene().instruction.clone();
+    let segment = wm.segment();
+    let fps = f64::from(run.fps);
+    let steps = (args.seconds * fps).round() as usize;
+    let fault_step = (args.at * fps).round() as usize;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut chunk: Vec<Vec<f32>> = Vec::new();
+    let mut latent = None;
+    let mut executed: Vec<Vec<f32>> = Vec::new();
+    let mut expected: Vec<u8> = Vec::new();
+    let mut video: Vec<Vec<u8>> = Vec::new();
+    println!("seed {}: {task:?}", args.seed);
+    for t in 0..steps {
+        let state = joints_to_dataset_f32(&observation.state).to_vec();
+        let front = observation.images.first().context("no camera image")?.clone();
+        let (frame, joints, text) = (front.as_slice(), state.as_slice(), task.as_str());
+        if t % segment == 0 {
+            // Check what is seen against what was expected, then plan.
+            match &latent {
+                None => latent = Some(wm.encode(&[frame], &[joints], &[text])?),
+                Some(previous) => {
+                    let (parts, now) =
+                        wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
+                    let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
+                    println!(
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}{}",
+                        t as f64 / fps,
+                        parts[0].latent,
+                        parts[0].state,
+                        parts[0].image,
+                        parts[0].expected_image,
+                        surprise
+                            .map(|s| format!(
+                                "  surprise {s:.1}{}",
+                                if calibration.as_ref().is_some_and(|c| s > c.threshold) {
+                                    "  ALARM"
+                                } else {
+                                    ""
+                                }
+                            ))
+                            .unwrap_or_default()
+                    );
+                    latent = Some(now);
+                }
+            }
+            executed.clear();
+            let images: Vec<&[u8]> = observation.images.iter().map(Vec::as_slice).collect();
+            let mut drawn = agent.act(
+                &[Input {
+                    images: &images,
+                    state: &state,
+                    task: &task,
+                }],
+                1,
+            )?;
+            chunk = drawn
+                .pop()
+                .and_then(|mut k| k.pop())
+                .context("the policy gave no chunk")?;
+            if let Some(z) = &latent {
+                let frames = wm.imagine(z, &chunk)?;
+                expected = frames.into_iter().next().unwrap_or_default();
+            }
+        }
+        video.push(side_by_side(&front, &expected, size));
+        if t == fault_step
+            && let Some(fault) = args.fault
+        {
+            fault.inject(&mut twin.envs_mut()[0], &mut rng);
+            println!("{:5.2} s  fault: {}", t as f64 / fps, fault.name());
+        }
+        let action = chunk.get(t % segment).cloned().unwrap_or_default();
+        let goal =
+            dataset_f32_to_joints(&action).map_or(*twin.envs()[0].arm().goal(), |q| clamp_to_limits(&q));
+        executed.push(joints_to_dataset_f32(&goal).to_vec());
+        observation = twin
+            .step(&[goal])?
+            .pop()
+            .context("the twin gave no step")?
+            .observation;
+    }
+    write_gif(&args.out, &video, 2 * size, size, run.fps)?;
+    println!(
+        "wrote {} (left: the camera; right: what the world model expected at the end of each segment)",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The camera frame and the model's picture (half size, drawn twice as
+/// large) next to each other: one RGB8 image `2·size` wide.
+fn side_by_side(camera: &[u8], expected: &[u8], size: usize) -> Vec<u8> {
+    let half = size / 2;
+    let mut out = vec![0u8; 2 * size * size * 3];
+    for y in 0..size {
+        let row = &mut out[y * 2 * size * 3..(y + 1) * 2 * size * 3];
+        row[..size * 3].copy_from_slice(&camera[y * size * 3..(y + 1) * size * 3]);
+        for x in 0..size {
+            let source = ((y / 2) * half + x / 2) * 3;
+            if let Some(px) = expected.get(source..source + 3) {
+                row[(size + x) * 3..(size + x) * 3 + 3].copy_from_slice(px);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,183 @@
+//! `sponge wm` as a user runs it: perturbed twin data, a world model
+//! trained on it, its monitor calibrated on a policy's normal runs, then an
+//! evaluation that ranks proposed chunks and catches an injected fault,
+//! and the side-by-side rollout GIF.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const SPONGE: &str = env!("CARGO_BIN_EXE_sponge");
+
+fn sponge(args: &[&str]) -> Output {
+    Command::new(SPONGE).args(args).output().expect("sponge runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = sponge(args);
+    assert!(
+        output.status.success(),
+        "sponge {}: {}",
+        args.join(" "),
+        text(&output)
+    );
+    text(&output)
+}
+
+#[test]
+fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("sponge-wm-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
+    let (data, run, wm) = (path("data"), path("run"), path("wm"));
+    ok(&[
+        "sim",
+        "generate",
+        "--out",
+        &data,
+        "--episodes",
+        "2",
+        "--image-size",
+        "32",
+        "--time-limit",
+        "3",
+        "--keep-failures",
+        "--perturb",
+        "1",
+    ]);
+    ok(&[
+        "train",
+        "--dataset",
+        &data,
+        "--out",
+        &run,
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+    ]);
+
+    // Ranking needs a world model, and says so.
+    let refused = sponge(&["eval", "--policy", &run, "--episodes", "1", "--samples", "4"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--world-model"), "{}", text(&refused));
+
+    let trained = ok(&[
+        "wm",
+        "train",
+        "--dataset",
+        &data,
+        "--out",
+        &wm,
+        "--steps",
+        "4",
+        "--batch",
+        "4",
+    ]);
+    assert!(trained.contains("trained 4 steps"), "{trained}");
+    assert!(dir.join("wm/loss.png").is_file());
+
+    // Without a calibration the monitor cannot run.
+    let uncalibrated = sponge(&[
+        "eval",
+        "--policy",
+        &run,
+        "--world-model",
+        &wm,
+        "--monitor",
+        "--episodes",
+        "1",
+    ]);
+    assert!(!uncalibrated.status.success());
+    assert!(
+        text(&uncalibrated).contains("sponge wm calibrate"),
+        "{}",
+        text(&uncalibrated)
+    );
+
+    let calibrated = ok(&[
+        "wm",
+        "calibrate",
+        "--world-model",
+        &wm,
+        "--policy",
+        &run,
+        "--episodes",
+        "2",
+        "--envs",
+        "2",
+    ]);
+    assert!(calibrated.contains("threshold"), "{calibrated}");
+    let monitor: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("wm/monitor.json")).expect("monitor.json"))
+            .expect("json");
+    // Two 20 s episodes (a random policy does not finish early), a check every 10 steps.
+    assert!(monitor["checks"].as_u64().expect("checks") >= 100, "{monitor}");
+    assert!(monitor["threshold"].as_f64().expect("threshold") >= monitor["max_seen"].as_f64().expect("max"));
+
+    // Ranking 3 proposals, with the camera covered at 1 s: the episode ends
+    // at the alarm, within a second.
+    let json = path("eval.json");
+    let report = ok(&[
+        "eval",
+        "--policy",
+        &run,
+        "--world-model",
+        &wm,
+        "--samples",
+        "3",
+        "--monitor",
+        "--episodes",
+        "2",
+        "--envs",
+        "2",
+        "--fault",
+        "cover-camera",
+        "--fault-window",
+        "1-1",
+        "--json",
+        &json,
+    ]);
+    assert!(report.contains("monitor: "), "{report}");
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("eval json")).expect("json");
+    assert_eq!(figures["summary"]["samples"], 3);
+    for episode in figures["episodes"].as_array().expect("episodes") {
+        assert_eq!(episode["fault"], "cover-camera");
+        assert_eq!(episode["fault_at_s"], 1.0);
+        let alarm = episode["alarm_at_s"].as_f64().expect("an alarm");
+        assert!((1.0..=2.0).contains(&alarm), "alarm at {alarm} s");
+        assert!(episode["duration_s"].as_f64().expect("duration") <= alarm + 1e-9);
+    }
+    assert_eq!(figures["summary"]["monitor"]["faults"], 2);
+
+    let gif = path("rollout.gif");
+    let rolled = ok(&[
+        "wm",
+        "rollout",
+        "--world-model",
+        &wm,
+        "--policy",
+        &run,
+        "--out",
+        &gif,
+        "--seconds",
+        "1",
+        "--fault",
+        "drop-sponge",
+        "--at",
+        "0.5",
+    ]);
+    assert!(rolled.contains("fault: drop-sponge"), "{rolled}");
+    let bytes = std::fs::read(&gif).expect("gif");
+    assert!(bytes.starts_with(b"GIF8"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,224 @@
+//! The anomaly monitor: at each check, how far what is seen is from what
+//! the world model expected, in units of the spread seen on normal runs.
+//! Above the calibrated threshold for `persistence` checks in a row, it
+//! raises an alarm, and the executor holds the arm.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The parts of one check's surprise (mean squared errors).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Parts {
+    /// Predicted latent against the latent of what is seen.
+    pub latent: f32,
+    /// Joint state read off the predicted latent against the measured one
+    /// (normalised units): the arm did not go where it was sent.
+    pub state: f32,
+    /// The picture of what is seen, drawn back from its latent, against the
+    /// camera's: a scene unlike anything in training.
+    pub image: f32,
+    /// The picture of the predicted latent against the camera's: the scene
+    /// changed in a way the actions do not explain.
+    pub expected_image: f32,
+}
+
+impl Parts {
+    fn values(&self) -> [f64; 4] {
+        [self.latent, self.state, self.image, self.expected_image].map(f64::from)
+    }
+
+    /// Names of the parts, in [`Calibration::mean`]'s order.
+    pub const NAMES: [&'static str; 4] = ["latent", "state", "image", "expected image"];
+}
+
+/// Calibration on normal runs: each part's mean and spread, and the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Mean of each part.
+    pub mean: [f64; 4],
+    /// Standard deviation of each part.
+    pub std: [f64; 4],
+    /// Surprise (the largest part's z-score) above which a check counts.
+    pub threshold: f64,
+    /// Checks in a row above the threshold that raise an alarm.
+    pub persistence: usize,
+    /// Checks the calibration saw.
+    pub checks: usize,
+    /// The largest surprise the calibration saw.
+    pub max_seen: f64,
+}
+
+/// The threshold's margin over the largest surprise of normal runs.
+pub const MARGIN: f64 = 1.25;
+
+impl Calibration {
+    /// Fits the calibration to the checks of normal runs: the threshold is
+    /// [`MARGIN`] times the largest surprise among them (a quantile as high
+    /// as the runs allow: one false alarm per 10 minutes at three checks a
+    /// second is the 99.94th percentile).
+    pub fn fit(parts: &[Parts], persistence: usize) -> Result<Calibration, String> {
+        if parts.len() < 10 {
+            return Err(format!(
+                "{} checks are too few to calibrate on (at least 10)",
+                parts.len()
+            ));
+        }
+        let n = parts.len() as f64;
+        let mut mean = [0.0; 4];
+        for p in parts {
+            for (m, v) in mean.iter_mut().zip(p.values()) {
+                *m += v / n;
+            }
+        }
+        let mut std = [0.0; 4];
+        for p in parts {
+            for ((s, v), m) in std.iter_mut().zip(p.values()).zip(mean) {
+                *s += (v - m).powi(2) / n;
+            }
+        }
+        let std = std.map(|v: f64| v.sqrt().max(1e-9));
+        let mut calibration = Calibration {
+            mean,
+            std,
+            threshold: 0.0,
+            persistence: persistence.max(1),
+            checks: parts.len(),
+            max_seen: 0.0,
+        };
+        let max_seen = parts
+            .iter()
+            .map(|p| calibration.surprise(p))
+            .fold(f64::NEG_INFINITY, f64::max);
+        calibration.max_seen = max_seen;
+        calibration.threshold = MARGIN * max_seen.max(1.0);
+        Ok(calibration)
+    }
+
+    /// The surprise of one check: the largest z-score of its parts.
+    pub fn surprise(&self, parts: &Parts) -> f64 {
+        parts
+            .values()
+            .iter()
+            .zip(self.mean.iter().zip(&self.std))
+            .map(|(v, (m, s))| (v - m) / s)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// Which part is the most surprising.
+    pub fn cause(&self, parts: &Parts) -> &'static str {
+        let values = parts.values();
+        let mut best = 0;
+        for i in 1..4 {
+            if (values[i] - self.mean[i]) / self.std[i] > (values[best] - self.mean[best]) / self.std[best] {
+                best = i;
+            }
+        }
+        Parts::NAMES[best]
+    }
+
+    /// Writes the calibration as JSON (`monitor.json` in a world-model run).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Reads a calibration written by [`Calibration::save`].
+    pub fn load(path: &Path) -> Result<Calibration, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e} (calibrate first: sponge wm calibrate)", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// One robot's monitor: counts checks above the threshold in a row.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    calibration: Calibration,
+    above: usize,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The surprise.
+    pub surprise: f64,
+    /// Whether it raises an alarm (the arm should hold).
+    pub alarm: bool,
+    /// The most surprising part.
+    pub cause: &'static str,
+}
+
+impl Monitor {
+    /// A monitor with `calibration`.
+    pub fn new(calibration: Calibration) -> Monitor {
+        Monitor {
+            calibration,
+            above: 0,
+        }
+    }
+
+    /// Takes one check's parts.
+    pub fn check(&mut self, parts: &Parts) -> Verdict {
+        let surprise = self.calibration.surprise(parts);
+        if surprise > self.calibration.threshold {
+            self.above += 1;
+        } else {
+            self.above = 0;
+        }
+        Verdict {
+            surprise,
+            alarm: self.above >= self.calibration.persistence,
+            cause: self.calibration.cause(parts),
+        }
+    }
+
+    /// Forgets the checks so far (a new episode).
+    pub fn reset(&mut self) {
+        self.above = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal(i: usize) -> Parts {
+        let wobble = (i as f32 * 0.37).sin();
+        Parts {
+            latent: 0.2 + 0.02 * wobble,
+            state: 0.05 + 0.01 * wobble,
+            image: 0.01 + 0.001 * wobble,
+            expected_image: 0.012 + 0.001 * wobble,
+        }
+    }
+
+    #[test]
+    fn normal_checks_stay_quiet_and_a_jump_in_one_part_alarms_after_persistence() {
+        let calm: Vec<Parts> = (0..500).map(normal).collect();
+        let calibration = Calibration::fit(&calm, 2).expect("enough checks");
+        assert!(calibration.threshold >= calibration.max_seen);
+        let mut monitor = Monitor::new(calibration);
+        for (i, p) in calm.iter().enumerate() {
+            assert!(!monitor.check(p).alarm, "false alarm at check {i}");
+        }
+        let mut blocked = normal(3);
+        blocked.state = 0.5;
+        let first = monitor.check(&blocked);
+        assert!(!first.alarm, "persistence 2 waits for a second check");
+        assert_eq!(first.cause, "state");
+        assert!(monitor.check(&blocked).alarm);
+        monitor.reset();
+        assert!(!monitor.check(&blocked).alarm);
+    }
+
+    #[test]
+    fn too_few_checks_are_refused_and_the_calibration_round_trips() {
+        assert!(Calibration::fit(&[normal(0); 3], 1).is_err());
+        let calibration = Calibration::fit(&(0..50).map(normal).collect::<Vec<_>>(), 1).expect("fits");
+        let path = std::env::temp_dir().join(format!("sponge-monitor-{}.json", std::process::id()));
+        calibration.save(&path).expect("saves");
+        assert_eq!(Calibration::load(&path), Ok(calibration));
+        let _ = std::fs::remove_file(&path);
+    }
+}
