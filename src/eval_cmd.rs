@@ -131,8 +131,10 @@ pub struct EpisodeResult {
     pub alarm_cause: Option<String>,
     /// The largest surprise of the episode.
     pub max_surprise: Option<f64>,
-    /// Every monitor check's parts (for calibration; not written to JSON).
-    #[serde(skip)]
+    /// Every monitor check's parts, one per world-model segment (10 steps)
+    /// from the second on (with --world-model; for calibration and for studying
+    /// detection rules).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Parts>,
 }
 

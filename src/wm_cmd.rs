@@ -195,6 +195,10 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     let calibration = Calibration::fit(&parts, args.persistence).map_err(anyhow::Error::msg)?;
     let path = args.world_model.join("monitor.json");
     calibration.save(&path).map_err(anyhow::Error::msg)?;
+    // The checks themselves, to refit or study the rule without running again.
+    let checks_path = args.world_model.join("calibration_checks.json");
+    std::fs::write(&checks_path, serde_json::to_string(&parts)?)
+        .with_context(|| format!("writing {}", checks_path.display()))?;
     println!(
         "calibrated on {} checks over {} normal episodes ({:.0}% succeeded): threshold {:.2} (largest surprise seen {:.2}), {} check(s) in a row alarm",
         calibration.checks,

@@ -218,7 +218,19 @@ mod tests {
         let calibration = Calibration::fit(&(0..50).map(normal).collect::<Vec<_>>(), 1).expect("fits");
         let path = std::env::temp_dir().join(format!("sponge-monitor-{}.json", std::process::id()));
         calibration.save(&path).expect("saves");
-        assert_eq!(Calibration::load(&path), Ok(calibration));
+        let loaded = Calibration::load(&path).expect("loads");
+        // JSON keeps floats to within their last digit.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(1.0);
+        for i in 0..4 {
+            assert!(close(loaded.mean[i], calibration.mean[i]) && close(loaded.std[i], calibration.std[i]));
+        }
+        assert!(
+            close(loaded.threshold, calibration.threshold) && close(loaded.max_seen, calibration.max_seen)
+        );
+        assert_eq!(
+            (loaded.persistence, loaded.checks),
+            (calibration.persistence, calibration.checks)
+        );
         let _ = std::fs::remove_file(&path);
     }
 }
