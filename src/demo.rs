@@ -276,6 +276,7 @@ fn evaluate_policy(args: &DemoArgs, run: &std::path::Path) -> anyhow::Result<()>
         device: crate::train_cmd::DeviceArg::Cpu,
         world_model: None,
         samples: 1,
+        risk_weight: sponge_world_model::run::RISK_WEIGHT,
         monitor: false,
         ood: false,
         fault: None,

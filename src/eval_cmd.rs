@@ -81,6 +81,10 @@ pub struct EvalArgs {
     /// rank (1: no ranking).
     #[arg(long, default_value_t = 1)]
     pub samples: usize,
+    /// When ranking: how much the predicted chance of pressing too hard
+    /// costs against predicted progress (fraction cleaned).
+    #[arg(long, default_value_t = sponge_world_model::run::RISK_WEIGHT)]
+    pub risk_weight: f32,
     /// Run the anomaly monitor of --world-model (needs its monitor.json).
     #[arg(long, requires = "world_model")]
     pub monitor: bool,
@@ -309,7 +313,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     let world_model = match &args.world_model {
         Some(dir) => Some(
             WorldModelRun::load(dir, &device)
-                .with_context(|| format!("loading the world model from {}", dir.display()))?,
+                .with_context(|| format!("loading the world model from {}", dir.display()))?
+                .with_risk_weight(args.risk_weight),
         ),
         None => None,
     };
@@ -671,6 +676,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         let json = serde_json::json!({
             "policy": args.policy,
             "world_model": args.world_model,
+            "risk_weight": args.world_model.as_ref().map(|_| args.risk_weight),
             "first_seed": args.seed,
             "two_spills": args.two_spills,
             "ood": args.ood,

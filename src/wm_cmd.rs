@@ -185,6 +185,7 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
         device: DeviceArg::Cpu,
         world_model: Some(args.world_model.clone()),
         samples: 1,
+        risk_weight: sponge_world_model::run::RISK_WEIGHT,
         monitor: false,
         ood: false,
         fault: None,

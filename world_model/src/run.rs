@@ -15,7 +15,7 @@ use crate::monitor::Parts;
 use crate::train::{WmRunConfig, task_tokens};
 
 /// How much predicted risk (chance of pressing too hard) costs against
-/// predicted progress (fraction cleaned) when chunks are ranked.
+/// predicted progress (fraction cleaned) when chunks are ranked, by default.
 pub const RISK_WEIGHT: f32 = 0.5;
 
 /// An imagined outcome of one chunk.
@@ -25,7 +25,7 @@ pub struct Score {
     pub progress: f32,
     /// Predicted chance that some segment of the chunk presses too hard.
     pub risk: f32,
-    /// `progress − RISK_WEIGHT · risk`: higher is better.
+    /// `progress − risk weight · risk`: higher is better.
     pub value: f32,
 }
 
@@ -34,9 +34,17 @@ pub struct WorldModelRun {
     run: WmRunConfig,
     model: WorldModel,
     device: Device,
+    risk_weight: f32,
 }
 
 impl WorldModelRun {
+    /// Sets how much predicted risk costs against predicted progress in
+    /// [`WorldModelRun::score`] ([`RISK_WEIGHT`] unless set).
+    pub fn with_risk_weight(mut self, weight: f32) -> WorldModelRun {
+        self.risk_weight = weight;
+        self
+    }
+
     /// Loads the run folder `dir` (`config.json`, `model.safetensors`) onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<WorldModelRun, TrainError> {
         let config_path = dir.join("config.json");
@@ -58,6 +66,7 @@ impl WorldModelRun {
         Ok(WorldModelRun {
             run,
             model,
+            risk_weight: RISK_WEIGHT,
             device: device.clone(),
         })
     }
@@ -206,7 +215,7 @@ impl WorldModelRun {
                 out[i].push(Score {
                     progress: progress[k],
                     risk: risk[k],
-                    value: progress[k] - RISK_WEIGHT * risk[k],
+                    value: progress[k] - self.risk_weight * risk[k],
                 });
                 k += 1;
             }
