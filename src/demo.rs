@@ -262,25 +262,13 @@ fn evaluate_policy(args: &DemoArgs, run: &std::path::Path) -> anyhow::Result<()>
         args.eval_episodes
     );
     let eval = EvalArgs {
-        policy: run.to_owned(),
         episodes: args.eval_episodes,
         seed: EVAL_SEED,
         json: Some(args.out.join("eval.json")),
         video: Some(args.out.join("videos")),
         videos: 2,
         envs: 8,
-        replan: 10,
-        blend: 5,
-        two_spills: false,
-        instruction: None,
-        device: crate::train_cmd::DeviceArg::Cpu,
-        world_model: None,
-        samples: 1,
-        risk_weight: sponge_world_model::run::RISK_WEIGHT,
-        monitor: false,
-        ood: false,
-        fault: None,
-        fault_window: "3-8".into(),
+        ..EvalArgs::for_policy(run)?
     };
     let (summary, _) = evaluate(&eval, true)?;
     println!(

@@ -3,6 +3,7 @@
 //! named spill cleaned, the time to success and the limits it broke.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -100,6 +101,24 @@ pub struct EvalArgs {
     /// Seconds within which faults are injected, "FROM-TO".
     #[arg(long, default_value = "3-8")]
     pub fault_window: String,
+}
+
+impl EvalArgs {
+    /// What `sponge eval --policy POLICY` runs: every other option at its
+    /// command-line default, for commands that evaluate on the way.
+    pub fn for_policy(policy: &Path) -> anyhow::Result<EvalArgs> {
+        #[derive(clap::Parser)]
+        struct Eval {
+            #[command(flatten)]
+            args: EvalArgs,
+        }
+        let argv = [
+            OsString::from("eval"),
+            "--policy".into(),
+            policy.as_os_str().to_owned(),
+        ];
+        Ok(<Eval as clap::Parser>::try_parse_from(argv)?.args)
+    }
 }
 
 /// One episode's figures.

@@ -171,25 +171,11 @@ fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
 
 fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     let eval = EvalArgs {
-        policy: args.policy.clone(),
         episodes: args.episodes,
         seed: args.seed,
-        json: None,
-        video: None,
-        videos: 0,
         envs: args.envs,
-        replan: 10,
-        blend: 5,
-        two_spills: false,
-        instruction: None,
-        device: DeviceArg::Cpu,
         world_model: Some(args.world_model.clone()),
-        samples: 1,
-        risk_weight: sponge_world_model::run::RISK_WEIGHT,
-        monitor: false,
-        ood: false,
-        fault: None,
-        fault_window: "3-8".into(),
+        ..EvalArgs::for_policy(&args.policy)?
     };
     let (summary, episodes) = evaluate(&eval, true)?;
     let parts: Vec<Parts> = episodes.iter().flat_map(|e| e.checks.iter().copied()).collect();
