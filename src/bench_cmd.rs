@@ -142,6 +142,21 @@ pub struct BusBenchArgs {
 }
 
 /// The machine, in words.
+/// Writes a benchmark's figures as pretty JSON to `path`.
+pub fn write_figures(path: &std::path::Path, figures: &serde_json::Value) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(figures)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// "the GPU", or the CPU's name and cores.
+fn where_it_runs(device: &candle_core::Device) -> String {
+    if device.is_cuda() {
+        "the GPU".to_owned()
+    } else {
+        machine()
+    }
+}
+
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -172,11 +187,7 @@ fn bench_wm(args: &WmBenchArgs) -> anyhow::Result<()> {
     use sponge_world_model::bench::{ranking_latency, training_throughput};
     let device = args.device.device()?;
     let config = sponge_world_model::WorldModelConfig::default();
-    let on = if device.is_cuda() {
-        "the GPU".to_owned()
-    } else {
-        machine()
-    };
+    let on = where_it_runs(&device);
     println!("world-model benchmark on {on} (default model: {config:?})");
     let (rank, check) = ranking_latency(&config, args.samples, args.runs, &device)?;
     println!(
@@ -199,8 +210,7 @@ fn bench_wm(args: &WmBenchArgs) -> anyhow::Result<()> {
             "training_batch": args.batch,
             "training_samples_per_s": samples_per_s,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_figures(path, &figures)?;
     }
     Ok(())
 }
@@ -209,11 +219,7 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
     use sponge_policy::bench::{inference_latency, training_throughput};
     let device = args.device.device()?;
     let config = sponge_policy::PolicyConfig::default();
-    let on = if device.is_cuda() {
-        "the GPU".to_owned()
-    } else {
-        machine()
-    };
+    let on = where_it_runs(&device);
     println!("policy benchmark on {on} (default model: {config:?})");
     let (one, k) = inference_latency(&config, args.samples, args.runs, &device)?;
     println!(
@@ -236,8 +242,7 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
             "training_batch": args.batch,
             "training_samples_per_s": samples_per_s,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_figures(path, &figures)?;
     }
     Ok(())
 }
@@ -329,8 +334,7 @@ fn bench_dataset(args: &DatasetBenchArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.json {
         let value = json!({"bench": "dataset", "machine": machine(), "results": results});
-        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_figures(path, &value)?;
     }
     Ok(())
 }
@@ -384,8 +388,7 @@ fn bench_bus(args: &BusBenchArgs) -> anyhow::Result<()> {
             "p99_us": report.p99_us,
             "max_us": report.max_us,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_figures(path, &value)?;
     }
     Ok(())
 }
@@ -424,8 +427,7 @@ fn bench_zenoh(args: &ZenohBenchArgs) -> anyhow::Result<()> {
             "stream_sent": report.stream_sent,
             "stream_received": report.stream_received,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_figures(path, &value)?;
     }
     Ok(())
 }

@@ -456,20 +456,25 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         }
         let instruction =
             |r: &Running| -> String { args.instruction.clone().unwrap_or_else(|| r.task.clone()) };
+        // The joint states (dataset units) and instructions of the twins `due`.
+        let states_and_tasks = |due: &[usize], slots: &[Option<Running>], observations: &[Observation]| {
+            let states: Vec<Vec<f32>> = due
+                .iter()
+                .map(|&i| joints_to_dataset_f32(&observations[i].state).to_vec())
+                .collect();
+            let tasks: Vec<String> = due
+                .iter()
+                .map(|&i| slots[i].as_ref().map(&instruction).unwrap_or_default())
+                .collect();
+            (states, tasks)
+        };
         // The monitor: at every segment's end, what is seen against what was expected.
         if let Some(wm) = &world_model {
             let due: Vec<usize> = (0..workers)
                 .filter(|&i| slots[i].as_ref().is_some_and(|r| r.steps % segment == 0))
                 .collect();
             if !due.is_empty() {
-                let states: Vec<Vec<f32>> = due
-                    .iter()
-                    .map(|&i| joints_to_dataset_f32(&observations[i].state).to_vec())
-                    .collect();
-                let tasks: Vec<String> = due
-                    .iter()
-                    .map(|&i| slots[i].as_ref().map(&instruction).unwrap_or_default())
-                    .collect();
+                let (states, tasks) = states_and_tasks(&due, &slots, &observations);
                 let (checked, first): (Vec<usize>, Vec<usize>) =
                     (0..due.len()).partition(|&j| slots[due[j]].as_ref().is_some_and(|r| r.latent.is_some()));
                 let pick = |js: &[usize]| {
@@ -535,14 +540,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             })
             .collect();
         if !due.is_empty() {
-            let states: Vec<Vec<f32>> = due
-                .iter()
-                .map(|&i| joints_to_dataset_f32(&observations[i].state).to_vec())
-                .collect();
-            let tasks: Vec<String> = due
-                .iter()
-                .map(|&i| slots[i].as_ref().map(&instruction).unwrap_or_default())
-                .collect();
+            let (states, tasks) = states_and_tasks(&due, &slots, &observations);
             let views: Vec<Vec<&[u8]>> = due
                 .iter()
                 .map(|&i| observations[i].images.iter().map(Vec::as_slice).collect())

@@ -714,8 +714,7 @@ pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
             "episodes_per_minute": per_minute,
             "generate": generate_summary,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&value)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::bench_cmd::write_figures(path, &value)?;
     }
     Ok(())
 }

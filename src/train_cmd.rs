@@ -122,14 +122,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.resume,
     )?;
     println!(
-        "trained {} steps of {} samples: loss {:.4}{}, {:.0} samples/s; run in {}",
-        last.step,
-        args.batch,
-        last.loss,
-        last.val_loss
-            .map(|v| format!(", validation {v:.4}"))
-            .unwrap_or_default(),
-        last.samples_per_s,
+        "{}; run in {}",
+        trained(
+            last.step,
+            args.batch,
+            last.loss,
+            last.val_loss,
+            last.samples_per_s
+        ),
         args.out.display()
     );
     Ok(())
@@ -177,4 +177,14 @@ pub fn with_progress_bar(
     });
     bar.finish();
     Ok(last?)
+}
+
+/// "trained N steps of B samples: loss L, validation V, S samples/s".
+pub fn trained(steps: usize, batch: usize, loss: f64, val_loss: Option<f64>, samples_per_s: f64) -> String {
+    format!(
+        "trained {steps} steps of {batch} samples: loss {loss:.4}{}, {samples_per_s:.0} samples/s",
+        val_loss
+            .map(|v| format!(", validation {v:.4}"))
+            .unwrap_or_default()
+    )
 }

@@ -152,14 +152,14 @@ fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "trained {} steps of {} samples: loss {:.4}{}, {:.0} samples/s; world model in {}",
-        last.step,
-        args.batch,
-        last.loss,
-        last.val_loss
-            .map(|v| format!(", validation {v:.4}"))
-            .unwrap_or_default(),
-        last.samples_per_s,
+        "{}; world model in {}",
+        crate::train_cmd::trained(
+            last.step,
+            args.batch,
+            last.loss,
+            last.val_loss,
+            last.samples_per_s
+        ),
         args.out.display()
     );
     println!(

@@ -2,26 +2,14 @@
 //! a small dataset, a refusal to overwrite it, an evaluation in the twin
 //! with its JSON and GIF, and a clear error for a folder that is no run.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-const SPONGE: &str = env!("CARGO_BIN_EXE_sponge");
-
-fn sponge(args: &[&str]) -> Output {
-    Command::new(SPONGE).args(args).output().expect("sponge runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use common::{sponge, text};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sponge-policy-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("policy-cli", name);
     std::fs::create_dir_all(&dir).expect("scratch");
     dir
 }

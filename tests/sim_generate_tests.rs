@@ -2,22 +2,11 @@
 //! files are identical when the same command runs twice, and clear errors
 //! for bad settings.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const SPONGE: &str = env!("CARGO_BIN_EXE_sponge");
-
-fn sponge(args: &[&str]) -> Output {
-    Command::new(SPONGE).args(args).output().expect("sponge runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use common::{sponge, text};
 
 fn files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -37,9 +26,7 @@ fn files(root: &Path) -> Vec<PathBuf> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sponge-sim-gen-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::scratch("sim-gen", name)
 }
 
 #[test]

@@ -3,22 +3,9 @@
 //! evaluation that ranks proposed chunks and catches an injected fault,
 //! and the side-by-side rollout GIF.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-const SPONGE: &str = env!("CARGO_BIN_EXE_sponge");
-
-fn sponge(args: &[&str]) -> Output {
-    Command::new(SPONGE).args(args).output().expect("sponge runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use common::{sponge, text};
 
 fn ok(args: &[&str]) -> String {
     let output = sponge(args);
@@ -33,8 +20,7 @@ fn ok(args: &[&str]) -> String {
 
 #[test]
 fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("sponge-wm-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("wm-cli", "all");
     std::fs::create_dir_all(&dir).expect("scratch");
     let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
     let (data, run, wm) = (path("data"), path("run"), path("wm"));
