@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use sponge_datasets::DatasetWriter;
 use sponge_policy::agent::{Agent, Chunk, Input};
 use sponge_robot::JointVector;
 use sponge_robot::joint::clamp_to_limits;
@@ -24,6 +25,7 @@ use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
 use sponge_world_model::{Calibration, Monitor, Parts, WorldModelRun};
 
+use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
 
 /// Where evaluation seeds start by default: far above the seeds
@@ -101,6 +103,13 @@ pub struct EvalArgs {
     /// Seconds within which faults are injected, "FROM-TO".
     #[arg(long, default_value = "3-8")]
     pub fault_window: String,
+    /// Record every episode (the policy's own rollouts, with --ood scenes
+    /// and --fault faults if asked) as a LeRobot v3 dataset in this new
+    /// folder: training data for `sponge wm train` that holds the policy's
+    /// mistakes, not only the expert's wipes. An episode ended by an alarm
+    /// is recorded up to the alarm.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 impl EvalArgs {
@@ -223,6 +232,32 @@ struct Running {
     latent: Option<Tensor>,
     executed: Vec<Vec<f32>>,
     monitor: Option<Monitor>,
+    /// Every step, for --record.
+    recorded: Option<Vec<Frame>>,
+}
+
+/// `--record`: finished episodes written in the order they were started.
+struct Recorder {
+    writer: DatasetWriter,
+    waiting: BTreeMap<usize, (String, Vec<Frame>)>,
+    next: usize,
+}
+
+impl Recorder {
+    fn add(&mut self, ordinal: usize, task: String, mut frames: Vec<Frame>) -> anyhow::Result<()> {
+        // An episode the monitor ended is done where it stopped.
+        if let Some(last) = frames.last_mut() {
+            last.done = true;
+        }
+        self.waiting.insert(ordinal, (task, frames));
+        while let Some((task, frames)) = self.waiting.remove(&self.next) {
+            if !frames.is_empty() {
+                write_episode(&mut self.writer, &task, &frames)?;
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
 }
 
 /// Seeds for the evaluation: consecutive from `first`, or, for the
@@ -303,18 +338,23 @@ fn fault_plan(args: &EvalArgs) -> anyhow::Result<Option<(Vec<Fault>, f64, f64)>>
     Ok(Some((faults, window.0, window.1)))
 }
 
-/// Ends a running episode: its figures go to `done`.
+/// Ends a running episode: its figures go to `done`, its steps to the recorder.
 fn finish(
     slot: &mut Option<Running>,
     done: &mut BTreeMap<usize, (EpisodeResult, Option<Frames>)>,
+    recorder: &mut Option<Recorder>,
     bar: &ProgressBar,
-) {
+) -> anyhow::Result<()> {
     if let Some(finished) = slot.take() {
+        if let (Some(recorder), Some(steps)) = (recorder.as_mut(), finished.recorded) {
+            recorder.add(finished.ordinal, finished.task, steps)?;
+        }
         done.insert(finished.ordinal, (finished.result, finished.frames));
     }
     let successes = done.values().filter(|(r, _)| r.success).count();
     bar.set_position(done.len() as u64);
     bar.set_message(format!("{successes}/{} succeeded", done.len()));
+    Ok(())
 }
 
 /// Evaluates the policy; returns the summary and every episode.
@@ -371,6 +411,25 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             run.policy.horizon
         );
     }
+    let mut recorder = match &args.record {
+        Some(dir) => {
+            if dir.exists() {
+                bail!(
+                    "{} already exists: choose a new folder for the recording",
+                    dir.display()
+                );
+            }
+            let spec = twin_spec(run.fps, config.image_size, config.wrist_camera);
+            let writer = DatasetWriter::create(dir, spec)
+                .with_context(|| format!("cannot create the dataset at {}", dir.display()))?;
+            Some(Recorder {
+                writer,
+                waiting: BTreeMap::new(),
+                next: 0,
+            })
+        }
+        None => None,
+    };
     let seeds = eval_seeds(args, &config);
     let workers = args.envs.min(seeds.len());
     let mut batch = VecEnv::new(config.clone(), workers, true)?;
@@ -439,6 +498,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     latent: None,
                     executed: Vec::new(),
                     monitor: calibration.clone().map(Monitor::new),
+                    recorded: recorder.is_some().then(Vec::new),
                 });
                 next += 1;
                 reset_any = true;
@@ -525,7 +585,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                             r.result.alarm_at_s = Some(r.steps as f64 / fps);
                             r.result.alarm_cause = Some(verdict.cause.to_owned());
                             r.result.duration_s = r.steps as f64 / fps;
-                            finish(&mut slots[i], &mut done, &bar);
+                            finish(&mut slots[i], &mut done, &mut recorder, &bar)?;
                         }
                     }
                 }
@@ -644,18 +704,35 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 .filter(|(s, _)| !targets.contains(s))
                 .map(|(_, f)| *f)
                 .reduce(f64::max);
-            observations[i] = step.observation;
+            let seen = std::mem::replace(&mut observations[i], step.observation);
+            if let Some(recorded) = running.recorded.as_mut() {
+                recorded.push(Frame {
+                    state: joints_to_dataset_f32(&seen.state).to_vec(),
+                    action: joints_to_dataset_f32(&actions[i]).to_vec(),
+                    images: seen.images,
+                    reward: step.reward as f32,
+                    done: step.done,
+                });
+            }
             if step.done {
                 r.success = info.success;
                 r.duration_s = running.steps as f64 / fps;
                 if info.success {
                     r.time_to_success_s = Some(r.duration_s);
                 }
-                finish(&mut slots[i], &mut done, &bar);
+                finish(&mut slots[i], &mut done, &mut recorder, &bar)?;
             }
         }
     }
     bar.finish_and_clear();
+    if let (Some(recorder), Some(dir)) = (recorder, &args.record) {
+        let (episodes, frames) = (recorder.writer.episodes(), recorder.writer.frames());
+        recorder.writer.close()?;
+        eprintln!(
+            "recorded {episodes} episodes ({frames} frames) to {}",
+            dir.display()
+        );
+    }
     let mut videos = Vec::new();
     let mut episodes = Vec::new();
     for (result, frames) in done.into_values() {

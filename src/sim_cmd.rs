@@ -147,12 +147,46 @@ pub fn run(command: &SimCommand) -> anyhow::Result<()> {
 }
 
 /// One recorded frame, in dataset units.
-struct Frame {
-    state: Vec<f32>,
-    action: Vec<f32>,
-    images: Vec<Vec<u8>>,
-    reward: f32,
-    done: bool,
+pub(crate) struct Frame {
+    pub state: Vec<f32>,
+    pub action: Vec<f32>,
+    pub images: Vec<Vec<u8>>,
+    pub reward: f32,
+    pub done: bool,
+}
+
+/// The layout of the twin's datasets: the SO-100's joints, reward and done,
+/// and the front camera (and the wrist camera) at `image_size`.
+pub(crate) fn twin_spec(fps: u32, image_size: u32, wrist: bool) -> DatasetSpec {
+    let mut spec = DatasetSpec::so100(fps);
+    spec.reward_done = true;
+    let cameras: &[&str] = if wrist { &["front", "wrist"] } else { &["front"] };
+    spec.cameras = cameras
+        .iter()
+        .map(|name| CameraSpec {
+            name: (*name).into(),
+            width: image_size,
+            height: image_size,
+        })
+        .collect();
+    spec
+}
+
+/// Writes one finished episode.
+pub(crate) fn write_episode(writer: &mut DatasetWriter, task: &str, frames: &[Frame]) -> anyhow::Result<()> {
+    writer.start_episode(task)?;
+    for f in frames {
+        let views: Vec<&[u8]> = f.images.iter().map(Vec::as_slice).collect();
+        writer.add_frame(&FrameInput {
+            state: &f.state,
+            action: &f.action,
+            images: &views,
+            reward: f.reward,
+            done: f.done,
+        })?;
+    }
+    writer.finish_episode()?;
+    Ok(())
 }
 
 /// An episode being run in one slot of the batch.
@@ -213,20 +247,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
         );
     }
 
-    let mut spec = DatasetSpec::so100(args.fps);
-    spec.reward_done = true;
-    let mut cameras = vec!["front"];
-    if args.wrist {
-        cameras.push("wrist");
-    }
-    spec.cameras = cameras
-        .iter()
-        .map(|name| CameraSpec {
-            name: (*name).into(),
-            width: args.image_size,
-            height: args.image_size,
-        })
-        .collect();
+    let mut spec = twin_spec(args.fps, args.image_size, args.wrist);
     if args.png {
         spec.storage = sponge_datasets::CameraStorage::Png;
     }
@@ -253,18 +274,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
     let writer_thread = std::thread::spawn(move || -> anyhow::Result<u64> {
         let mut frames = 0;
         for episode in from_main {
-            writer.start_episode(&episode.task)?;
-            for f in &episode.frames {
-                let views: Vec<&[u8]> = f.images.iter().map(Vec::as_slice).collect();
-                writer.add_frame(&FrameInput {
-                    state: &f.state,
-                    action: &f.action,
-                    images: &views,
-                    reward: f.reward,
-                    done: f.done,
-                })?;
-            }
-            writer.finish_episode()?;
+            write_episode(&mut writer, &episode.task, &episode.frames)?;
             frames += episode.frames.len() as u64;
         }
         writer.close()?;

@@ -1,7 +1,8 @@
 //! `sponge wm` as a user runs it: perturbed twin data, a world model
 //! trained on it, its monitor calibrated on a policy's normal runs, then an
-//! evaluation that ranks proposed chunks and catches an injected fault,
-//! and the side-by-side rollout GIF.
+//! evaluation that ranks proposed chunks, catches an injected fault and
+//! records the policy's rollouts as new training data, and the side-by-side
+//! rollout GIF.
 
 mod common;
 
@@ -111,7 +112,7 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
 
     // Ranking 3 proposals, with the camera covered at 1 s: the episode ends
     // at the alarm.
-    let json = path("eval.json");
+    let (json, record) = (path("eval.json"), path("rollouts"));
     let report = ok(&[
         "eval",
         "--policy",
@@ -131,6 +132,8 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         "1-1",
         "--json",
         &json,
+        "--record",
+        &record,
     ]);
     assert!(report.contains("monitor: "), "{report}");
     let figures: serde_json::Value =
@@ -146,6 +149,38 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         assert!(episode["duration_s"].as_f64().expect("duration") <= alarm + 1e-9);
     }
     assert_eq!(figures["summary"]["monitor"]["faults"], 2);
+
+    // The policy's rollouts, recorded up to the alarm, are a dataset the
+    // world model trains on.
+    let valid = ok(&["dataset", "validate", &record]);
+    assert!(!valid.is_empty());
+    let info = ok(&["dataset", "info", &record]);
+    let frames: f64 = figures["episodes"]
+        .as_array()
+        .expect("episodes")
+        .iter()
+        .map(|e| e["duration_s"].as_f64().expect("duration") * 30.0)
+        .sum();
+    assert!(info.contains("episodes     2"), "{info}");
+    assert!(
+        info.contains(&format!("frames       {} at 30 fps", frames.round())),
+        "{info}"
+    );
+    let again = sponge(&["eval", "--policy", &run, "--episodes", "1", "--record", &record]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+    ok(&[
+        "wm",
+        "train",
+        "--dataset",
+        &record,
+        "--out",
+        &path("wm-rollouts"),
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+    ]);
 
     let gif = path("rollout.gif");
     let rolled = ok(&[
