@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// The parts of one check's surprise (mean squared errors).
+/// The parts of one check's surprise (squared errors: the mean over the
+/// whole, and the worst joint or the worst patch of the picture, where a
+/// local change such as a dropped sponge is not averaged away).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Parts {
     /// Predicted latent against the latent of what is seen.
@@ -15,30 +17,59 @@ pub struct Parts {
     /// Joint state read off the predicted latent against the measured one
     /// (normalised units): the arm did not go where it was sent.
     pub state: f32,
+    /// The same, for the joint that is furthest off.
+    #[serde(default)]
+    pub state_peak: f32,
     /// The picture of what is seen, drawn back from its latent, against the
     /// camera's: a scene unlike anything in training.
     pub image: f32,
+    /// The same, in the worst patch of the picture.
+    #[serde(default)]
+    pub image_patch: f32,
     /// The picture of the predicted latent against the camera's: the scene
     /// changed in a way the actions do not explain.
     pub expected_image: f32,
+    /// The same, in the worst patch of the picture.
+    #[serde(default)]
+    pub expected_patch: f32,
 }
 
+/// How many parts a check has.
+pub const PARTS: usize = 7;
+
 impl Parts {
-    fn values(&self) -> [f64; 4] {
-        [self.latent, self.state, self.image, self.expected_image].map(f64::from)
+    fn values(&self) -> [f64; PARTS] {
+        [
+            self.latent,
+            self.state,
+            self.state_peak,
+            self.image,
+            self.image_patch,
+            self.expected_image,
+            self.expected_patch,
+        ]
+        .map(f64::from)
     }
 
     /// Names of the parts, in [`Calibration::mean`]'s order.
-    pub const NAMES: [&'static str; 4] = ["latent", "state", "image", "expected image"];
+    pub const NAMES: [&'static str; PARTS] = [
+        "latent",
+        "state",
+        "state peak",
+        "image",
+        "image patch",
+        "expected image",
+        "expected patch",
+    ];
 }
 
 /// Calibration on normal runs: each part's mean and spread, and the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// Mean of each part.
-    pub mean: [f64; 4],
+    pub mean: [f64; PARTS],
     /// Standard deviation of each part.
-    pub std: [f64; 4],
+    pub std: [f64; PARTS],
     /// Surprise (the largest part's z-score) above which a check counts.
     pub threshold: f64,
     /// Checks in a row above the threshold that raise an alarm.
@@ -58,7 +89,7 @@ pub const MARGIN: f64 = 1.25;
 /// most of the false alarms and caught nothing the other parts missed, as
 /// its normal error (the dynamics' own residual over 128 numbers) varies
 /// as much as a fault moves it.
-pub const WATCHED: [usize; 3] = [1, 2, 3];
+pub const WATCHED: [usize; 3] = [1, 3, 5];
 
 impl Calibration {
     /// Fits the calibration to the checks of normal runs: the threshold is
@@ -73,13 +104,13 @@ impl Calibration {
             ));
         }
         let n = parts.len() as f64;
-        let mut mean = [0.0; 4];
+        let mut mean = [0.0; PARTS];
         for p in parts {
             for (m, v) in mean.iter_mut().zip(p.values()) {
                 *m += v / n;
             }
         }
-        let mut std = [0.0; 4];
+        let mut std = [0.0; PARTS];
         for p in parts {
             for ((s, v), m) in std.iter_mut().zip(p.values()).zip(mean) {
                 *s += (v - m).powi(2) / n;
@@ -137,7 +168,12 @@ impl Calibration {
     pub fn load(path: &Path) -> Result<Calibration, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: {e} (calibrate first: sponge wm calibrate)", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}: {e} (written by another version of sponge? calibrate again: sponge wm calibrate)",
+                path.display()
+            )
+        })
     }
 }
 
@@ -200,6 +236,7 @@ mod tests {
             state: 0.05 + 0.01 * wobble,
             image: 0.01 + 0.001 * wobble,
             expected_image: 0.012 + 0.001 * wobble,
+            ..Parts::default()
         }
     }
 
@@ -235,7 +272,7 @@ mod tests {
         let loaded = Calibration::load(&path).expect("loads");
         // JSON keeps floats to within their last digit.
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(1.0);
-        for i in 0..4 {
+        for i in 0..PARTS {
             assert!(close(loaded.mean[i], calibration.mean[i]) && close(loaded.std[i], calibration.std[i]));
         }
         assert!(

@@ -12,6 +12,10 @@ use sponge_policy::train::{TrainError, run_error};
 
 use crate::model::{WorldModel, half_size, sigmoid};
 use crate::monitor::Parts;
+
+/// Side of the square patches (in the decoder's pixels) whose worst error
+/// the monitor watches.
+const PATCH: usize = 8;
 use crate::train::{WmRunConfig, task_tokens};
 
 /// How much predicted risk (chance of pressing too hard) costs against
@@ -249,17 +253,37 @@ impl WorldModelRun {
         let seen = half_size(&images)?;
         let per_row =
             |t: Tensor| -> Result<Vec<f32>, TrainError> { Ok(t.flatten_from(1)?.mean(1)?.to_vec1::<f32>()?) };
+        // The worst patch's mean squared error, over the colours
+        // (pictures are `[N, H, W, 3]`).
+        let worst_patch = |t: &Tensor| -> Result<Vec<f32>, TrainError> {
+            let side = PATCH.min(t.dim(1)?);
+            Ok(t.mean_keepdim(3)?
+                .permute((0, 3, 1, 2))?
+                .avg_pool2d(side)?
+                .flatten_from(1)?
+                .max(1)?
+                .to_vec1::<f32>()?)
+        };
         let latent = per_row((&predicted - &now)?.sqr()?)?;
-        let state_error = per_row((self.model.state(&predicted)? - state)?.sqr()?)?;
+        let state_error = (self.model.state(&predicted)? - state)?.sqr()?;
+        let state_peak = state_error.max(1)?.to_vec1::<f32>()?;
+        let state_error = per_row(state_error)?;
         let both = self.model.decode(&Tensor::cat(&[&now, &predicted], 0)?)?;
-        let image = per_row((both.narrow(0, 0, n)? - &seen)?.sqr()?)?;
-        let expected = per_row((both.narrow(0, n, n)? - &seen)?.sqr()?)?;
+        let image_error = (both.narrow(0, 0, n)? - &seen)?.sqr()?;
+        let expected_error = (both.narrow(0, n, n)? - &seen)?.sqr()?;
+        let image_patch = worst_patch(&image_error)?;
+        let expected_patch = worst_patch(&expected_error)?;
+        let image = per_row(image_error)?;
+        let expected = per_row(expected_error)?;
         let parts = (0..n)
             .map(|i| Parts {
                 latent: latent[i],
                 state: state_error[i],
+                state_peak: state_peak[i],
                 image: image[i],
+                image_patch: image_patch[i],
                 expected_image: expected[i],
+                expected_patch: expected_patch[i],
             })
             .collect();
         Ok((parts, now))
