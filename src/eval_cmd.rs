@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use candle_core::Tensor;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -23,7 +22,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
-use sponge_world_model::{Calibration, Monitor, Parts, WorldModelRun};
+use sponge_world_model::{Anchor, Calibration, Monitor, Parts, WorldModelRun};
 
 use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
@@ -228,8 +227,8 @@ struct Running {
     frames: Option<Frames>,
     /// The fault to inject and the step to inject it at.
     fault: Option<(Fault, usize)>,
-    /// The world model's latent at the last check, and the actions executed since.
-    latent: Option<Tensor>,
+    /// What the world model kept of the last check, and the actions executed since.
+    anchor: Option<Anchor>,
     executed: Vec<Vec<f32>>,
     monitor: Option<Monitor>,
     /// Every step, for --record.
@@ -495,7 +494,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     },
                     frames: (args.video.is_some() && next < args.videos).then(Vec::new),
                     fault,
-                    latent: None,
+                    anchor: None,
                     executed: Vec::new(),
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
@@ -536,7 +535,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             if !due.is_empty() {
                 let (states, tasks) = states_and_tasks(&due, &slots, &observations);
                 let (checked, first): (Vec<usize>, Vec<usize>) =
-                    (0..due.len()).partition(|&j| slots[due[j]].as_ref().is_some_and(|r| r.latent.is_some()));
+                    (0..due.len()).partition(|&j| slots[due[j]].as_ref().is_some_and(|r| r.anchor.is_some()));
                 let pick = |js: &[usize]| {
                     let frames: Vec<&[u8]> = js
                         .iter()
@@ -548,30 +547,30 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 };
                 if !first.is_empty() {
                     let (frames, states, tasks) = pick(&first);
-                    let latents = wm.encode(&frames, &states, &tasks)?;
+                    let anchors = wm.anchor(&frames, &states, &tasks)?;
                     for (row, &j) in first.iter().enumerate() {
                         if let Some(r) = slots[due[j]].as_mut() {
-                            r.latent = Some(latents.narrow(0, row, 1)?);
+                            r.anchor = Some(anchors.row(row)?);
                             r.executed.clear();
                         }
                     }
                 }
                 if !checked.is_empty() {
                     let (frames, states, tasks) = pick(&checked);
-                    let previous: Vec<Tensor> = checked
+                    let previous: Vec<&Anchor> = checked
                         .iter()
-                        .filter_map(|&j| slots[due[j]].as_ref().and_then(|r| r.latent.clone()))
+                        .filter_map(|&j| slots[due[j]].as_ref().and_then(|r| r.anchor.as_ref()))
                         .collect();
+                    let previous = Anchor::cat(&previous)?;
                     let executed: Vec<&[Vec<f32>]> = checked
                         .iter()
                         .map(|&j| slots[due[j]].as_ref().map_or(&[][..], |r| r.executed.as_slice()))
                         .collect();
-                    let (parts, latents) =
-                        wm.surprise(&Tensor::cat(&previous, 0)?, &executed, &frames, &states, &tasks)?;
+                    let (parts, anchors) = wm.surprise(&previous, &executed, &frames, &states, &tasks)?;
                     for (row, &j) in checked.iter().enumerate() {
                         let i = due[j];
                         let Some(r) = slots[i].as_mut() else { continue };
-                        r.latent = Some(latents.narrow(0, row, 1)?);
+                        r.anchor = Some(anchors.row(row)?);
                         r.executed.clear();
                         r.result.checks.push(parts[row]);
                         let Some(monitor) = r.monitor.as_mut() else {

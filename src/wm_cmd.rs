@@ -245,18 +245,20 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
         if t % segment == 0 {
             // Check what is seen against what was expected, then plan.
             match &latent {
-                None => latent = Some(wm.encode(&[frame], &[joints], &[text])?),
+                None => latent = Some(wm.anchor(&[frame], &[joints], &[text])?),
                 Some(previous) => {
                     let (parts, now) =
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}{}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5} (worst patch {:.4}){}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
                         parts[0].image,
                         parts[0].expected_image,
+                        parts[0].change,
+                        parts[0].change_patch,
                         surprise
                             .map(|s| format!(
                                 "  surprise {s:.1}{}",
@@ -286,7 +288,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                 .and_then(|mut k| k.pop())
                 .context("the policy gave no chunk")?;
             if let Some(z) = &latent {
-                let frames = wm.imagine(z, &chunk)?;
+                let frames = wm.imagine(z.latent(), &chunk)?;
                 expected = frames.into_iter().next().unwrap_or_default();
             }
         }

@@ -22,7 +22,7 @@ fn random_inputs(config: &WorldModelConfig, n: usize, device: &Device) -> Result
 
 /// Time to rank `k` chunks for one observation (encode it once, imagine
 /// every chunk to its end in one batch, read progress and risk), and one
-/// monitor check (encode, one dynamics step, decode two pictures), over
+/// monitor check (encode, one dynamics step, decode three pictures), over
 /// `runs` runs after two warm-up runs.
 pub fn ranking_latency(
     config: &WorldModelConfig,
@@ -55,7 +55,7 @@ pub fn ranking_latency(
         let started = Instant::now();
         let now = model.encode(&images, &state, &text)?;
         let next = model.step(&z, &segment)?;
-        let pictures = model.decode(&Tensor::cat(&[&now, &next], 0)?)?;
+        let pictures = model.decode(&Tensor::cat(&[&now, &next, &z], 0)?)?;
         pictures.flatten_all()?.to_vec1::<f32>()?;
         model.state(&next)?.flatten_all()?.to_vec1::<f32>()?;
         let checked = started.elapsed().as_secs_f64() * 1e3;

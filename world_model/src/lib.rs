@@ -11,4 +11,4 @@ pub mod train;
 
 pub use model::{WorldModel, WorldModelConfig};
 pub use monitor::{Calibration, Monitor, Parts, Verdict};
-pub use run::{Score, WorldModelRun};
+pub use run::{Anchor, Score, WorldModelRun};

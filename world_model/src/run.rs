@@ -227,23 +227,39 @@ impl WorldModelRun {
         Ok(out)
     }
 
-    /// Surprise of N observations: what the model predicted from
-    /// `previous` latents and the actions executed since (`executed[i]`, a
+    /// What the monitor keeps of a check for the next one: the latents
+    /// and the pictures seen (`encode` plus the camera frames at the
+    /// decoder's size).
+    pub fn anchor(&self, frames: &[&[u8]], states: &[&[f32]], tasks: &[&str]) -> Result<Anchor, TrainError> {
+        let (latent, images) = self.encode_with_images(frames, states, tasks)?;
+        Ok(Anchor {
+            latent,
+            seen: half_size(&images)?,
+        })
+    }
+
+    /// Surprise of N observations: what the model predicted from the
+    /// `previous` check and the actions executed since (`executed[i]`, a
     /// segment of actions in dataset units), against what is seen now.
-    /// Returns the parts and the new latents (for the next check).
+    /// Returns the parts and the anchor for the next check.
     pub fn surprise(
         &self,
-        previous: &Tensor,
+        previous: &Anchor,
         executed: &[&[Vec<f32>]],
         frames: &[&[u8]],
         states: &[&[f32]],
         tasks: &[&str],
-    ) -> Result<(Vec<Parts>, Tensor), TrainError> {
+    ) -> Result<(Vec<Parts>, Anchor), TrainError> {
         let config = &self.run.model;
         let (now, images) = self.encode_with_images(frames, states, tasks)?;
         let actions = self.actions(executed, config.segment)?;
         let n = frames.len();
-        let predicted = self.model.step(previous, &actions.reshape((n, ()))?)?;
+        if previous.latent.dim(0)? != n {
+            return Err(TrainError::Mismatch(
+                "the previous check and this one differ in number".into(),
+            ));
+        }
+        let predicted = self.model.step(&previous.latent, &actions.reshape((n, ()))?)?;
         let flat: Vec<f32> = states.iter().flat_map(|s| s.iter().copied()).collect();
         let state = Tensor::from_vec(
             self.run.state.normalize(&flat),
@@ -265,28 +281,36 @@ impl WorldModelRun {
                 .to_vec1::<f32>()?)
         };
         let latent = per_row((&predicted - &now)?.sqr()?)?;
-        let state_error = (self.model.state(&predicted)? - state)?.sqr()?;
-        let state_peak = state_error.max(1)?.to_vec1::<f32>()?;
-        let state_error = per_row(state_error)?;
-        let both = self.model.decode(&Tensor::cat(&[&now, &predicted], 0)?)?;
-        let image_error = (both.narrow(0, 0, n)? - &seen)?.sqr()?;
-        let expected_error = (both.narrow(0, n, n)? - &seen)?.sqr()?;
-        let image_patch = worst_patch(&image_error)?;
-        let expected_patch = worst_patch(&expected_error)?;
-        let image = per_row(image_error)?;
-        let expected = per_row(expected_error)?;
+        let state_error = per_row((self.model.state(&predicted)? - state)?.sqr()?)?;
+        let drawn = self
+            .model
+            .decode(&Tensor::cat(&[&now, &predicted, &previous.latent], 0)?)?;
+        let (drawn_now, drawn_predicted, drawn_before) = (
+            drawn.narrow(0, 0, n)?,
+            drawn.narrow(0, n, n)?,
+            drawn.narrow(0, 2 * n, n)?,
+        );
+        let image = per_row((drawn_now - &seen)?.sqr()?)?;
+        let expected = per_row((&drawn_predicted - &seen)?.sqr()?)?;
+        // The last picture seen, moved on by the change the model expects:
+        // what does not move (table, spills away from the sponge) is
+        // expected exactly as it was, so a camera knocked aside or a spill
+        // turning colour stands out against the arm's own motion.
+        let carried = ((&previous.seen + drawn_predicted)? - drawn_before)?;
+        let change_error = (carried - &seen)?.sqr()?;
+        let change_patch = worst_patch(&change_error)?;
+        let change = per_row(change_error)?;
         let parts = (0..n)
             .map(|i| Parts {
                 latent: latent[i],
                 state: state_error[i],
-                state_peak: state_peak[i],
                 image: image[i],
-                image_patch: image_patch[i],
                 expected_image: expected[i],
-                expected_patch: expected_patch[i],
+                change: change[i],
+                change_patch: change_patch[i],
             })
             .collect();
-        Ok((parts, now))
+        Ok((parts, Anchor { latent: now, seen }))
     }
 
     /// What the model expects to see after each segment of `chunk` from
@@ -313,5 +337,38 @@ impl WorldModelRun {
             .clamp(0f32, 255f32)?
             .to_dtype(DType::U8)?;
         Ok(frame.flatten_all()?.to_vec1::<u8>()?)
+    }
+}
+
+/// What the monitor keeps of one check for the next: the latents `[N,
+/// latent]` and the pictures seen at the decoder's size `[N, S, S, 3]`.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    latent: Tensor,
+    seen: Tensor,
+}
+
+impl Anchor {
+    /// The latents, to imagine from.
+    pub fn latent(&self) -> &Tensor {
+        &self.latent
+    }
+
+    /// Row `i` alone.
+    pub fn row(&self, i: usize) -> Result<Anchor, TrainError> {
+        Ok(Anchor {
+            latent: self.latent.narrow(0, i, 1)?,
+            seen: self.seen.narrow(0, i, 1)?,
+        })
+    }
+
+    /// Rows of several anchors, in order, as one.
+    pub fn cat(rows: &[&Anchor]) -> Result<Anchor, TrainError> {
+        let latents: Vec<&Tensor> = rows.iter().map(|a| &a.latent).collect();
+        let seen: Vec<&Tensor> = rows.iter().map(|a| &a.seen).collect();
+        Ok(Anchor {
+            latent: Tensor::cat(&latents, 0)?,
+            seen: Tensor::cat(&seen, 0)?,
+        })
     }
 }

@@ -102,7 +102,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         let segment_actions: Vec<Vec<f32>> = executed.drain(..segment).collect();
         executed.clear();
         match &latent {
-            None => latent = Some(wm.encode(&[image], &[joints], &[text])?),
+            None => latent = Some(wm.anchor(&[image], &[joints], &[text])?),
             Some(previous) => {
                 let (parts, now) = wm.surprise(
                     previous,
