@@ -251,14 +251,15 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5} (worst patch {:.4}){}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4}){}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
                         parts[0].image,
                         parts[0].expected_image,
                         parts[0].change,
-                        parts[0].change_patch,
+                        parts[0].still,
+                        parts[0].still_patch,
                         surprise
                             .map(|s| format!(
                                 "  surprise {s:.1}{}",

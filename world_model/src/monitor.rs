@@ -26,13 +26,17 @@ pub struct Parts {
     /// one), against the camera's: sharp where the model's own drawings are
     /// blurred, as all that does not move is carried over exactly.
     pub change: f32,
-    /// The same in the worst 8x8 patch of the picture, where a local
-    /// change (a dropped sponge, a spill turning colour) is not averaged away.
-    pub change_patch: f32,
+    /// The same over the half of the picture where the model expects the
+    /// least change (away from the arm), where the camera should see what
+    /// it saw: a camera knocked aside, a spill turning colour.
+    pub still: f32,
+    /// The same in the worst 8x8 patch, where a local change is not
+    /// averaged away.
+    pub still_patch: f32,
 }
 
 /// How many parts a check has.
-pub const PARTS: usize = 6;
+pub const PARTS: usize = 7;
 
 impl Parts {
     fn values(&self) -> [f64; PARTS] {
@@ -42,7 +46,8 @@ impl Parts {
             self.image,
             self.expected_image,
             self.change,
-            self.change_patch,
+            self.still,
+            self.still_patch,
         ]
         .map(f64::from)
     }
@@ -54,7 +59,8 @@ impl Parts {
         "image",
         "expected image",
         "change",
-        "change patch",
+        "still",
+        "still patch",
     ];
 }
 

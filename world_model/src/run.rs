@@ -296,9 +296,21 @@ impl WorldModelRun {
         // what does not move (table, spills away from the sponge) is
         // expected exactly as it was, so a camera knocked aside or a spill
         // turning colour stands out against the arm's own motion.
-        let carried = ((&previous.seen + drawn_predicted)? - drawn_before)?;
+        let expected_change = (drawn_predicted - drawn_before)?;
+        let carried = (&previous.seen + &expected_change)?;
         let change_error = (carried - &seen)?.sqr()?;
-        let change_patch = worst_patch(&change_error)?;
+        // The half of the picture where the model expects the least change
+        // (away from the arm): there the camera should see what it saw.
+        let moving = expected_change.abs()?.mean_keepdim(3)?;
+        let flat = moving.flatten_from(1)?;
+        let middle = flat.dim(1)? / 2;
+        let median = flat.sort_last_dim(true)?.0.narrow(1, middle, 1)?;
+        let still_mask = moving
+            .broadcast_le(&median.reshape((n, 1, 1, 1))?)?
+            .to_dtype(DType::F32)?;
+        let still_error = change_error.broadcast_mul(&still_mask)?;
+        let still_patch = worst_patch(&still_error)?;
+        let still = per_row(still_error)?;
         let change = per_row(change_error)?;
         let parts = (0..n)
             .map(|i| Parts {
@@ -307,7 +319,8 @@ impl WorldModelRun {
                 image: image[i],
                 expected_image: expected[i],
                 change: change[i],
-                change_patch: change_patch[i],
+                still: still[i],
+                still_patch: still_patch[i],
             })
             .collect();
         Ok((parts, Anchor { latent: now, seen }))
