@@ -257,19 +257,23 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DatasetCommand::Convert { input, out } => {
+            let bar = episode_bar("converting");
             sponge_datasets::convert::convert_v2(input, out, |done, total| {
-                eprint!("\rconverting: {done}/{total} episodes");
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
             })?;
-            eprintln!();
+            bar.finish_and_clear();
             println!("{} written (LeRobot v3.0)", out.display());
             Ok(())
         }
         DatasetCommand::Merge { inputs, out } => {
             let paths: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+            let bar = episode_bar("merging");
             sponge_datasets::merge::merge(&paths, out, |done, total| {
-                eprint!("\rmerging: {done}/{total} episodes");
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
             })?;
-            eprintln!();
+            bar.finish_and_clear();
             println!("{} written", out.display());
             Ok(())
         }
@@ -333,4 +337,16 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A progress bar over episodes (drawn only on a terminal, so logs stay clean).
+fn episode_bar(verb: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{verb} {{bar:30}} {{pos}}/{{len}} episodes  [{{elapsed_precise}}, eta {{eta}}]"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
