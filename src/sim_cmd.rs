@@ -625,19 +625,25 @@ fn render_rate(batch: usize, size: u32) -> anyhow::Result<(f64, String)> {
         let actions = act(&mut envs);
         envs.step(&actions)?;
     }
-    let (mut rendered, mut render_s) = (0usize, 0.0);
-    let started = Instant::now();
-    while started.elapsed().as_secs_f64() < 4.0 {
-        let actions = act(&mut envs);
-        for (env, action) in envs.envs_mut().iter_mut().zip(&actions) {
-            env.step(action);
+    // Three windows of 1.5 s; the best one counts, as for physics, so that
+    // a noisy neighbour on the host does not decide the figure.
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let (mut rendered, mut render_s) = (0usize, 0.0);
+        let started = Instant::now();
+        while started.elapsed().as_secs_f64() < 1.5 {
+            let actions = act(&mut envs);
+            for (env, action) in envs.envs_mut().iter_mut().zip(&actions) {
+                env.step(action);
+            }
+            let t = Instant::now();
+            envs.observe()?;
+            render_s += t.elapsed().as_secs_f64();
+            rendered += batch;
         }
-        let t = Instant::now();
-        envs.observe()?;
-        render_s += t.elapsed().as_secs_f64();
-        rendered += batch;
+        best = best.max(rendered as f64 / render_s.max(1e-9));
     }
-    Ok((rendered as f64 / render_s, envs.adapter().unwrap_or_default()))
+    Ok((best, envs.adapter().unwrap_or_default()))
 }
 
 /// `sponge bench sim`.
