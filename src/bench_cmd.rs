@@ -141,7 +141,6 @@ pub struct BusBenchArgs {
     json: Option<PathBuf>,
 }
 
-/// The machine, in words.
 /// Writes a benchmark's figures as pretty JSON to `path`.
 pub fn write_figures(path: &std::path::Path, figures: &serde_json::Value) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(figures)? + "\n")
@@ -157,6 +156,7 @@ fn where_it_runs(device: &candle_core::Device) -> String {
     }
 }
 
+/// The machine, in words.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

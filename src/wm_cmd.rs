@@ -233,7 +233,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let fault_step = (args.at * fps).round() as usize;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut chunk: Vec<Vec<f32>> = Vec::new();
-    let mut latent = None;
+    let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
@@ -244,8 +244,8 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
         let (frame, joints, text) = (front.as_slice(), state.as_slice(), task.as_str());
         if t % segment == 0 {
             // Check what is seen against what was expected, then plan.
-            match &latent {
-                None => latent = Some(wm.anchor(&[frame], &[joints], &[text])?),
+            match &anchor {
+                None => anchor = Some(wm.anchor(&[frame], &[joints], &[text])?),
                 Some(previous) => {
                     let (parts, now) =
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
@@ -271,7 +271,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                             ))
                             .unwrap_or_default()
                     );
-                    latent = Some(now);
+                    anchor = Some(now);
                 }
             }
             executed.clear();
@@ -288,8 +288,8 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                 .pop()
                 .and_then(|mut k| k.pop())
                 .context("the policy gave no chunk")?;
-            if let Some(z) = &latent {
-                let frames = wm.imagine(z.latent(), &chunk)?;
+            if let Some(last) = &anchor {
+                let frames = wm.imagine(last.latent(), &chunk)?;
                 expected = frames.into_iter().next().unwrap_or_default();
             }
         }

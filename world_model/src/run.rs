@@ -12,11 +12,11 @@ use sponge_policy::train::{TrainError, run_error};
 
 use crate::model::{WorldModel, half_size, sigmoid};
 use crate::monitor::Parts;
+use crate::train::{WmRunConfig, task_tokens};
 
 /// Side of the square patches (in the decoder's pixels) whose worst error
-/// the monitor watches.
+/// the monitor records.
 const PATCH: usize = 8;
-use crate::train::{WmRunConfig, task_tokens};
 
 /// How much predicted risk (chance of pressing too hard) costs against
 /// predicted progress (fraction cleaned) when chunks are ranked, by default.
@@ -251,7 +251,7 @@ impl WorldModelRun {
         tasks: &[&str],
     ) -> Result<(Vec<Parts>, Anchor), TrainError> {
         let config = &self.run.model;
-        let (now, images) = self.encode_with_images(frames, states, tasks)?;
+        let Anchor { latent: now, seen } = self.anchor(frames, states, tasks)?;
         let actions = self.actions(executed, config.segment)?;
         let n = frames.len();
         if previous.latent.dim(0)? != n {
@@ -266,7 +266,6 @@ impl WorldModelRun {
             (n, config.state_dim),
             &self.device,
         )?;
-        let seen = half_size(&images)?;
         let per_row =
             |t: Tensor| -> Result<Vec<f32>, TrainError> { Ok(t.flatten_from(1)?.mean(1)?.to_vec1::<f32>()?) };
         // The worst patch's mean squared error, over the colours

@@ -58,7 +58,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut state: Option<JointVector> = None;
     let mut frame: Option<Vec<u8>> = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
-    let mut latent = None;
+    let mut anchor = None;
     let mut alarmed = false;
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
     let mut next = Instant::now();
@@ -77,7 +77,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         if resumed && alarmed {
             eprintln!("resumed by request");
             alarmed = false;
-            latent = None;
+            anchor = None;
             monitor.reset();
         }
         commands.drain(|c| {
@@ -101,8 +101,8 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         let (image, joints, text) = (image.as_slice(), &joints[..], task.as_str());
         let segment_actions: Vec<Vec<f32>> = executed.drain(..segment).collect();
         executed.clear();
-        match &latent {
-            None => latent = Some(wm.anchor(&[image], &[joints], &[text])?),
+        match &anchor {
+            None => anchor = Some(wm.anchor(&[image], &[joints], &[text])?),
             Some(previous) => {
                 let (parts, now) = wm.surprise(
                     previous,
@@ -111,7 +111,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
                     &[joints],
                     &[text],
                 )?;
-                latent = Some(now);
+                anchor = Some(now);
                 checks += 1;
                 let verdict = monitor.check(&parts[0]);
                 worst = worst.max(verdict.surprise);
