@@ -286,6 +286,18 @@ mod tests {
             (loaded.persistence, loaded.checks),
             (calibration.persistence, calibration.checks)
         );
+        // A calibration with fewer parts (an older sponge) is refused with
+        // the way out.
+        std::fs::write(
+            &path,
+            r#"{"mean":[0,0,0,0],"std":[1,1,1,1],"threshold":5,"persistence":1,"checks":10,"max_seen":4}"#,
+        )
+        .expect("writes");
+        let err = Calibration::load(&path).expect_err("four parts");
+        assert!(
+            err.contains("calibrate again") && err.contains("monitor"),
+            "{err}"
+        );
         let _ = std::fs::remove_file(&path);
     }
 }
