@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// Keep the pretrained text encoder's weights as they are.
     #[arg(long, requires = "text_bert")]
     freeze_text: bool,
+    /// Decay of the moving average of the weights that the checkpoint
+    /// holds (0.999 averages about the last thousand steps; 0 keeps the raw
+    /// weights).
+    #[arg(long, default_value_t = 0.999)]
+    ema_decay: f64,
     /// Go on training the run in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
     resume: bool,
@@ -81,6 +86,9 @@ impl DeviceArg {
 /// Runs `sponge train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
+    if !(0.0..1.0).contains(&args.ema_decay) {
+        bail!("--ema-decay {} is not in [0, 1)", args.ema_decay);
+    }
     if args.steps == 0 || args.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }
@@ -90,6 +98,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         learning_rate: args.lr,
         warmup: (args.steps / 20).clamp(1, 500),
         seed: args.seed,
+        ema_decay: args.ema_decay,
         ..TrainConfig::default()
     };
     if !args.resume && args.out.join("model.safetensors").exists() {

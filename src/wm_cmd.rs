@@ -58,6 +58,11 @@ pub struct WmTrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// Decay of the moving average of the weights that the checkpoint
+    /// holds (0.999 averages about the last thousand steps; 0 keeps the raw
+    /// weights).
+    #[arg(long, default_value_t = 0.999)]
+    ema_decay: f64,
     /// Go on training the model in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
     resume: bool,
@@ -123,6 +128,9 @@ pub fn run(command: &WmCommand) -> anyhow::Result<()> {
 
 fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
+    if !(0.0..1.0).contains(&args.ema_decay) {
+        bail!("--ema-decay {} is not in [0, 1)", args.ema_decay);
+    }
     if args.steps == 0 || args.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }
@@ -138,6 +146,7 @@ fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
         learning_rate: args.lr,
         warmup: (args.steps / 20).clamp(1, 500),
         seed: args.seed,
+        ema_decay: args.ema_decay,
         ..TrainConfig::default()
     };
     let last = with_progress_bar(config.steps, |progress| {

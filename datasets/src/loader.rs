@@ -32,7 +32,9 @@ pub struct LoaderConfig {
     pub episodes: Option<Vec<usize>>,
     /// Decoding threads.
     pub workers: usize,
-    /// Decoded episodes kept to draw from.
+    /// Decoded episodes kept to draw from. Each batch mixes frames from
+    /// across the pool, so a small pool makes consecutive batches alike:
+    /// trainers size it with [`episodes_that_fit`].
     pub pool_episodes: usize,
     /// Batches prepared ahead.
     pub prefetch: usize,
@@ -103,6 +105,46 @@ impl Rng {
     }
 }
 
+/// The memory a trainer's loader may fill with decoded episodes: 2 GiB
+/// holds about 360 episodes of 20 s at 96×96, so that every batch draws
+/// from the whole of a typical dataset.
+pub const TRAINING_POOL_BYTES: usize = 2 << 30;
+
+/// Batches a trainer averages its validation loss over: one batch of
+/// held-out frames swings too much to compare checkpoints by.
+pub const VALIDATION_BATCHES: usize = 4;
+
+/// How many of `dataset`'s `episodes`, decoded, fit in `bytes` (at least
+/// one, at most all of them): the pool that mixes the most episodes into
+/// each batch within a memory budget. Counts every camera's RGB frames and
+/// the per-frame vectors at the episodes' mean length.
+pub fn episodes_that_fit(dataset: &Dataset, episodes: &[usize], bytes: usize) -> usize {
+    let metas = dataset.episodes();
+    let chosen: Vec<u64> = episodes
+        .iter()
+        .filter_map(|&e| metas.get(e).map(|m| m.length))
+        .collect();
+    if chosen.is_empty() {
+        return 1;
+    }
+    let mean_frames = chosen.iter().sum::<u64>() as f64 / chosen.len() as f64;
+    let per_frame: usize = dataset
+        .features()
+        .iter()
+        .map(|(_, f)| {
+            let values = f.shape.iter().product::<usize>().max(1);
+            if f.is_video() || f.is_image() {
+                values
+            } else {
+                // f32 values in their own Vec (24 bytes of header each).
+                4 * values + 24
+            }
+        })
+        .sum();
+    let per_episode = (mean_frames * per_frame as f64).max(1.0);
+    ((bytes as f64 / per_episode) as usize).clamp(1, chosen.len())
+}
+
 /// An endless stream of batches (epochs repeat, reshuffled).
 pub struct Loader {
     batches: Receiver<Result<Batch>>,
@@ -133,7 +175,10 @@ impl Loader {
             ));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let (episode_tx, episode_rx) = sync_channel::<Result<Arc<Episode>>>(config.pool_episodes.max(1));
+        // Decoded episodes wait here for a place in the pool: a few, not a
+        // pool's worth, so that memory stays near the pool's size.
+        let waiting = config.pool_episodes.clamp(1, 2 * config.workers.max(1));
+        let (episode_tx, episode_rx) = sync_channel::<Result<Arc<Episode>>>(waiting);
         let (batch_tx, batch_rx) = sync_channel::<Result<Batch>>(config.prefetch.max(1));
 
         // The order episodes are decoded in: shuffled each epoch, shared by the workers.
@@ -231,10 +276,12 @@ fn batch_loop(
 ) {
     let mut rng = Rng(config.seed);
     let mut pool: Vec<PoolEntry> = Vec::new();
+    let mut filled = false;
     while !stop.load(Ordering::SeqCst) {
         while pool.len() < config.pool_episodes.max(1) {
-            // Wait for the first, then take whatever is ready.
-            let received = if pool.is_empty() {
+            // Wait for a full pool at first (so that the first batches mix
+            // as many episodes as the rest), then take whatever is ready.
+            let received = if pool.is_empty() || !filled {
                 episodes.recv().ok()
             } else {
                 episodes.try_recv().ok()
@@ -252,6 +299,7 @@ fn batch_loop(
                 None => break,
             }
         }
+        filled = true;
         if pool.is_empty() {
             return;
         }

@@ -113,3 +113,50 @@ fn a_split_draws_only_its_episodes() {
     assert!(err.contains("episode 7"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_training_pool_holds_as_many_episodes_as_fit_in_its_budget() {
+    use sponge_datasets::Dataset;
+    use sponge_datasets::loader::episodes_that_fit;
+    let dir = dataset("pool");
+    let data = Dataset::open(&dir).unwrap();
+    let all = [0, 1, 2];
+    // A frame: 16×8 RGB bytes plus the state and action vectors.
+    let frame = 16 * 8 * 3;
+    let mean_frames = LENGTHS.iter().sum::<u64>() as usize / LENGTHS.len();
+    assert_eq!(
+        episodes_that_fit(&data, &all, 1 << 30),
+        3,
+        "a large budget holds them all"
+    );
+    assert_eq!(
+        episodes_that_fit(&data, &all, 1),
+        1,
+        "a pool holds at least one episode"
+    );
+    let two = episodes_that_fit(&data, &all, 2 * mean_frames * (frame + 100));
+    assert!((1..3).contains(&two), "a budget of about two episodes held {two}");
+    assert_eq!(
+        episodes_that_fit(&data, &[1], 1 << 30),
+        1,
+        "no more than the episodes asked for"
+    );
+    // With the whole dataset in the pool, the first batches already mix
+    // every episode (the batcher waits for a full pool before its first).
+    let config = LoaderConfig {
+        batch_size: 12,
+        observation_deltas: vec![0],
+        action_horizon: 2,
+        pool_episodes: episodes_that_fit(&data, &all, 1 << 30),
+        // One decoder: with two, a fast one may start the next epoch
+        // before the slow one hands over, and the pool holds an episode twice.
+        workers: 1,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(&dir, config).unwrap();
+    let batch = loader.next_batch().unwrap();
+    let mut episodes: Vec<u64> = batch.source.iter().map(|(e, _)| *e).collect();
+    episodes.sort_unstable();
+    episodes.dedup();
+    assert_eq!(episodes, vec![0, 1, 2], "the first batch drew from {episodes:?}");
+}

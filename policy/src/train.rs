@@ -3,8 +3,11 @@
 //! on held-out episodes, and a run folder with checkpoints and a log.
 //!
 //! The run folder holds `config.json` (model shape, normalisation, tasks,
-//! training settings), `model.safetensors` (the latest checkpoint) and
-//! `log.jsonl` (one line per logged step) and `loss.png` (the loss curve).
+//! training settings), `model.safetensors` (the latest checkpoint: the
+//! exponential moving average of the weights, which is what inference
+//! uses), `training.safetensors` (the optimiser's own weights, for
+//! `--resume`), `log.jsonl` (one line per logged step) and `loss.png` (the
+//! loss curve).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use sponge_datasets::Dataset;
-use sponge_datasets::loader::{Batch, Loader, LoaderConfig};
+use sponge_datasets::loader::{
+    Batch, Loader, LoaderConfig, TRAINING_POOL_BYTES, VALIDATION_BATCHES, episodes_that_fit,
+};
 use sponge_datasets::stats::FeatureStats;
 
 use crate::augment::Augment;
@@ -115,6 +120,12 @@ pub struct TrainConfig {
     /// Image augmentation of training batches (validation batches are left as they are).
     #[serde(default)]
     pub augment: Augment,
+    /// Decay of the exponential moving average of the weights that the
+    /// checkpoint holds (0: the checkpoint holds the raw weights). The
+    /// average smooths the last steps' noise out of the weights, as
+    /// diffusion and flow policies commonly do.
+    #[serde(default)]
+    pub ema_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -130,6 +141,7 @@ impl Default for TrainConfig {
             validation_every_nth_episode: 10,
             seed: 0,
             augment: Augment::default(),
+            ema_decay: 0.999,
         }
     }
 }
@@ -272,6 +284,79 @@ pub fn save_checkpoint(varmap: &VarMap, path: &Path) -> Result<(), TrainError> {
     std::fs::rename(&partial, path).map_err(|e| run_error(path, e))
 }
 
+/// Saves a run's weights in `out`: with an `average`, the average in
+/// `model.safetensors` (what inference loads) and the live weights in
+/// `training.safetensors` (what `--resume` goes on from); without, the
+/// live weights in `model.safetensors`.
+pub fn save_weights(out: &Path, live: &VarMap, average: Option<&VarMap>) -> Result<(), TrainError> {
+    match average {
+        Some(average) => {
+            save_checkpoint(live, &out.join(TRAINING_WEIGHTS))?;
+            save_checkpoint(average, &out.join(MODEL_WEIGHTS))
+        }
+        None => save_checkpoint(live, &out.join(MODEL_WEIGHTS)),
+    }
+}
+
+/// Loads the weights a resumed run goes on from into `live` (and its
+/// average into `average`, when the run kept one).
+pub fn load_weights(out: &Path, live: &mut VarMap, average: Option<&mut VarMap>) -> Result<(), TrainError> {
+    let model = out.join(MODEL_WEIGHTS);
+    let training = out.join(TRAINING_WEIGHTS);
+    // A run without an average (or from an older sponge) has only the model file.
+    let raw = if training.exists() { &training } else { &model };
+    live.load(raw).map_err(|e| run_error(raw, e))?;
+    if let Some(average) = average
+        && training.exists()
+    {
+        average.load(&model).map_err(|e| run_error(&model, e))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint inference loads.
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+/// The optimiser's own weights, beside an averaged checkpoint.
+pub const TRAINING_WEIGHTS: &str = "training.safetensors";
+
+/// An exponential moving average of a model's weights, kept in a second
+/// copy of the model (its `shadow` variables, paired with the live ones by name).
+pub struct Ema {
+    decay: f64,
+    pairs: Vec<(Var, Var)>,
+}
+
+impl Ema {
+    /// Pairs `shadow`'s variables with `live`'s and starts the average at the live weights.
+    pub fn new(live: &VarMap, shadow: &VarMap, decay: f64) -> Result<Ema, TrainError> {
+        let poisoned = || TrainError::Mismatch("the variable map is poisoned".into());
+        let live = live.data().lock().map_err(|_| poisoned())?;
+        let shadow = shadow.data().lock().map_err(|_| poisoned())?;
+        let mut pairs = Vec::with_capacity(live.len());
+        for (name, var) in live.iter() {
+            let twin = shadow
+                .get(name)
+                .ok_or_else(|| TrainError::Mismatch(format!("the averaged model has no {name}")))?;
+            twin.set(&var.as_tensor().detach())?;
+            pairs.push((twin.clone(), var.clone()));
+        }
+        Ok(Ema { decay, pairs })
+    }
+
+    /// Moves the average towards the live weights after optimiser step
+    /// `step` (0-based). Early on the decay is lower, (1 + step) / (10 +
+    /// step), so that the average does not remember the initialisation.
+    pub fn update(&self, step: usize) -> Result<(), TrainError> {
+        let decay = self.decay.min((1 + step) as f64 / (10 + step) as f64);
+        for (average, live) in &self.pairs {
+            let next =
+                ((average.as_tensor().detach() * decay)? + (live.as_tensor().detach() * (1.0 - decay))?)?;
+            average.set(&next)?;
+        }
+        Ok(())
+    }
+}
+
 /// The lines of a run's `log.jsonl` (none when it does not exist; a line
 /// cut by a crash is skipped).
 pub fn read_log(log_path: &Path) -> Result<Vec<LogLine>, TrainError> {
@@ -330,7 +415,7 @@ pub fn train(
     }
     let cameras: Vec<String> = camera_features.into_iter().map(|(name, _)| name).collect();
     let config_path = out.join("config.json");
-    let checkpoint = out.join("model.safetensors");
+    let checkpoint = out.join(MODEL_WEIGHTS);
     if resume {
         let earlier: RunConfig = std::fs::read_to_string(&config_path)
             .map_err(|e| run_error(&config_path, e))
@@ -374,7 +459,10 @@ pub fn train(
     let nth = config.validation_every_nth_episode;
     let (val, train_eps): (Vec<usize>, Vec<usize>) =
         (0..episodes).partition(|e| nth > 0 && episodes > 1 && e % nth == nth - 1);
+    // Every batch draws from as many episodes as fit in memory (all of a
+    // typical dataset), not from a few at a time.
     let loader_config = |eps: Vec<usize>, seed: u64| LoaderConfig {
+        pool_episodes: episodes_that_fit(&data, &eps, TRAINING_POOL_BYTES),
         batch_size: config.batch,
         observation_deltas: vec![0],
         action_horizon: policy_config.horizon,
@@ -401,7 +489,7 @@ pub fn train(
     let log_path = out.join("log.jsonl");
     // The log so far (for the loss curve), and the step to go on from.
     let mut history = if resume {
-        varmap.load(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
+        load_weights(out, &mut varmap, None)?;
         read_log(&log_path)?
     } else {
         Vec::new()
@@ -435,6 +523,24 @@ pub fn train(
         })
         .map(|(_, var)| var.clone())
         .collect();
+    // The averaged weights live in a second copy of the model, which
+    // validation judges and the checkpoint holds.
+    let averaged = if config.ema_decay > 0.0 {
+        let mut shadow = VarMap::new();
+        let model = Policy::new(
+            &policy_config,
+            VarBuilder::from_varmap(&shadow, DType::F32, device),
+        )?;
+        let ema = Ema::new(&varmap, &shadow, config.ema_decay)?;
+        if resume {
+            load_weights(out, &mut varmap, Some(&mut shadow))?;
+        }
+        Some((shadow, model, ema))
+    } else {
+        None
+    };
+    let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
+    let judged = averaged.as_ref().map_or(&policy, |(_, model, _)| model);
     let mut optimizer = AdamW::new(
         vars.clone(),
         ParamsAdamW {
@@ -467,10 +573,17 @@ pub fn train(
         let mut grads = loss_value.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;
+        if let Some((_, _, ema)) = &averaged {
+            ema.update(step)?;
+        }
         let val_loss = match val_loader.as_mut() {
             Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
-                let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
-                Some(f64::from(loss(&policy, &prepared, device)?.to_scalar::<f32>()?))
+                let mut total = 0.0;
+                for _ in 0..VALIDATION_BATCHES {
+                    let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
+                    total += f64::from(loss(judged, &prepared, device)?.to_scalar::<f32>()?);
+                }
+                Some(total / VALIDATION_BATCHES as f64)
             }
             _ => None,
         };
@@ -486,13 +599,13 @@ pub fn train(
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
         history.push(line);
         if val_loss.is_some() {
-            save_checkpoint(&varmap, &checkpoint)?;
+            save()?;
             plot_log(out, &history)?;
         }
         progress(&line);
         last = Some(line);
     }
-    save_checkpoint(&varmap, &checkpoint)?;
+    save()?;
     plot_log(out, &history)?;
     last.ok_or_else(|| {
         TrainError::Mismatch(format!(

@@ -6,7 +6,7 @@ use sponge_datasets::synth::write_small_dataset;
 use sponge_policy::PolicyConfig;
 use sponge_policy::agent::{Agent, Input};
 use sponge_policy::plot::{TRAIN_COLOUR, VALIDATION_COLOUR};
-use sponge_policy::train::{LogLine, TrainConfig, train};
+use sponge_policy::train::{Ema, LogLine, TrainConfig, train};
 
 #[test]
 fn the_flow_loss_falls_and_the_run_is_written() {
@@ -55,6 +55,23 @@ fn the_flow_loss_falls_and_the_run_is_written() {
     for file in ["config.json", "model.safetensors", "log.jsonl", "loss.png"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+    // The checkpoint holds the weights' moving average; the optimiser's
+    // own weights are beside it, for --resume.
+    let averaged =
+        candle_core::safetensors::load(run.join("model.safetensors"), &Device::Cpu).expect("average");
+    let raw = candle_core::safetensors::load(run.join("training.safetensors"), &Device::Cpu).expect("raw");
+    let mut names: Vec<&String> = averaged.keys().collect();
+    names.sort();
+    let mut raw_names: Vec<&String> = raw.keys().collect();
+    raw_names.sort();
+    assert_eq!(names, raw_names);
+    let differ = names.iter().any(|n| {
+        let gap = (&averaged[*n] - &raw[*n])
+            .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+            .expect("gap");
+        gap > 1e-6
+    });
+    assert!(differ, "the averaged weights equal the raw ones");
     let log = std::fs::read_to_string(run.join("log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 60);
     let curve = read_png(&run.join("loss.png"));
@@ -133,4 +150,37 @@ fn read_png(path: &std::path::Path) -> Vec<u8> {
     let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
     reader.next_frame(&mut pixels).expect("png frame");
     pixels
+}
+
+#[test]
+fn the_average_moves_towards_the_live_weights_slowly_once_warmed_up() {
+    use candle_core::{DType, Tensor};
+    use candle_nn::{Init, VarBuilder, VarMap};
+    let (live, shadow) = (VarMap::new(), VarMap::new());
+    VarBuilder::from_varmap(&live, DType::F32, &Device::Cpu)
+        .get_with_hints(4, "w", Init::Const(1.0))
+        .expect("live");
+    VarBuilder::from_varmap(&shadow, DType::F32, &Device::Cpu)
+        .get_with_hints(4, "w", Init::Const(0.0))
+        .expect("shadow");
+    let ema = Ema::new(&live, &shadow, 0.9).expect("ema");
+    let value = |map: &VarMap| -> f32 {
+        let data = map.data().lock().expect("lock");
+        data["w"]
+            .as_tensor()
+            .get(0)
+            .and_then(|t| t.to_scalar::<f32>())
+            .expect("value")
+    };
+    assert_eq!(value(&shadow), 1.0, "the average starts at the live weights");
+    live.data().lock().expect("lock")["w"]
+        .set(&Tensor::full(3f32, 4, &Device::Cpu).expect("three"))
+        .expect("set");
+    // Late in training the decay is the configured 0.9: 0.9·1 + 0.1·3.
+    ema.update(1000).expect("update");
+    assert!((value(&shadow) - 1.2).abs() < 1e-5, "got {}", value(&shadow));
+    // At step 0 the decay is (1 + 0) / (10 + 0) = 0.1: 0.1·1.2 + 0.9·3.
+    ema.update(0).expect("update");
+    assert!((value(&shadow) - 2.82).abs() < 1e-5, "got {}", value(&shadow));
+    assert_eq!(value(&live), 3.0, "the live weights are left alone");
 }

@@ -16,11 +16,14 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use sponge_datasets::Dataset;
-use sponge_datasets::loader::{Batch, Loader, LoaderConfig};
+use sponge_datasets::loader::{
+    Batch, Loader, LoaderConfig, TRAINING_POOL_BYTES, VALIDATION_BATCHES, episodes_that_fit,
+};
 use sponge_datasets::stats::FeatureStats;
 use sponge_policy::tokenizer::tokenize;
 use sponge_policy::train::{
-    LogLine, Normalizer, TrainConfig, TrainError, clip, learning_rate, read_log, run_error, save_checkpoint,
+    Ema, LogLine, Normalizer, TrainConfig, TrainError, clip, learning_rate, load_weights, read_log,
+    run_error, save_weights,
 };
 
 use crate::model::{WorldModel, WorldModelConfig, half_size};
@@ -310,7 +313,10 @@ pub fn train(
     let nth = config.validation_every_nth_episode;
     let (val, train_eps): (Vec<usize>, Vec<usize>) =
         (0..episodes).partition(|e| nth > 0 && episodes > 1 && e % nth == nth - 1);
+    // Every batch draws from as many episodes as fit in memory (all of a
+    // typical dataset), not from a few at a time.
     let loader_config = |eps: Vec<usize>, seed: u64| LoaderConfig {
+        pool_episodes: episodes_that_fit(&data, &eps, TRAINING_POOL_BYTES),
         batch_size: config.batch,
         observation_deltas: observation_deltas(&model_config),
         action_horizon: model_config.horizon,
@@ -335,7 +341,7 @@ pub fn train(
     )?;
     let log_path = out.join("log.jsonl");
     let mut history = if resume {
-        varmap.load(&checkpoint).map_err(|e| run_error(&checkpoint, e))?;
+        load_weights(out, &mut varmap, None)?;
         read_log(&log_path)?
     } else {
         Vec::new()
@@ -346,6 +352,24 @@ pub fn train(
         .max()
         .unwrap_or(0)
         .min(config.steps);
+    // The weights' moving average, in a second copy of the model that
+    // validation judges and the checkpoint holds (see the policy's trainer).
+    let averaged = if config.ema_decay > 0.0 {
+        let mut shadow = VarMap::new();
+        let model = WorldModel::new(
+            &model_config,
+            VarBuilder::from_varmap(&shadow, DType::F32, device),
+        )?;
+        let ema = Ema::new(&varmap, &shadow, config.ema_decay)?;
+        if resume {
+            load_weights(out, &mut varmap, Some(&mut shadow))?;
+        }
+        Some((shadow, model, ema))
+    } else {
+        None
+    };
+    let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
+    let judged = averaged.as_ref().map_or(&model, |(_, model, _)| model);
     let vars: Vec<Var> = varmap.all_vars();
     let mut optimizer = AdamW::new(
         vars.clone(),
@@ -372,10 +396,17 @@ pub fn train(
         let mut grads = parts.total.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;
+        if let Some((_, _, ema)) = &averaged {
+            ema.update(step)?;
+        }
         let val_loss = match val_loader.as_mut() {
             Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
-                let prepared = prepare(&v.next_batch()?, &run, &tasks, device)?;
-                Some(f64::from(losses(&model, &prepared)?.total.to_scalar::<f32>()?))
+                let mut total = 0.0;
+                for _ in 0..VALIDATION_BATCHES {
+                    let prepared = prepare(&v.next_batch()?, &run, &tasks, device)?;
+                    total += f64::from(losses(judged, &prepared)?.total.to_scalar::<f32>()?);
+                }
+                Some(total / VALIDATION_BATCHES as f64)
             }
             _ => None,
         };
@@ -391,14 +422,14 @@ pub fn train(
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
         history.push(line);
         if val_loss.is_some() {
-            save_checkpoint(&varmap, &checkpoint)?;
+            save()?;
             let png = out.join("loss.png");
             sponge_policy::plot::loss_curve(&history, &png).map_err(|e| run_error(&png, e))?;
         }
         progress(&line);
         last = Some(line);
     }
-    save_checkpoint(&varmap, &checkpoint)?;
+    save()?;
     let png = out.join("loss.png");
     sponge_policy::plot::loss_curve(&history, &png).map_err(|e| run_error(&png, e))?;
     last.ok_or_else(|| {
