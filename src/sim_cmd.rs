@@ -12,7 +12,7 @@ use sponge_datasets::{CameraSpec, DatasetSpec, DatasetWriter, FrameInput};
 use sponge_robot::joint::JointVector;
 use sponge_robot::units::joints_to_dataset_f32;
 use sponge_sim::expert::Expert;
-use sponge_sim::perturb::Perturber;
+use sponge_sim::perturb::{Jitter, Perturber};
 use sponge_sim::render::{RenderConfig, Renderer};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
 
@@ -93,6 +93,15 @@ pub struct GenerateArgs {
     /// --keep-failures.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) perturb: f64,
+    /// Demonstrations as DART records them: the twin executes the expert's
+    /// actions plus smooth random joint offsets of this standard deviation
+    /// (radians; 0.02–0.05 is a few millimetres to a centimetre at the
+    /// sponge), while the dataset keeps the expert's own actions, so that a
+    /// policy learns how to steer back to the path from states slightly
+    /// off it. The `action` column then is not what the arm was sent: use
+    /// it for policies, not for the world model.
+    #[arg(long, default_value_t = 0.0, conflicts_with = "perturb")]
+    pub(crate) noise: f64,
 }
 
 /// Options of `sponge sim expert`.
@@ -195,6 +204,7 @@ struct Running {
     task: String,
     expert: Expert,
     perturber: Perturber,
+    jitter: Jitter,
     frames: Vec<Frame>,
     observation: Observation,
 }
@@ -303,6 +313,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                         task: env.scene().instruction.clone(),
                         expert,
                         perturber: Perturber::new(args.perturb, args.fps),
+                        jitter: Jitter::new(args.noise),
                         frames: Vec::new(),
                         observation: Observation::default(),
                     });
@@ -323,23 +334,25 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                     }
                 }
             }
-            let actions: Vec<JointVector> = slots
+            // (what the twin executes, what the dataset records)
+            let (actions, recorded): (Vec<JointVector>, Vec<JointVector>) = slots
                 .iter_mut()
                 .zip(batch.envs_mut())
                 .map(|(slot, env)| match slot {
                     Some(run) => {
                         let action = run.expert.act(env);
                         if args.perturb > 0.0 {
-                            run.perturber.apply(&action, args.fps, env.noise_rng())
+                            let spoiled = run.perturber.apply(&action, args.fps, env.noise_rng());
+                            (spoiled, spoiled)
                         } else {
-                            action
+                            (run.jitter.apply(&action, args.fps, env.noise_rng()), action)
                         }
                     }
-                    None => *env.arm().goal(),
+                    None => (*env.arm().goal(), *env.arm().goal()),
                 })
-                .collect();
+                .unzip();
             let steps = batch.step(&actions)?;
-            for ((slot, step), action) in slots.iter_mut().zip(steps).zip(&actions) {
+            for ((slot, step), action) in slots.iter_mut().zip(steps).zip(&recorded) {
                 let Some(run) = slot else { continue };
                 let observation = std::mem::replace(&mut run.observation, step.observation);
                 run.frames.push(Frame {
@@ -697,6 +710,7 @@ pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
             keep_failures: false,
             png: false,
             perturb: 0.0,
+            noise: 0.0,
         });
         let _ = std::fs::remove_dir_all(&dir);
         let summary = summary?;

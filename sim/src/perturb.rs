@@ -78,6 +78,62 @@ impl Perturber {
     }
 }
 
+/// Smooth random offsets on the arm's joints (the gripper left alone), to
+/// record demonstrations as DART does: the twin executes the expert's
+/// action plus the offset, the dataset keeps the expert's own action, so
+/// that a policy learns how the expert steers back from states slightly off
+/// its path, the states a policy's own small errors lead to.
+///
+/// Each joint's offset is an Ornstein–Uhlenbeck process, correlated over
+/// `TAU_S`: standard deviation `sigma_rad` on the shoulder's pan (across
+/// the table), a quarter of it on the joints that raise and lower the
+/// sponge (an offset there presses it into the table or lifts it off),
+/// half on the wrist's roll.
+#[derive(Debug, Clone)]
+pub struct Jitter {
+    sigma_rad: f64,
+    offset: JointVector,
+}
+
+impl Jitter {
+    /// How long an offset lasts, seconds.
+    pub const TAU_S: f64 = 0.5;
+
+    /// Offsets of standard deviation `sigma_rad` (0: none).
+    pub fn new(sigma_rad: f64) -> Jitter {
+        Jitter {
+            sigma_rad: sigma_rad.max(0.0),
+            offset: [0.0; NUM_JOINTS],
+        }
+    }
+
+    /// The action to execute for the expert's `expert` this step (within the joint limits).
+    pub fn apply(&mut self, expert: &JointVector, fps: u32, rng: &mut impl Rng) -> JointVector {
+        if self.sigma_rad == 0.0 {
+            return *expert;
+        }
+        let dt = 1.0 / f64::from(fps.max(1));
+        let keep = (-dt / Self::TAU_S).exp();
+        let kick = self.sigma_rad * (1.0 - keep * keep).sqrt();
+        let mut action = *expert;
+        for joint in Joint::ALL {
+            if joint == Joint::Gripper {
+                continue;
+            }
+            let i = joint.index();
+            let scale = match joint {
+                Joint::ShoulderPan => 1.0,
+                Joint::WristRoll => 0.5,
+                _ => 0.25,
+            };
+            let normal: f64 = rng.sample(rand_distr::StandardNormal);
+            self.offset[i] = keep * self.offset[i] + scale * kick * normal;
+            action[i] += self.offset[i];
+        }
+        sponge_robot::joint::clamp_to_limits(&action)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +159,38 @@ mod tests {
         assert!((0.15..0.5).contains(&share), "perturbed {share:.2} of the steps");
         let mut calm = Perturber::new(0.0, 30);
         assert!((0..1000).all(|_| calm.apply(&expert, 30, &mut rng) == expert));
+    }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn jitter_has_the_asked_spread_is_smooth_and_spares_the_gripper() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let sigma = 0.03;
+        let mut jitter = Jitter::new(sigma);
+        let expert = crate::env::ready_pose();
+        let shoulder = Joint::ShoulderPan.index();
+        let offsets: Vec<f64> = (0..30 * 600)
+            .map(|_| {
+                let action = jitter.apply(&expert, 30, &mut rng);
+                assert_eq!(action[Joint::Gripper.index()], expert[Joint::Gripper.index()]);
+                action[shoulder] - expert[shoulder]
+            })
+            .collect();
+        let spread = (offsets.iter().map(|o| o * o).sum::<f64>() / offsets.len() as f64).sqrt();
+        assert!((0.7 * sigma..1.3 * sigma).contains(&spread), "spread {spread:.4}");
+        // Smooth: a step moves the offset about 0.29 σ on average (white
+        // noise of the same spread would move it 1.13 σ).
+        let mean_step = offsets.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / offsets.len() as f64;
+        assert!(
+            mean_step < 0.5 * spread,
+            "mean step {mean_step:.4} vs spread {spread:.4}"
+        );
+        let mut none = Jitter::new(0.0);
+        assert!((0..100).all(|_| none.apply(&expert, 30, &mut rng) == expert));
     }
 }
