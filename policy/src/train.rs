@@ -314,6 +314,30 @@ pub fn load_weights(out: &Path, live: &mut VarMap, average: Option<&mut VarMap>)
     Ok(())
 }
 
+/// With a decay in `config`, the moving average of `live`'s weights, in a
+/// second copy of the model that `build` makes (validation judges it, the
+/// checkpoint holds it): its variables, the model and the average, started
+/// from the live weights or, when resuming, from the run in `out`.
+pub fn average_of<M>(
+    config: &TrainConfig,
+    out: &Path,
+    live: &mut VarMap,
+    resume: bool,
+    device: &Device,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
+) -> Result<Option<(VarMap, M, Ema)>, TrainError> {
+    if config.ema_decay <= 0.0 {
+        return Ok(None);
+    }
+    let mut shadow = VarMap::new();
+    let model = build(VarBuilder::from_varmap(&shadow, DType::F32, device))?;
+    let ema = Ema::new(live, &shadow, config.ema_decay)?;
+    if resume {
+        load_weights(out, live, Some(&mut shadow))?;
+    }
+    Ok(Some((shadow, model, ema)))
+}
+
 /// The checkpoint inference loads.
 pub const MODEL_WEIGHTS: &str = "model.safetensors";
 /// The optimiser's own weights, beside an averaged checkpoint.
@@ -523,22 +547,9 @@ pub fn train(
         })
         .map(|(_, var)| var.clone())
         .collect();
-    // The averaged weights live in a second copy of the model, which
-    // validation judges and the checkpoint holds.
-    let averaged = if config.ema_decay > 0.0 {
-        let mut shadow = VarMap::new();
-        let model = Policy::new(
-            &policy_config,
-            VarBuilder::from_varmap(&shadow, DType::F32, device),
-        )?;
-        let ema = Ema::new(&varmap, &shadow, config.ema_decay)?;
-        if resume {
-            load_weights(out, &mut varmap, Some(&mut shadow))?;
-        }
-        Some((shadow, model, ema))
-    } else {
-        None
-    };
+    let averaged = average_of(config, out, &mut varmap, resume, device, |vb| {
+        Policy::new(&policy_config, vb)
+    })?;
     let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
     let judged = averaged.as_ref().map_or(&policy, |(_, model, _)| model);
     let mut optimizer = AdamW::new(

@@ -22,7 +22,7 @@ use sponge_datasets::loader::{
 use sponge_datasets::stats::FeatureStats;
 use sponge_policy::tokenizer::tokenize;
 use sponge_policy::train::{
-    Ema, LogLine, Normalizer, TrainConfig, TrainError, clip, learning_rate, load_weights, read_log,
+    LogLine, Normalizer, TrainConfig, TrainError, average_of, clip, learning_rate, load_weights, read_log,
     run_error, save_weights,
 };
 
@@ -352,22 +352,9 @@ pub fn train(
         .max()
         .unwrap_or(0)
         .min(config.steps);
-    // The weights' moving average, in a second copy of the model that
-    // validation judges and the checkpoint holds (see the policy's trainer).
-    let averaged = if config.ema_decay > 0.0 {
-        let mut shadow = VarMap::new();
-        let model = WorldModel::new(
-            &model_config,
-            VarBuilder::from_varmap(&shadow, DType::F32, device),
-        )?;
-        let ema = Ema::new(&varmap, &shadow, config.ema_decay)?;
-        if resume {
-            load_weights(out, &mut varmap, Some(&mut shadow))?;
-        }
-        Some((shadow, model, ema))
-    } else {
-        None
-    };
+    let averaged = average_of(config, out, &mut varmap, resume, device, |vb| {
+        WorldModel::new(&model_config, vb)
+    })?;
     let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
     let judged = averaged.as_ref().map_or(&model, |(_, model, _)| model);
     let vars: Vec<Var> = varmap.all_vars();
