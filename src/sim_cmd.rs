@@ -239,6 +239,12 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
     if args.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
+    if !(args.noise >= 0.0 && args.noise.is_finite()) {
+        bail!(
+            "--noise {} is not a standard deviation (radians, 0 or more)",
+            args.noise
+        );
+    }
     let config = EnvConfig {
         fps: args.fps,
         time_limit_s: args.time_limit,

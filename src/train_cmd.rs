@@ -65,7 +65,7 @@ pub struct TrainArgs {
     /// Decay of the moving average of the weights that the checkpoint
     /// holds (0.999 averages about the last thousand steps; 0 keeps the raw
     /// weights).
-    #[arg(long, default_value_t = 0.999)]
+    #[arg(long, default_value_t = 0.999, value_parser = crate::train_cmd::ema_decay)]
     ema_decay: f64,
     /// Go on training the run in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
@@ -83,12 +83,17 @@ impl DeviceArg {
     }
 }
 
+/// Parses `--ema-decay` (of `sponge train` and `sponge wm train`): a decay in [0, 1).
+pub fn ema_decay(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(decay) if (0.0..1.0).contains(&decay) => Ok(decay),
+        _ => Err(format!("--ema-decay {text} is not in [0, 1)")),
+    }
+}
+
 /// Runs `sponge train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    if !(0.0..1.0).contains(&args.ema_decay) {
-        bail!("--ema-decay {} is not in [0, 1)", args.ema_decay);
-    }
     if args.steps == 0 || args.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }

@@ -61,7 +61,7 @@ pub struct WmTrainArgs {
     /// Decay of the moving average of the weights that the checkpoint
     /// holds (0.999 averages about the last thousand steps; 0 keeps the raw
     /// weights).
-    #[arg(long, default_value_t = 0.999)]
+    #[arg(long, default_value_t = 0.999, value_parser = crate::train_cmd::ema_decay)]
     ema_decay: f64,
     /// Go on training the model in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
@@ -128,9 +128,6 @@ pub fn run(command: &WmCommand) -> anyhow::Result<()> {
 
 fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    if !(0.0..1.0).contains(&args.ema_decay) {
-        bail!("--ema-decay {} is not in [0, 1)", args.ema_decay);
-    }
     if args.steps == 0 || args.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }

@@ -107,6 +107,19 @@ fn bad_settings_are_refused_with_a_clear_error() {
     assert!(!size.status.success());
     assert!(text(&size).contains("image size 4000"), "{}", text(&size));
 
+    let noise = sponge(&[
+        "sim",
+        "generate",
+        "--out",
+        path,
+        "--episodes",
+        "1",
+        "--noise=-0.1",
+    ]);
+    assert!(!noise.status.success());
+    assert!(text(&noise).contains("--noise -0.1"), "{}", text(&noise));
+    assert!(!out.exists(), "nothing should be written for a refused command");
+
     std::fs::create_dir_all(&out).expect("scratch");
     let exists = sponge(&["sim", "generate", "--out", path, "--episodes", "1"]);
     assert!(!exists.status.success());

@@ -298,30 +298,27 @@ pub fn save_weights(out: &Path, live: &VarMap, average: Option<&VarMap>) -> Resu
     }
 }
 
-/// Loads the weights a resumed run goes on from into `live` (and its
-/// average into `average`, when the run kept one).
-pub fn load_weights(out: &Path, live: &mut VarMap, average: Option<&mut VarMap>) -> Result<(), TrainError> {
-    let model = out.join(MODEL_WEIGHTS);
+/// Loads the weights a resumed run in `out` goes on from into `live`.
+pub fn load_weights(out: &Path, live: &mut VarMap) -> Result<(), TrainError> {
     let training = out.join(TRAINING_WEIGHTS);
     // A run without an average (or from an older sponge) has only the model file.
-    let raw = if training.exists() { &training } else { &model };
-    live.load(raw).map_err(|e| run_error(raw, e))?;
-    if let Some(average) = average
-        && training.exists()
-    {
-        average.load(&model).map_err(|e| run_error(&model, e))?;
-    }
-    Ok(())
+    let raw = if training.exists() {
+        training
+    } else {
+        out.join(MODEL_WEIGHTS)
+    };
+    live.load(&raw).map_err(|e| run_error(&raw, e))
 }
 
 /// With a decay in `config`, the moving average of `live`'s weights, in a
 /// second copy of the model that `build` makes (validation judges it, the
 /// checkpoint holds it): its variables, the model and the average, started
-/// from the live weights or, when resuming, from the run in `out`.
+/// from the live weights or, when resuming a run that kept an average, from
+/// that average.
 pub fn average_of<M>(
     config: &TrainConfig,
     out: &Path,
-    live: &mut VarMap,
+    live: &VarMap,
     resume: bool,
     device: &Device,
     build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
@@ -332,8 +329,9 @@ pub fn average_of<M>(
     let mut shadow = VarMap::new();
     let model = build(VarBuilder::from_varmap(&shadow, DType::F32, device))?;
     let ema = Ema::new(live, &shadow, config.ema_decay)?;
-    if resume {
-        load_weights(out, live, Some(&mut shadow))?;
+    if resume && out.join(TRAINING_WEIGHTS).exists() {
+        let average = out.join(MODEL_WEIGHTS);
+        shadow.load(&average).map_err(|e| run_error(&average, e))?;
     }
     Ok(Some((shadow, model, ema)))
 }
@@ -513,7 +511,7 @@ pub fn train(
     let log_path = out.join("log.jsonl");
     // The log so far (for the loss curve), and the step to go on from.
     let mut history = if resume {
-        load_weights(out, &mut varmap, None)?;
+        load_weights(out, &mut varmap)?;
         read_log(&log_path)?
     } else {
         Vec::new()
@@ -547,7 +545,7 @@ pub fn train(
         })
         .map(|(_, var)| var.clone())
         .collect();
-    let averaged = average_of(config, out, &mut varmap, resume, device, |vb| {
+    let averaged = average_of(config, out, &varmap, resume, device, |vb| {
         Policy::new(&policy_config, vb)
     })?;
     let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));

@@ -341,7 +341,7 @@ pub fn train(
     )?;
     let log_path = out.join("log.jsonl");
     let mut history = if resume {
-        load_weights(out, &mut varmap, None)?;
+        load_weights(out, &mut varmap)?;
         read_log(&log_path)?
     } else {
         Vec::new()
@@ -352,7 +352,7 @@ pub fn train(
         .max()
         .unwrap_or(0)
         .min(config.steps);
-    let averaged = average_of(config, out, &mut varmap, resume, device, |vb| {
+    let averaged = average_of(config, out, &varmap, resume, device, |vb| {
         WorldModel::new(&model_config, vb)
     })?;
     let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
