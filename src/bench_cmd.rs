@@ -71,6 +71,9 @@ pub struct PolicyBenchArgs {
     /// Training batch size.
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// The image encoder.
+    #[arg(long, value_enum, default_value_t = crate::train_cmd::EncoderArg::Conv)]
+    encoder: crate::train_cmd::EncoderArg,
     /// Timed training steps.
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -218,7 +221,10 @@ fn bench_wm(args: &WmBenchArgs) -> anyhow::Result<()> {
 fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
     use sponge_policy::bench::{inference_latency, training_throughput};
     let device = args.device.device()?;
-    let config = sponge_policy::PolicyConfig::default();
+    let config = sponge_policy::PolicyConfig {
+        vision: args.encoder.vision(),
+        ..Default::default()
+    };
     let on = where_it_runs(&device);
     println!("policy benchmark on {on} (default model: {config:?})");
     let (one, k) = inference_latency(&config, args.samples, args.runs, &device)?;

@@ -17,6 +17,25 @@ pub enum DeviceArg {
     Cuda,
 }
 
+/// The image encoder trained from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncoderArg {
+    /// 3×3 convolutions between patch merges, plus spatial-softmax keypoint tokens.
+    Conv,
+    /// Patch merges only: each token sees its own 16×16 patch (the encoder of earlier runs).
+    Patch,
+}
+
+impl EncoderArg {
+    /// The policy's vision for this encoder.
+    pub fn vision(self) -> sponge_policy::pretrained::Vision {
+        match self {
+            EncoderArg::Conv => PolicyConfig::default().vision,
+            EncoderArg::Patch => sponge_policy::pretrained::Vision::Scratch,
+        }
+    }
+}
+
 /// `sponge train`.
 #[derive(Args)]
 pub struct TrainArgs {
@@ -50,6 +69,9 @@ pub struct TrainArgs {
     /// trained from scratch.
     #[arg(long, value_name = "DIR")]
     vision_resnet: Option<PathBuf>,
+    /// The image encoder trained from scratch (when no --vision-resnet).
+    #[arg(long, value_enum, default_value_t = EncoderArg::Conv, conflicts_with = "vision_resnet")]
+    encoder: EncoderArg,
     /// Keep the pretrained image encoder's weights as they are.
     #[arg(long, requires = "vision_resnet")]
     freeze_vision: bool,
@@ -116,7 +138,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(dir) => {
             sponge_policy::pretrained::Vision::resnet(dir, args.freeze_vision).map_err(anyhow::Error::msg)?
         }
-        None => sponge_policy::pretrained::Vision::Scratch,
+        None => args.encoder.vision(),
     };
     let text = match &args.text_bert {
         Some(dir) => sponge_policy::bert::Text::bert(dir, args.freeze_text).map_err(anyhow::Error::msg)?,

@@ -132,7 +132,7 @@ impl Default for PolicyConfig {
             actions_per_token: 5,
             flow_steps: 10,
             head: Head::Flow,
-            vision: Vision::Scratch,
+            vision: Vision::Conv { keypoints: 8 },
             text: Text::Scratch,
         }
     }
@@ -149,17 +149,46 @@ pub struct Observation {
     pub state: Tensor,
 }
 
-/// Four stages, each merging 2×2 neighbours into one wider feature (a
-/// stride-2, 2×2 convolution written as a reshape and a matrix product, so
-/// that its backward pass is as fast as its forward one): an image becomes
-/// (size/16)² tokens.
+/// The image encoder: images to tokens. Its kinds (see [`Vision`]):
+///
+/// - patch: four stages, each merging 2×2 neighbours into one wider
+///   feature (a stride-2, 2×2 convolution written as a reshape and a matrix
+///   product, so that its backward pass is as fast as its forward one): an
+///   image becomes (size/16)² tokens, each seeing only its own patch;
+/// - conv: the same merges with a residual 3×3 convolution on the
+///   1/4-size map (each place then sees 12×12 pixels across patch edges);
+///   from that map, `keypoints` spatial-softmax keypoints become extra
+///   tokens (where a learned feature is strongest, to a fraction of a
+///   place, and the feature there), so that a small spill is located more
+///   finely than its 16-pixel patch;
+/// - a pretrained ResNet, its features projected to tokens.
 #[derive(Debug, Clone)]
 pub struct ImageEncoder {
-    stages: Vec<Linear>,
+    kind: Encoder,
     position: Tensor,
-    /// A pretrained ResNet instead of the stages, its features projected to
-    /// tokens; whether it is frozen.
-    backbone: Option<(ResNet, Linear, bool)>,
+}
+
+#[derive(Debug, Clone)]
+enum Encoder {
+    Patch {
+        stages: Vec<Linear>,
+    },
+    Conv {
+        /// The four 2×2 merges.
+        merges: Vec<Linear>,
+        /// The 3×3 convolution at 1/4 of the image size.
+        conv: Linear,
+        /// Per keypoint, its logit at each place of the 1/4-size map.
+        keypoint_logits: Linear,
+        /// (x, y, feature there) to a token.
+        keypoint_in: Linear,
+        keypoint_embedding: Tensor,
+    },
+    Resnet {
+        net: ResNet,
+        project: Linear,
+        frozen: bool,
+    },
 }
 
 impl ImageEncoder {
@@ -169,58 +198,171 @@ impl ImageEncoder {
             mean: 0.0,
             stdev: 0.02,
         };
-        if let Vision::Resnet { shape, frozen, .. } = &config.vision {
-            let net = ResNet::new(shape, vb.pp("backbone"))?;
-            let project = linear(net.channels(), config.d_model, vb.pp("project"))?;
-            let side = config.image_size / shape.stride();
-            let position = vb.get_with_hints((side * side, config.d_model), "position", small)?;
-            return Ok(ImageEncoder {
-                stages: Vec::new(),
-                position,
-                backbone: Some((net, project, *frozen)),
-            });
-        }
-        let widths = [3, 32, 64, 128, config.d_model];
-        let stages = (0..4)
-            .map(|i| linear(4 * widths[i], widths[i + 1], vb.pp(format!("stage{i}"))))
-            .collect::<Result<_>>()?;
-        let side = config.image_size / 16;
-        let position = vb.get_with_hints((side * side, config.d_model), "position", small)?;
-        Ok(ImageEncoder {
-            stages,
-            position,
-            backbone: None,
-        })
+        let d = config.d_model;
+        // Channels of the pixels and of the maps at 1/2 … 1/16 of the size.
+        let widths = [3, 32, 64, 128, d];
+        let merges = |vb: VarBuilder, name: &str| {
+            (0..4)
+                .map(|i| linear(4 * widths[i], widths[i + 1], vb.pp(format!("{name}{i}"))))
+                .collect::<Result<Vec<_>>>()
+        };
+        let (kind, side) = match &config.vision {
+            Vision::Resnet { shape, frozen, .. } => {
+                let net = ResNet::new(shape, vb.pp("backbone"))?;
+                let project = linear(net.channels(), d, vb.pp("project"))?;
+                let kind = Encoder::Resnet {
+                    net,
+                    project,
+                    frozen: *frozen,
+                };
+                (kind, config.image_size / shape.stride())
+            }
+            Vision::Scratch => {
+                let stages = merges(vb.clone(), "stage")?;
+                (Encoder::Patch { stages }, config.image_size / 16)
+            }
+            Vision::Conv { keypoints } => {
+                let c = widths[2];
+                let kind = Encoder::Conv {
+                    merges: merges(vb.clone(), "merge")?,
+                    conv: linear(9 * c, c, vb.pp("conv0"))?,
+                    keypoint_logits: linear(c, *keypoints, vb.pp("keypoint_logits"))?,
+                    keypoint_in: linear(2 + c, d, vb.pp("keypoint_in"))?,
+                    keypoint_embedding: vb.get_with_hints((*keypoints, d), "keypoint_embedding", small)?,
+                };
+                (kind, config.image_size / 16)
+            }
+        };
+        let position = vb.get_with_hints((side * side, d), "position", small)?;
+        Ok(ImageEncoder { kind, position })
     }
 
     /// `[B, 3, H, W]` → `[B, tokens, d]`.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
-        if let Some((net, project, frozen)) = &self.backbone {
-            let mut features = net.forward(images)?;
-            if *frozen {
-                features = features.detach();
-            }
-            let (b, c, h, w) = features.dims4()?;
-            let tokens = features.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
-            return project.forward(&tokens)?.broadcast_add(&self.position);
-        }
         // Channels last: [B, H, W, C].
-        let mut x = ((images - 0.5)? * 2.0)?.permute((0, 2, 3, 1))?;
-        for (i, stage) in self.stages.iter().enumerate() {
-            let (b, h, w, c) = x.dims4()?;
-            x = x
-                .reshape((b, h / 2, 2, w / 2, 2, c))?
-                .permute((0, 1, 3, 2, 4, 5))?
-                .contiguous()?
-                .reshape((b, h / 2, w / 2, 4 * c))?;
-            x = stage.forward(&x)?;
-            if i + 1 < self.stages.len() {
-                x = x.silu()?;
+        let pixels = || ((images - 0.5)? * 2.0)?.permute((0, 2, 3, 1));
+        match &self.kind {
+            Encoder::Resnet { net, project, frozen } => {
+                let mut features = net.forward(images)?;
+                if *frozen {
+                    features = features.detach();
+                }
+                let (b, c, h, w) = features.dims4()?;
+                let tokens = features.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
+                project.forward(&tokens)?.broadcast_add(&self.position)
+            }
+            Encoder::Patch { stages } => {
+                let mut x = pixels()?;
+                for (i, stage) in stages.iter().enumerate() {
+                    x = per_place(stage, &merge_2x2(&x)?)?;
+                    if i + 1 < stages.len() {
+                        x = x.silu()?;
+                    }
+                }
+                let (b, h, w, d) = x.dims4()?;
+                x.reshape((b, h * w, d))?.broadcast_add(&self.position)
+            }
+            Encoder::Conv {
+                merges,
+                conv,
+                keypoint_logits,
+                keypoint_in,
+                keypoint_embedding,
+            } => {
+                let mut x = per_place(&merges[0], &merge_2x2(&pixels()?)?)?.silu()?;
+                x = per_place(&merges[1], &merge_2x2(&x)?)?.silu()?;
+                x = (&x + conv_3x3(conv, &x)?.silu()?)?;
+                let keypoints = spatial_softmax(&x, keypoint_logits)?;
+                let keypoints = keypoint_in
+                    .forward(&keypoints)?
+                    .broadcast_add(keypoint_embedding)?;
+                x = per_place(&merges[2], &merge_2x2(&x)?)?.silu()?;
+                x = per_place(&merges[3], &merge_2x2(&x)?)?;
+                let (b, h, w, d) = x.dims4()?;
+                let patches = x.reshape((b, h * w, d))?.broadcast_add(&self.position)?;
+                Tensor::cat(&[patches, keypoints], 1)
             }
         }
-        let (b, h, w, d) = x.dims4()?;
-        x.reshape((b, h * w, d))?.broadcast_add(&self.position)
     }
+}
+
+/// `layer` applied at each place of a `[B, H, W, C]` map, as one matrix
+/// product (candle's `Linear` on a 4-D input makes one small product per
+/// row and, backwards, a weight gradient per row before summing them).
+fn per_place(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let y = layer.forward(&x.reshape((b * h * w, c))?)?;
+    let out = y.dim(1)?;
+    y.reshape((b, h, w, out))
+}
+
+/// `[B, H, W, C]` → `[B, H/2, W/2, 4C]`: each 2×2 block as one feature.
+fn merge_2x2(x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    x.reshape((b, h / 2, 2, w / 2, 2, c))?
+        .permute((0, 1, 3, 2, 4, 5))?
+        .contiguous()?
+        .reshape((b, h / 2, w / 2, 4 * c))
+}
+
+/// A 3×3 convolution (zeros beyond the edge) of a `[B, H, W, C]` map, with
+/// `layer`'s weights laid out as nine taps of C inputs (row by row). Each
+/// tap is a matrix product on a shifted view of the flattened, padded map,
+/// so that every copy moves whole rows (candle copies a view of the last
+/// dimension element by element, which made an unfolded 9C-wide map take
+/// longer than the rest of a training step).
+fn conv_3x3(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let row = w + 2;
+    // One spare row below, so that every tap's view is h rows long; the two
+    // columns each output row gets from the padding are dropped at the end.
+    let flat = x
+        .pad_with_zeros(2, 1, 1)?
+        .pad_with_zeros(1, 1, 2)?
+        .reshape((b, (h + 3) * row, c))?;
+    let mut sum: Option<Tensor> = None;
+    for tap in 0..9 {
+        let shifted = flat
+            .narrow(1, (tap / 3) * row + tap % 3, h * row)?
+            .contiguous()?
+            .reshape((b * h * row, c))?;
+        let weight = layer.weight().narrow(1, tap * c, c)?.t()?.contiguous()?;
+        let y = shifted.matmul(&weight)?;
+        sum = Some(match sum {
+            None => y,
+            Some(sum) => (sum + y)?,
+        });
+    }
+    let mut y = sum.expect("nine taps");
+    if let Some(bias) = layer.bias() {
+        y = y.broadcast_add(bias)?;
+    }
+    let out = y.dim(1)?;
+    y.reshape((b, h, row, out))?.narrow(2, 0, w)?.contiguous()
+}
+
+/// Spatial-softmax keypoints of a `[B, H, W, C]` map: for each of the
+/// logits' K outputs, a softmax over the places, and under it the expected
+/// place (x and y in −1..1) and the expected feature: `[B, K, 2 + C]`.
+fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let flat = x.reshape((b, h * w, c))?;
+    let weights = logits.forward(&flat)?.transpose(1, 2)?.contiguous()?;
+    let weights = candle_nn::ops::softmax(&weights, D::Minus1)?;
+    let grid: Vec<f32> = (0..h)
+        .flat_map(|row| {
+            (0..w).flat_map(move |col| {
+                [
+                    (col as f32 + 0.5) / w as f32 * 2.0 - 1.0,
+                    (row as f32 + 0.5) / h as f32 * 2.0 - 1.0,
+                ]
+            })
+        })
+        .collect();
+    let grid = Tensor::from_vec(grid, (h * w, 2), x.device())?;
+    let places = weights.broadcast_matmul(&grid)?;
+    let features = weights.matmul(&flat)?;
+    Tensor::cat(&[places, features], 2)
 }
 
 impl std::str::FromStr for Head {
@@ -518,4 +660,84 @@ impl Memory {
 /// Standard normal noise of the shape of a batch of chunks.
 pub fn chunk_noise(config: &PolicyConfig, batch: usize, device: &Device) -> Result<Tensor> {
     Tensor::randn(0f32, 1f32, (batch, config.horizon, config.action_dim), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(weight: Vec<f32>, outputs: usize, inputs: usize, bias: Option<Vec<f32>>) -> Linear {
+        let weight = Tensor::from_vec(weight, (outputs, inputs), &Device::Cpu).expect("weight");
+        let bias = bias.map(|b| Tensor::from_vec(b, outputs, &Device::Cpu).expect("bias"));
+        Linear::new(weight, bias)
+    }
+
+    /// The 3×3 convolution against the sum written out place by place.
+    #[test]
+    fn conv_3x3_matches_the_convolution_written_out() {
+        let (b, h, w, c, out) = (2, 5, 4, 3, 2);
+        let x: Vec<f32> = (0..b * h * w * c)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let weight: Vec<f32> = (0..out * 9 * c)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+            .collect();
+        let bias = vec![0.5, -0.25];
+        let conv = layer(weight.clone(), out, 9 * c, Some(bias.clone()));
+        let input = Tensor::from_vec(x.clone(), (b, h, w, c), &Device::Cpu).expect("input");
+        let got = conv_3x3(&conv, &input)
+            .expect("conv")
+            .flatten_all()
+            .expect("flat");
+        let got = got.to_vec1::<f32>().expect("values");
+        for n in 0..b {
+            for row in 0..h {
+                for col in 0..w {
+                    for o in 0..out {
+                        let mut want = bias[o];
+                        for tap in 0..9 {
+                            let (r, q) = (row + tap / 3, col + tap % 3);
+                            if r < 1 || q < 1 || r > h || q > w {
+                                continue;
+                            }
+                            for i in 0..c {
+                                let pixel = x[((n * h + r - 1) * w + q - 1) * c + i];
+                                want += weight[o * 9 * c + tap * c + i] * pixel;
+                            }
+                        }
+                        let at = ((n * h + row) * w + col) * out + o;
+                        assert!(
+                            (got[at] - want).abs() < 1e-4,
+                            "place {n},{row},{col},{o}: {} ≠ {want}",
+                            got[at]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A keypoint whose logit peaks at one place reports that place, in
+    /// −1..1, and the feature there.
+    #[test]
+    fn a_spatial_softmax_keypoint_finds_the_brightest_place() {
+        let (h, w) = (6, 8);
+        let (row, col) = (4, 1);
+        let mut map = vec![0f32; h * w * 2];
+        map[(row * w + col) * 2] = 1.0;
+        map[(row * w + col) * 2 + 1] = 0.75;
+        let map = Tensor::from_vec(map, (1, h, w, 2), &Device::Cpu).expect("map");
+        // One keypoint that looks at the first channel, sharply.
+        let logits = layer(vec![50.0, 0.0], 1, 2, None);
+        let keypoint = spatial_softmax(&map, &logits)
+            .expect("keypoint")
+            .flatten_all()
+            .expect("flat");
+        let keypoint = keypoint.to_vec1::<f32>().expect("values");
+        let x = (col as f32 + 0.5) / w as f32 * 2.0 - 1.0;
+        let y = (row as f32 + 0.5) / h as f32 * 2.0 - 1.0;
+        assert!((keypoint[0] - x).abs() < 1e-3, "x {} ≠ {x}", keypoint[0]);
+        assert!((keypoint[1] - y).abs() < 1e-3, "y {} ≠ {y}", keypoint[1]);
+        assert!((keypoint[2] - 1.0).abs() < 1e-3 && (keypoint[3] - 0.75).abs() < 1e-3);
+    }
 }

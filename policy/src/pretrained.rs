@@ -68,9 +68,19 @@ pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Vision {
-    /// The small patch-merging encoder, trained from scratch.
+    /// The small patch-merging encoder, trained from scratch: each token
+    /// sees only its own 16×16 patch (the encoder of runs before the
+    /// convolutional one; a config without `vision` means this one).
     #[default]
     Scratch,
+    /// Overlapping 3×3 convolutions between the patch merges, and
+    /// spatial-softmax keypoints (where each of `keypoints` learned
+    /// features is strongest, and what is there) as extra tokens; trained
+    /// from scratch, the default of new runs.
+    Conv {
+        /// Keypoint tokens per camera.
+        keypoints: usize,
+    },
     /// A pretrained ResNet.
     Resnet {
         /// The folder it was loaded from (for the record; a run does not need it).

@@ -21,6 +21,14 @@ fn small_config() -> PolicyConfig {
     }
 }
 
+#[test]
+fn the_default_encoder_is_the_convolutional_one_with_keypoints() {
+    assert!(matches!(
+        small_config().vision,
+        sponge_policy::pretrained::Vision::Conv { keypoints } if keypoints > 0
+    ));
+}
+
 fn observation(config: &PolicyConfig, device: &Device) -> Observation {
     let b = 2;
     let tokens: Vec<u32> = ["wipe up the ink", "wipe the table"]
@@ -43,6 +51,14 @@ fn observation(config: &PolicyConfig, device: &Device) -> Observation {
 #[test]
 fn every_trainable_parameter_receives_a_gradient() {
     assert_every_variable_learns(&small_config());
+}
+
+#[test]
+fn every_trainable_parameter_of_the_patch_encoder_receives_a_gradient() {
+    assert_every_variable_learns(&PolicyConfig {
+        vision: sponge_policy::pretrained::Vision::Scratch,
+        ..small_config()
+    });
 }
 
 #[test]

@@ -91,11 +91,13 @@ impl WorldModelConfig {
         Ok(())
     }
 
-    /// The policy shape whose image encoder this model uses.
+    /// The policy shape whose image encoder this model uses: the patch
+    /// encoder, which the world models trained so far were saved with.
     fn vision(&self) -> PolicyConfig {
         PolicyConfig {
             image_size: self.image_size,
             d_model: self.d_model,
+            vision: sponge_policy::pretrained::Vision::Scratch,
             ..PolicyConfig::default()
         }
     }
