@@ -72,7 +72,7 @@ pub struct PolicyBenchArgs {
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// The image encoder.
-    #[arg(long, value_enum, default_value_t = crate::train_cmd::EncoderArg::Conv)]
+    #[arg(long, value_enum, default_value_t = crate::train_cmd::EncoderArg::Patch)]
     encoder: crate::train_cmd::EncoderArg,
     /// Timed training steps.
     #[arg(long, default_value_t = 10)]

@@ -20,18 +20,19 @@ pub enum DeviceArg {
 /// The image encoder trained from scratch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EncoderArg {
-    /// 3×3 convolutions between patch merges, plus spatial-softmax keypoint tokens.
-    Conv,
-    /// Patch merges only: each token sees its own 16×16 patch (the encoder of earlier runs).
+    /// Patch merges: each of 36 tokens sees its own 16×16 patch (the default).
     Patch,
+    /// 3×3 convolutions between patch merges, plus 8 spatial-softmax keypoint
+    /// tokens (slower; no better in closed loop so far, see README).
+    Conv,
 }
 
 impl EncoderArg {
     /// The policy's vision for this encoder.
     pub fn vision(self) -> sponge_policy::pretrained::Vision {
         match self {
-            EncoderArg::Conv => PolicyConfig::default().vision,
             EncoderArg::Patch => sponge_policy::pretrained::Vision::Scratch,
+            EncoderArg::Conv => sponge_policy::pretrained::Vision::Conv { keypoints: 8 },
         }
     }
 }
@@ -70,7 +71,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     vision_resnet: Option<PathBuf>,
     /// The image encoder trained from scratch (when no --vision-resnet).
-    #[arg(long, value_enum, default_value_t = EncoderArg::Conv, conflicts_with = "vision_resnet")]
+    #[arg(long, value_enum, default_value_t = EncoderArg::Patch, conflicts_with = "vision_resnet")]
     encoder: EncoderArg,
     /// Keep the pretrained image encoder's weights as they are.
     #[arg(long, requires = "vision_resnet")]

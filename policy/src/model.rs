@@ -132,7 +132,7 @@ impl Default for PolicyConfig {
             actions_per_token: 5,
             flow_steps: 10,
             head: Head::Flow,
-            vision: Vision::Conv { keypoints: 8 },
+            vision: Vision::Scratch,
             text: Text::Scratch,
         }
     }

@@ -69,14 +69,15 @@ pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Vision {
     /// The small patch-merging encoder, trained from scratch: each token
-    /// sees only its own 16×16 patch (the encoder of runs before the
-    /// convolutional one; a config without `vision` means this one).
+    /// sees only its own 16×16 patch. The default (and what a config
+    /// without `vision` means).
     #[default]
     Scratch,
     /// Overlapping 3×3 convolutions between the patch merges, and
     /// spatial-softmax keypoints (where each of `keypoints` learned
     /// features is strongest, and what is there) as extra tokens; trained
-    /// from scratch, the default of new runs.
+    /// from scratch (`sponge train --encoder conv`). Slower than `Scratch`
+    /// and, so far, no better.
     Conv {
         /// Keypoint tokens per camera.
         keypoints: usize,

@@ -21,14 +21,6 @@ fn small_config() -> PolicyConfig {
     }
 }
 
-#[test]
-fn the_default_encoder_is_the_convolutional_one_with_keypoints() {
-    assert!(matches!(
-        small_config().vision,
-        sponge_policy::pretrained::Vision::Conv { keypoints } if keypoints > 0
-    ));
-}
-
 fn observation(config: &PolicyConfig, device: &Device) -> Observation {
     let b = 2;
     let tokens: Vec<u32> = ["wipe up the ink", "wipe the table"]
@@ -54,9 +46,9 @@ fn every_trainable_parameter_receives_a_gradient() {
 }
 
 #[test]
-fn every_trainable_parameter_of_the_patch_encoder_receives_a_gradient() {
+fn every_trainable_parameter_of_the_conv_encoder_receives_a_gradient() {
     assert_every_variable_learns(&PolicyConfig {
-        vision: sponge_policy::pretrained::Vision::Scratch,
+        vision: sponge_policy::pretrained::Vision::Conv { keypoints: 4 },
         ..small_config()
     });
 }
