@@ -285,13 +285,12 @@ fn evaluate_policy(args: &DemoArgs, run: &std::path::Path) -> anyhow::Result<()>
         println!("   GIF: {}", gif.display());
     }
     println!(
-        "\n{} minutes of CPU training on {} episodes is a smoke test, not a trained policy: the README's \
+        "\nA few minutes of CPU training on {} episodes is a smoke test, not a trained policy: the README's \
          recipe (200 episodes, longer training) is what the headline success rate comes from.\n\nNext:\n  \
          sponge sim generate --out wipes --episodes 200\n  \
          sponge train --dataset wipes --out run --steps 6000\n  \
          sponge eval --policy run --episodes 50 --video gifs\n  \
          sponge launch launch/sim_autonomy.toml policy={}",
-        (args.steps * args.batch) / 45 / 60 + 1,
         args.episodes,
         run.display()
     );
