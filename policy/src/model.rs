@@ -74,6 +74,9 @@ impl PolicyConfig {
                 shape.stride()
             ));
         }
+        if let Vision::Conv { keypoints: 0 } = self.vision {
+            return Err("the conv image encoder needs at least one keypoint".into());
+        }
         if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
             return Err(format!(
                 "d_model {} is not divisible by {} heads",
@@ -715,6 +718,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_conv_encoder_without_keypoints_is_refused_by_name() {
+        let config = PolicyConfig {
+            vision: Vision::Conv { keypoints: 0 },
+            ..PolicyConfig::default()
+        };
+        let error = config.validate().expect_err("zero keypoints");
+        assert!(error.contains("keypoint"), "{error}");
+        let config = PolicyConfig {
+            vision: Vision::Conv { keypoints: 8 },
+            ..PolicyConfig::default()
+        };
+        assert!(config.validate().is_ok());
     }
 
     /// A keypoint whose logit peaks at one place reports that place, in
