@@ -77,6 +77,9 @@ pub struct PolicyBenchArgs {
     /// Timed training steps.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Noise draws per chunk in training (as `sponge train --flow-samples`).
+    #[arg(long, default_value_t = 1, value_parser = crate::train_cmd::flow_samples)]
+    flow_samples: usize,
     /// Where the model runs.
     #[arg(long, value_enum, default_value_t = crate::train_cmd::DeviceArg::Cpu)]
     device: crate::train_cmd::DeviceArg,
@@ -236,8 +239,11 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
         "inference, {} chunks for one observation: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         args.samples, k.p50_ms, k.p90_ms, k.max_ms
     );
-    let samples_per_s = training_throughput(&config, args.batch, args.steps, &device)?;
-    println!("training, batch {}: {samples_per_s:.1} samples/s", args.batch);
+    let samples_per_s = training_throughput(&config, args.batch, args.flow_samples, args.steps, &device)?;
+    println!(
+        "training, batch {} ({} noise draws per chunk): {samples_per_s:.1} samples/s",
+        args.batch, args.flow_samples
+    );
     if let Some(path) = &args.json {
         let figures = json!({
             "machine": on,
@@ -246,6 +252,7 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
             "inference_k_chunks_ms": k,
             "k": args.samples,
             "training_batch": args.batch,
+            "flow_samples": args.flow_samples,
             "training_samples_per_s": samples_per_s,
         });
         write_figures(path, &figures)?;

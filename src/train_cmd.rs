@@ -90,6 +90,15 @@ pub struct TrainArgs {
     /// weights).
     #[arg(long, default_value_t = 0.999, value_parser = crate::train_cmd::ema_decay)]
     ema_decay: f64,
+    /// Noisy versions of each chunk the flow head learns from per step;
+    /// the observation is encoded once for all of them, so 4 costs far
+    /// less than 4 steps.
+    #[arg(long, default_value_t = 1, value_parser = crate::train_cmd::flow_samples)]
+    flow_samples: usize,
+    /// How the flow's times are drawn: uniform, or beta (weighted towards
+    /// the noisy end, as π0 does).
+    #[arg(long, default_value = "uniform")]
+    flow_times: sponge_policy::train::FlowTimes,
     /// Go on training the run in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
     resume: bool,
@@ -114,6 +123,16 @@ pub fn ema_decay(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses `--flow-samples`: 1 to 64 noise draws per chunk.
+pub fn flow_samples(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(k) if (1..=64).contains(&k) => Ok(k),
+        _ => Err(format!(
+            "--flow-samples {text} is not a whole number from 1 to 64"
+        )),
+    }
+}
+
 /// Runs `sponge train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
@@ -127,6 +146,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         warmup: (args.steps / 20).clamp(1, 500),
         seed: args.seed,
         ema_decay: args.ema_decay,
+        flow_samples: args.flow_samples,
+        flow_times: args.flow_times,
         ..TrainConfig::default()
     };
     if !args.resume && args.out.join("model.safetensors").exists() {

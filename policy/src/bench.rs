@@ -82,10 +82,12 @@ pub fn inference_latency(
 }
 
 /// Training samples per second: forward, backward and an AdamW step on
-/// random batches of `batch`, over `steps` steps after one warm-up step.
+/// random batches of `batch` (each chunk with `flow_samples` noise draws),
+/// over `steps` steps after one warm-up step.
 pub fn training_throughput(
     config: &PolicyConfig,
     batch: usize,
+    flow_samples: usize,
     steps: usize,
     device: &Device,
 ) -> Result<f64> {
@@ -98,8 +100,8 @@ pub fn training_throughput(
         if i == 1 {
             started = Instant::now();
         }
-        let noise = chunk_noise(config, batch, device)?;
-        let t = Tensor::rand(0f32, 1f32, batch, device)?;
+        let noise = chunk_noise(config, batch * flow_samples, device)?;
+        let t = Tensor::rand(0f32, 1f32, batch * flow_samples, device)?;
         let loss = policy.flow_loss(&observation, &actions, &noise, &t)?;
         optimizer.backward_step(&loss)?;
         loss.to_scalar::<f32>()?;

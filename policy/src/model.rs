@@ -585,6 +585,10 @@ impl Policy {
     /// The training loss for expert chunks `actions` (`[B, H, action_dim]`,
     /// normalised), with noise `noise` and times `t` drawn by the caller.
     /// Flow head: the mean squared error of the velocity towards the data.
+    /// `noise` and `t` may hold K rows per observation (`[B·K, H,
+    /// action_dim]` and `[B·K]`, each observation's K rows in a row): the
+    /// observation is encoded once and the expert learns from K noisy
+    /// versions of its chunk.
     /// L1 head: the mean absolute error of the chunk (noise and times unused).
     pub fn flow_loss(
         &self,
@@ -596,13 +600,23 @@ impl Policy {
         let memory = self.memory(&self.encode(observation)?)?;
         match self.config.head {
             Head::Flow => {
-                let tt = t.reshape((t.dim(0)?, 1, 1))?;
+                let (b, rows) = (actions.dim(0)?, noise.dim(0)?);
+                if rows % b != 0 || t.dim(0)? != rows {
+                    candle_core::bail!(
+                        "flow loss: {rows} noise rows and {} times for {b} chunks (want K·{b} of each)",
+                        t.dim(0)?
+                    );
+                }
+                let k = rows / b;
+                let (memory, actions) = (memory.repeat(k)?, repeat_rows(actions, k)?);
+                let actions = &actions;
+                let tt = t.reshape((rows, 1, 1))?;
                 let x_t = (actions.broadcast_mul(&tt)? + noise.broadcast_mul(&(1.0 - &tt)?)?)?;
                 let target = (actions - noise)?;
                 let predicted = self.velocity(&memory, &x_t, t)?;
                 (predicted - target)?.sqr()?.mean_all()
             }
-            Head::L1 => (self.velocity(&memory, noise, t)? - actions)?.abs()?.mean_all(),
+            Head::L1 => (self.velocity(&memory, actions, t)? - actions)?.abs()?.mean_all(),
         }
     }
 
@@ -640,24 +654,29 @@ pub struct Memory(Vec<(Tensor, Tensor)>);
 impl Memory {
     /// Each observation's memory `k` times in a row, to draw `k` chunks per observation at once.
     pub fn repeat(&self, k: usize) -> Result<Memory> {
-        let rep = |t: &Tensor| -> Result<Tensor> {
-            let dims = t.dims();
-            let mut expanded = vec![dims[0], k];
-            expanded.extend_from_slice(&dims[1..]);
-            let mut flat = vec![dims[0] * k];
-            flat.extend_from_slice(&dims[1..]);
-            t.unsqueeze(1)?
-                .broadcast_as(expanded)?
-                .contiguous()?
-                .reshape(flat)
-        };
         Ok(Memory(
             self.0
                 .iter()
-                .map(|(k_, v)| Ok((rep(k_)?, rep(v)?)))
+                .map(|(k_, v)| Ok((repeat_rows(k_, k)?, repeat_rows(v, k)?)))
                 .collect::<Result<_>>()?,
         ))
     }
+}
+
+/// Each row (first index) of `t` `k` times in a row.
+fn repeat_rows(t: &Tensor, k: usize) -> Result<Tensor> {
+    if k == 1 {
+        return Ok(t.clone());
+    }
+    let dims = t.dims();
+    let mut expanded = vec![dims[0], k];
+    expanded.extend_from_slice(&dims[1..]);
+    let mut flat = vec![dims[0] * k];
+    flat.extend_from_slice(&dims[1..]);
+    t.unsqueeze(1)?
+        .broadcast_as(expanded)?
+        .contiguous()?
+        .reshape(flat)
 }
 
 /// Standard normal noise of the shape of a batch of chunks.

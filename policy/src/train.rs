@@ -126,6 +126,52 @@ pub struct TrainConfig {
     /// diffusion and flow policies commonly do.
     #[serde(default)]
     pub ema_decay: f64,
+    /// Noisy versions of each chunk the flow head learns from per step
+    /// (the observation is encoded once for all of them).
+    #[serde(default = "one")]
+    pub flow_samples: usize,
+    /// How the flow's times are drawn.
+    #[serde(default)]
+    pub flow_times: FlowTimes,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// How training draws the flow's times t (0 = noise, 1 = data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowTimes {
+    /// Uniform on [0, 1).
+    #[default]
+    Uniform,
+    /// Weighted towards the noisy end, as π0 does: t = 0.999·(1 − u) with u ~ Beta(1.5, 1).
+    Beta,
+}
+
+impl std::str::FromStr for FlowTimes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(FlowTimes::Uniform),
+            "beta" => Ok(FlowTimes::Beta),
+            other => Err(format!("unknown flow times '{other}' (uniform or beta)")),
+        }
+    }
+}
+
+impl FlowTimes {
+    /// `n` times on `device`.
+    pub fn draw(self, n: usize, device: &Device) -> candle_core::Result<Tensor> {
+        let u = Tensor::rand(0f32, 1f32, n, device)?;
+        match self {
+            FlowTimes::Uniform => Ok(u),
+            // Inverse of the Beta(1.5, 1) distribution function u^1.5.
+            FlowTimes::Beta => u.powf(1.0 / 1.5)?.affine(-0.999, 0.999),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -142,6 +188,8 @@ impl Default for TrainConfig {
             seed: 0,
             augment: Augment::default(),
             ema_decay: 0.999,
+            flow_samples: 1,
+            flow_times: FlowTimes::Uniform,
         }
     }
 }
@@ -248,11 +296,18 @@ fn prepare(
     })
 }
 
-/// The flow loss of a prepared batch with fresh noise and times.
-fn loss(policy: &Policy, prepared: &Prepared, device: &Device) -> Result<Tensor, TrainError> {
-    let dims = prepared.actions.dims().to_vec();
-    let noise = Tensor::randn(0f32, 1f32, dims.as_slice(), device)?;
-    let t = Tensor::rand(0f32, 1f32, dims[0], device)?;
+/// The flow loss of a prepared batch with fresh noise and times
+/// (`config.flow_samples` draws per chunk).
+fn loss(
+    policy: &Policy,
+    prepared: &Prepared,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Tensor, TrainError> {
+    let (b, h, a) = prepared.actions.dims3()?;
+    let rows = b * config.flow_samples.max(1);
+    let noise = Tensor::randn(0f32, 1f32, (rows, h, a), device)?;
+    let t = config.flow_times.draw(rows, device)?;
     Ok(policy.flow_loss(&prepared.observation, &prepared.actions, &noise, &t)?)
 }
 
@@ -578,7 +633,7 @@ pub fn train(
             device,
             Some((&config.augment, &mut rng)),
         )?;
-        let loss_value = loss(&policy, &prepared, device)?;
+        let loss_value = loss(&policy, &prepared, config, device)?;
         let mut grads = loss_value.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;
@@ -590,7 +645,7 @@ pub fn train(
                 let mut total = 0.0;
                 for _ in 0..VALIDATION_BATCHES {
                     let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
-                    total += f64::from(loss(judged, &prepared, device)?.to_scalar::<f32>()?);
+                    total += f64::from(loss(judged, &prepared, config, device)?.to_scalar::<f32>()?);
                 }
                 Some(total / VALIDATION_BATCHES as f64)
             }
@@ -622,4 +677,51 @@ pub fn train(
             config.steps
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mean_and_range(times: FlowTimes) -> (f64, f32, f32) {
+        let t: Vec<f32> = times
+            .draw(20_000, &Device::Cpu)
+            .expect("draw")
+            .to_vec1()
+            .expect("vec");
+        let mean = t.iter().map(|&x| f64::from(x)).sum::<f64>() / t.len() as f64;
+        let min = t.iter().copied().fold(f32::MAX, f32::min);
+        let max = t.iter().copied().fold(f32::MIN, f32::max);
+        (mean, min, max)
+    }
+
+    #[test]
+    fn beta_flow_times_lean_towards_the_noise() {
+        // u ~ Beta(1.5, 1) has mean 0.6, so t = 0.999 (1 − u) has mean about 0.4.
+        let (mean, min, max) = mean_and_range(FlowTimes::Beta);
+        assert!((mean - 0.3996).abs() < 0.01, "beta mean {mean}");
+        assert!(min >= 0.0 && max <= 0.999, "beta range {min}..{max}");
+        // More of them below 0.2 than a uniform draw gives (P = 1 − (0.8/0.999)^1.5 ≈ 0.28).
+        let t: Vec<f32> = FlowTimes::Beta
+            .draw(20_000, &Device::Cpu)
+            .expect("draw")
+            .to_vec1()
+            .expect("vec");
+        let low = t.iter().filter(|&&x| x < 0.2).count() as f64 / t.len() as f64;
+        assert!((low - 0.283).abs() < 0.02, "share below 0.2: {low}");
+        let (mean, ..) = mean_and_range(FlowTimes::Uniform);
+        assert!((mean - 0.5).abs() < 0.01, "uniform mean {mean}");
+    }
+
+    #[test]
+    fn flow_times_parse_by_name() {
+        assert_eq!("beta".parse::<FlowTimes>(), Ok(FlowTimes::Beta));
+        assert_eq!("uniform".parse::<FlowTimes>(), Ok(FlowTimes::Uniform));
+        assert!(
+            "gauss"
+                .parse::<FlowTimes>()
+                .unwrap_err()
+                .contains("uniform or beta")
+        );
+    }
 }

@@ -127,3 +127,54 @@ fn different_noise_gives_different_chunks_of_the_right_shape() {
         .expect("f32");
     assert!(diff > 1e-3, "other noise, other chunk ({diff})");
 }
+
+#[test]
+fn several_flow_samples_per_chunk_average_the_loss_of_each_draw() {
+    let device = Device::Cpu;
+    let config = small_config();
+    let varmap = VarMap::new();
+    let policy = Policy::new(&config, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("policy");
+    let obs = observation(&config, &device);
+    let shape = (2, config.horizon, config.action_dim);
+    let actions = Tensor::randn(0f32, 1f32, shape, &device).expect("actions");
+    let (noise_a, noise_b) = (
+        Tensor::randn(0f32, 1f32, shape, &device).expect("noise"),
+        Tensor::randn(0f32, 1f32, shape, &device).expect("noise"),
+    );
+    let (t_a, t_b) = (
+        Tensor::new(&[0.1f32, 0.6], &device).expect("t"),
+        Tensor::new(&[0.9f32, 0.3], &device).expect("t"),
+    );
+    let scalar = |t: Tensor| t.to_scalar::<f32>().expect("scalar");
+    let a = scalar(policy.flow_loss(&obs, &actions, &noise_a, &t_a).expect("loss"));
+    let b = scalar(policy.flow_loss(&obs, &actions, &noise_b, &t_b).expect("loss"));
+    assert!(
+        (a - b).abs() > 1e-4,
+        "two draws should give two losses ({a}, {b})"
+    );
+    // Each observation's two draws in a row: [obs 0 draw a, obs 0 draw b, obs 1 draw a, obs 1 draw b].
+    let row = |n: &Tensor, i: usize| n.narrow(0, i, 1).expect("row");
+    let noise = Tensor::cat(
+        &[
+            row(&noise_a, 0),
+            row(&noise_b, 0),
+            row(&noise_a, 1),
+            row(&noise_b, 1),
+        ],
+        0,
+    )
+    .expect("noise");
+    let t = Tensor::new(&[0.1f32, 0.9, 0.6, 0.3], &device).expect("t");
+    let both = scalar(policy.flow_loss(&obs, &actions, &noise, &t).expect("loss"));
+    assert!(
+        (both - 0.5 * (a + b)).abs() < 1e-5,
+        "two draws per chunk: {both}, the mean of each draw alone: {}",
+        0.5 * (a + b)
+    );
+    // Three noise rows for two chunks is a caller's mistake, named.
+    let three = noise.narrow(0, 0, 3).expect("rows");
+    let err = policy
+        .flow_loss(&obs, &actions, &three, &t.narrow(0, 0, 3).expect("t"))
+        .expect_err("3 rows for 2 chunks");
+    assert!(err.to_string().contains("3 noise rows"), "{err}");
+}
