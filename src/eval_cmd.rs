@@ -214,7 +214,8 @@ pub struct MonitorSummary {
     pub false_alarms_per_10_min: f64,
 }
 
-/// The front camera's frames of an episode, for its GIF.
+/// An episode's frames for its GIF: its cameras' images side by side
+/// (front, then wrist).
 type Frames = Vec<Vec<u8>>;
 
 struct Running {
@@ -682,9 +683,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 continue;
             };
             if let Some(frames) = running.frames.as_mut()
-                && let Some(front) = observations[i].images.first()
+                && !observations[i].images.is_empty()
             {
-                frames.push(front.clone());
+                frames.push(in_a_row(&observations[i].images, config.image_size as usize));
             }
             running.index += 1;
             running.steps += 1;
@@ -738,7 +739,13 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         if let (Some(frames), Some(dir)) = (frames, args.video.as_ref()) {
             let path = dir.join(format!("episode_{}.gif", result.seed));
             let size = config.image_size as usize;
-            write_gif(&path, &frames, size, size, run.fps)?;
+            write_gif(
+                &path,
+                &frames,
+                size * (1 + usize::from(config.wrist_camera)),
+                size,
+                run.fps,
+            )?;
             videos.push(path);
         }
         episodes.push(result);
@@ -827,6 +834,18 @@ fn monitor_summary(episodes: &[EpisodeResult]) -> MonitorSummary {
     summary
 }
 
+/// Square RGB images of `size` pixels, side by side in one image.
+fn in_a_row(images: &[Vec<u8>], size: usize) -> Vec<u8> {
+    let row = size * 3;
+    let mut out = Vec::with_capacity(images.len() * size * row);
+    for y in 0..size {
+        for image in images {
+            out.extend_from_slice(&image[y * row..(y + 1) * row]);
+        }
+    }
+    out
+}
+
 /// Writes RGB8 frames as an animated GIF, three times larger, with ffmpeg.
 pub fn write_gif(
     path: &Path,
@@ -909,5 +928,20 @@ mod tests {
         // Normal running: 4 + 4 + 4 s before the faults, 2 s, 10 s and 20 s.
         assert!((m.normal_s - 44.0).abs() < 1e-9, "{}", m.normal_s);
         assert!((m.false_alarms_per_10_min - 2.0 * 600.0 / 44.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cameras_are_laid_side_by_side_row_by_row() {
+        // Two 2×2 images: the first all 1s, the second numbered by pixel.
+        let a = vec![1u8; 12];
+        let b: Vec<u8> = (0..12).collect();
+        let row = in_a_row(&[a, b], 2);
+        assert_eq!(row.len(), 24);
+        // Row 0: two pixels of a, then b's first row (pixels 0 and 1).
+        assert_eq!(&row[..6], &[1; 6]);
+        assert_eq!(&row[6..12], &[0, 1, 2, 3, 4, 5]);
+        // Row 1: a again, then b's second row.
+        assert_eq!(&row[12..18], &[1; 6]);
+        assert_eq!(&row[18..24], &[6, 7, 8, 9, 10, 11]);
     }
 }
