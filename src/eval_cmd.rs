@@ -739,13 +739,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         if let (Some(frames), Some(dir)) = (frames, args.video.as_ref()) {
             let path = dir.join(format!("episode_{}.gif", result.seed));
             let size = config.image_size as usize;
-            write_gif(
-                &path,
-                &frames,
-                size * (1 + usize::from(config.wrist_camera)),
-                size,
-                run.fps,
-            )?;
+            // Each frame holds the cameras in a row: as wide as its length says.
+            let width = frames.first().map_or(size, |f| f.len() / (3 * size));
+            write_gif(&path, &frames, width, size, run.fps)?;
             videos.push(path);
         }
         episodes.push(result);

@@ -608,8 +608,7 @@ impl Policy {
                     );
                 }
                 let k = rows / b;
-                let (memory, actions) = (memory.repeat(k)?, repeat_rows(actions, k)?);
-                let actions = &actions;
+                let (memory, actions) = (memory.repeat(k)?, &repeat_rows(actions, k)?);
                 let tt = t.reshape((rows, 1, 1))?;
                 let x_t = (actions.broadcast_mul(&tt)? + noise.broadcast_mul(&(1.0 - &tt)?)?)?;
                 let target = (actions - noise)?;

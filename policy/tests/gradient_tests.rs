@@ -21,6 +21,13 @@ fn small_config() -> PolicyConfig {
     }
 }
 
+/// A randomly initialised policy and the variables it trains.
+fn fresh_policy(config: &PolicyConfig, device: &Device) -> (VarMap, Policy) {
+    let varmap = VarMap::new();
+    let policy = Policy::new(config, VarBuilder::from_varmap(&varmap, DType::F32, device)).expect("policy");
+    (varmap, policy)
+}
+
 fn observation(config: &PolicyConfig, device: &Device) -> Observation {
     let b = 2;
     let tokens: Vec<u32> = ["wipe up the ink", "wipe the table"]
@@ -64,8 +71,7 @@ fn every_trainable_parameter_of_the_l1_baseline_receives_a_gradient() {
 fn assert_every_variable_learns(config: &PolicyConfig) {
     let device = Device::Cpu;
     let config = config.clone();
-    let varmap = VarMap::new();
-    let policy = Policy::new(&config, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("policy");
+    let (varmap, policy) = fresh_policy(&config, &device);
     let obs = observation(&config, &device);
     let actions =
         Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("actions");
@@ -99,8 +105,7 @@ fn assert_every_variable_learns(config: &PolicyConfig) {
 fn different_noise_gives_different_chunks_of_the_right_shape() {
     let device = Device::Cpu;
     let config = small_config();
-    let varmap = VarMap::new();
-    let policy = Policy::new(&config, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("policy");
+    let (_, policy) = fresh_policy(&config, &device);
     let obs = observation(&config, &device);
     let noise = Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("noise");
     let a = policy.sample(&obs, &noise).expect("sample");
@@ -132,8 +137,7 @@ fn different_noise_gives_different_chunks_of_the_right_shape() {
 fn several_flow_samples_per_chunk_average_the_loss_of_each_draw() {
     let device = Device::Cpu;
     let config = small_config();
-    let varmap = VarMap::new();
-    let policy = Policy::new(&config, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("policy");
+    let (_, policy) = fresh_policy(&config, &device);
     let obs = observation(&config, &device);
     let shape = (2, config.horizon, config.action_dim);
     let actions = Tensor::randn(0f32, 1f32, shape, &device).expect("actions");
