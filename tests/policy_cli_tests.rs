@@ -118,3 +118,30 @@ fn an_average_decay_outside_zero_to_one_is_refused_before_anything_is_written() 
     assert!(!out.exists(), "a refused run wrote {}", out.display());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_flow_settings_are_refused_by_name_before_anything_is_written() {
+    let dir = scratch("flow");
+    let out = dir.join("run");
+    for (flag, value, named) in [
+        ("--flow-samples", "0", "--flow-samples 0"),
+        ("--flow-samples", "65", "--flow-samples 65"),
+        ("--flow-samples", "two", "--flow-samples two"),
+        ("--flow-times", "gauss", "uniform or beta"),
+    ] {
+        let output = sponge(&[
+            "train",
+            "--dataset",
+            dir.join("no-dataset").to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+            flag,
+            value,
+        ]);
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        let message = text(&output);
+        assert!(message.contains(named), "{flag} {value}: {message}");
+        assert!(!out.exists(), "a refused run wrote {}", out.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
