@@ -124,6 +124,15 @@ fn folder_size(dir: &std::path::Path) -> u64 {
 
 /// Runs a `sponge dataset` subcommand.
 pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
+    if matches!(
+        command,
+        DatasetCommand::Info { .. }
+            | DatasetCommand::Validate { .. }
+            | DatasetCommand::Show { .. }
+            | DatasetCommand::Stats { .. }
+    ) {
+        quiet_on_closed_stdout();
+    }
     match command {
         DatasetCommand::Info { dir } => {
             let dataset = Dataset::open(dir)?;
@@ -349,4 +358,21 @@ fn episode_bar(verb: &str) -> indicatif::ProgressBar {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// Lets a read-only command that prints end as Unix tools do when its
+/// reader goes away (`sponge dataset show D | head`): Rust ignores SIGPIPE,
+/// so `println!` would panic on the closed pipe. Only for commands that
+/// write nothing but stdout: one that feeds ffmpeg must see a broken pipe
+/// as an error it can report.
+#[expect(
+    unsafe_code,
+    reason = "nix marks every signal() call unsafe; this one installs no handler"
+)]
+fn quiet_on_closed_stdout() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restores the default action before any thread starts; no
+    // handler runs Rust code. Should it fail, the command still runs, and a
+    // closed pipe is the panic it was before.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }

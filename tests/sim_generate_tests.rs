@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use common::{sponge, text};
 
@@ -80,6 +81,21 @@ fn same_command_writes_the_same_valid_dataset() {
             "{} differs between two runs of the same command",
             f.display()
         );
+    }
+    // A reader that goes away (`| head`) ends the printing quietly, as
+    // with any Unix tool, rather than in a panic.
+    for command in ["info", "show", "validate"] {
+        let mut child = Command::new(common::SPONGE)
+            .args(["dataset", command, a.to_str().expect("utf-8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sponge runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("sponge ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "dataset {command}: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "dataset {command}: {stderr}");
     }
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
