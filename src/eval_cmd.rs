@@ -62,6 +62,11 @@ pub struct EvalArgs {
     /// Steps over which a new chunk is blended in from the previous one.
     #[arg(long, default_value_t = 5)]
     pub blend: usize,
+    /// When the flow's starting noise is drawn: for every chunk, or once
+    /// per episode (consecutive chunks then agree on how to do the task
+    /// instead of possibly switching at every chunk).
+    #[arg(long, value_enum, default_value_t = NoiseMode::Chunk)]
+    pub noise: NoiseMode,
     /// Only scenes with two spills and an instruction naming one of them
     /// (the language test: is the named spill the one wiped?).
     #[arg(long)]
@@ -129,6 +134,16 @@ impl EvalArgs {
     }
 }
 
+/// When the flow's starting noise is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseMode {
+    /// Fresh noise for every chunk.
+    Chunk,
+    /// One noise per episode, reused for each of its chunks.
+    Episode,
+}
+
 /// One episode's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpisodeResult {
@@ -191,6 +206,12 @@ pub struct Summary {
     pub videos: Vec<PathBuf>,
     /// Chunks proposed per observation.
     pub samples: usize,
+    /// Actions executed per chunk (`--replan`).
+    pub replan: usize,
+    /// Steps of blending between chunks (`--blend`).
+    pub blend: usize,
+    /// When the flow's noise was drawn (`--noise`).
+    pub noise: NoiseMode,
     /// With the monitor: what it caught.
     pub monitor: Option<MonitorSummary>,
 }
@@ -222,6 +243,8 @@ struct Running {
     ordinal: usize,
     task: String,
     chunk: Option<Chunk>,
+    /// With `--noise episode`: the flow's starting noise of this episode's chunks.
+    noise: Option<Vec<f32>>,
     index: usize,
     steps: usize,
     result: EpisodeResult,
@@ -473,6 +496,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     ordinal: next,
                     task: task.clone(),
                     chunk: None,
+                    noise: (args.noise == NoiseMode::Episode).then(|| agent.draw_noise(args.samples)),
                     index: 0,
                     steps: 0,
                     result: EpisodeResult {
@@ -614,7 +638,18 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     task: &tasks[j],
                 })
                 .collect();
-            let proposed = agent.act(&inputs, args.samples)?;
+            let proposed = match args.noise {
+                NoiseMode::Chunk => agent.act(&inputs, args.samples)?,
+                NoiseMode::Episode => {
+                    let noise: Vec<f32> = due
+                        .iter()
+                        .filter_map(|&i| slots[i].as_ref().and_then(|r| r.noise.as_deref()))
+                        .flatten()
+                        .copied()
+                        .collect();
+                    agent.act_from(&inputs, args.samples, &noise)?
+                }
+            };
             // With several proposals, the world model picks the best.
             let best: Vec<usize> = match &world_model {
                 Some(wm) if args.samples > 1 => {
@@ -766,6 +801,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         wall_s: started.elapsed().as_secs_f64(),
         videos,
         samples: args.samples,
+        replan: args.replan,
+        blend: args.blend,
+        noise: args.noise,
         monitor: calibration.is_some().then(|| monitor_summary(&episodes)),
     };
     if let Some(path) = &args.json {

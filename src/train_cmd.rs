@@ -64,6 +64,11 @@ pub struct TrainArgs {
     /// How the policy produces chunks: flow (flow matching, the default) or l1 (ACT-style baseline).
     #[arg(long, default_value = "flow")]
     head: sponge_policy::Head,
+    /// What the policy's actions are: absolute (joint goals, as the dataset
+    /// stores them) or relative (offsets from the joint state each chunk is
+    /// drawn for; the policy adds the state back when it acts).
+    #[arg(long, default_value = "absolute")]
+    actions: sponge_policy::ActionFrame,
     /// A pretrained ResNet (a local folder in the Hugging Face layout:
     /// config.json and model.safetensors, e.g. a download of
     /// microsoft/resnet-18) as the image encoder instead of the small one
@@ -173,6 +178,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             head: args.head,
             vision,
             text,
+            actions: args.actions,
             ..PolicyConfig::default()
         },
         &config,

@@ -77,6 +77,33 @@ fn train_then_eval_in_the_twin_writes_figures_and_a_gif() {
     }
     let gif = std::fs::read(gifs.join("episode_1000000.gif")).expect("gif written");
     assert!(gif.starts_with(b"GIF8"), "not a GIF");
+    // The settings that shaped the figures are in the JSON.
+    assert_eq!(figures["summary"]["noise"], "chunk");
+    assert_eq!(figures["summary"]["replan"], 10);
+
+    // One noise per episode: the same run and seed give the same episode.
+    let once = |name: &str| {
+        let path = dir.join(name);
+        let output = sponge(&[
+            "eval",
+            "--policy",
+            run,
+            "--episodes",
+            "1",
+            "--noise",
+            "episode",
+            "--json",
+            path.to_str().expect("utf-8"),
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+        let figures: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("json")).expect("valid json");
+        assert_eq!(figures["summary"]["noise"], "episode");
+        figures["episodes"][0].clone()
+    };
+    let (a, b) = (once("a.json"), once("b.json"));
+    assert_eq!(a["target_fraction"], b["target_fraction"]);
+    assert_eq!(a["peak_force_n"], b["peak_force_n"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -120,7 +147,7 @@ fn an_average_decay_outside_zero_to_one_is_refused_before_anything_is_written() 
 }
 
 #[test]
-fn bad_flow_settings_are_refused_by_name_before_anything_is_written() {
+fn bad_flow_and_action_settings_are_refused_by_name_before_anything_is_written() {
     let dir = scratch("flow");
     let out = dir.join("run");
     for (flag, value, named) in [
@@ -128,6 +155,7 @@ fn bad_flow_settings_are_refused_by_name_before_anything_is_written() {
         ("--flow-samples", "65", "--flow-samples 65"),
         ("--flow-samples", "two", "--flow-samples two"),
         ("--flow-times", "gauss", "uniform or beta"),
+        ("--actions", "sideways", "absolute or relative"),
     ] {
         let output = sponge(&[
             "train",

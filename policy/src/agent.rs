@@ -14,7 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunConfig, TrainError};
-use crate::{Observation, Policy};
+use crate::{ActionFrame, Observation, Policy};
 
 /// One observation as a robot or the twin gives it.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +89,34 @@ impl Agent {
     /// `k` chunks for each observation (the observations encoded once, in
     /// one batch): `result[i][j]` is the j-th chunk for observation i.
     pub fn act(&mut self, inputs: &[Input], k: usize) -> Result<Vec<Vec<Chunk>>, TrainError> {
+        let k = k.max(1);
+        let noise = self.draw_noise(inputs.len() * k);
+        self.act_from(inputs, k, &noise)
+    }
+
+    /// Values of the flow's starting noise per chunk (`horizon × action_dim`).
+    pub fn noise_len(&self) -> usize {
+        self.run.policy.horizon * self.run.policy.action_dim
+    }
+
+    /// Draws the starting noise of `k` chunks from the agent's seeded generator.
+    pub fn draw_noise(&mut self, k: usize) -> Vec<f32> {
+        (0..k * self.noise_len())
+            .map(|_| StandardNormal.sample(&mut self.rng))
+            .collect()
+    }
+
+    /// As [`Agent::act`], from given starting noise (`inputs.len() × k ×`
+    /// [`Agent::noise_len`] values, standard normal): a caller that keeps
+    /// one noise per episode gets chunks that agree from one observation to
+    /// the next, where fresh noise may pick another way of doing the task
+    /// at every chunk.
+    pub fn act_from(
+        &mut self,
+        inputs: &[Input],
+        k: usize,
+        noise: &[f32],
+    ) -> Result<Vec<Vec<Chunk>>, TrainError> {
         let config = &self.run.policy;
         let (b, size, cameras) = (inputs.len(), config.image_size, self.run.cameras.len());
         let k = k.max(1);
@@ -139,14 +167,28 @@ impl Agent {
             .memory(&self.policy.encode(&observation)?)?
             .repeat(k)?;
         let n = b * k * config.horizon * config.action_dim;
-        let noise: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut self.rng)).collect();
-        let noise = Tensor::from_vec(noise, (b * k, config.horizon, config.action_dim), device)?;
+        if noise.len() != n {
+            return Err(TrainError::Mismatch(format!(
+                "{} noise values for {b} observation(s) × {k} chunk(s) of {}×{}; expected {n}",
+                noise.len(),
+                config.horizon,
+                config.action_dim
+            )));
+        }
+        let noise = Tensor::from_slice(noise, (b * k, config.horizon, config.action_dim), device)?;
         let chunks = self.policy.sample_from(&memory, &noise)?;
         let values = chunks.flatten_all()?.to_vec1::<f32>()?;
         let per_chunk = config.horizon * config.action_dim;
+        // A relative policy's actions are offsets from the state it saw.
+        let origin = |input: &Input| match config.actions {
+            ActionFrame::Absolute => vec![0.0; config.action_dim],
+            ActionFrame::Relative => input.state.to_vec(),
+        };
         Ok(values
             .chunks_exact(k * per_chunk)
-            .map(|observation| {
+            .zip(inputs)
+            .map(|(observation, input)| {
+                let origin = origin(input);
                 observation
                     .chunks_exact(per_chunk)
                     .map(|chunk| {
@@ -154,7 +196,7 @@ impl Agent {
                             .action
                             .denormalize(chunk)
                             .chunks_exact(config.action_dim)
-                            .map(<[f32]>::to_vec)
+                            .map(|action| action.iter().zip(&origin).map(|(a, o)| a + o).collect())
                             .collect()
                     })
                     .collect()

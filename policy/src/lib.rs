@@ -16,4 +16,4 @@ pub mod pretrained;
 pub mod tokenizer;
 pub mod train;
 
-pub use model::{Head, Memory, Observation, Policy, PolicyConfig};
+pub use model::{ActionFrame, Head, Memory, Observation, Policy, PolicyConfig};

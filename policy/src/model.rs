@@ -52,6 +52,10 @@ pub struct PolicyConfig {
     /// The text encoder: from scratch, or a pretrained BERT.
     #[serde(default)]
     pub text: Text,
+    /// What a chunk's actions are: joint goals, or offsets from the joint
+    /// state the chunk was drawn for.
+    #[serde(default)]
+    pub actions: ActionFrame,
 }
 
 impl PolicyConfig {
@@ -100,11 +104,32 @@ impl PolicyConfig {
                 self.max_text_tokens, shape.max_position_embeddings
             ));
         }
+        if self.actions == ActionFrame::Relative && self.state_dim != self.action_dim {
+            return Err(format!(
+                "relative actions are offsets from the state: {} state entries for {} action entries",
+                self.state_dim, self.action_dim
+            ));
+        }
         if self.cameras == 0 || self.max_text_tokens == 0 {
             return Err("a policy needs a camera and at least one text token".into());
         }
         Ok(())
     }
+}
+
+/// What the model's actions are measured from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionFrame {
+    /// Joint goals, as the dataset stores them.
+    #[default]
+    Absolute,
+    /// Each action of a chunk less the joint state the chunk was drawn
+    /// for: "where to go from here". Small, careful motions (lowering the
+    /// sponge a few degrees) are then as large to the loss as long
+    /// travels, and what was learnt in one part of the table carries over
+    /// to another.
+    Relative,
 }
 
 /// How the action expert produces a chunk.
@@ -137,6 +162,7 @@ impl Default for PolicyConfig {
             head: Head::Flow,
             vision: Vision::Scratch,
             text: Text::Scratch,
+            actions: ActionFrame::Absolute,
         }
     }
 }
@@ -366,6 +392,18 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     let places = weights.broadcast_matmul(&grid)?;
     let features = weights.matmul(&flat)?;
     Tensor::cat(&[places, features], 2)
+}
+
+impl std::str::FromStr for ActionFrame {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<ActionFrame, String> {
+        match s {
+            "absolute" => Ok(ActionFrame::Absolute),
+            "relative" => Ok(ActionFrame::Relative),
+            other => Err(format!("unknown action frame '{other}' (absolute or relative)")),
+        }
+    }
 }
 
 impl std::str::FromStr for Head {
@@ -630,19 +668,47 @@ impl Policy {
     /// Chunks from an observation's memory: `noise` may hold K rows per
     /// observation when `memory` was repeated K times (see [`Memory::repeat`]).
     pub fn sample_from(&self, memory: &Memory, noise: &Tensor) -> Result<Tensor> {
+        self.sample_guided(memory, noise, None)
+    }
+
+    /// As [`Policy::sample_from`], with the first actions of each chunk
+    /// given: `known` is `(actions, mask)`, `actions` a `[B, H,
+    /// action_dim]` chunk (normalised) and `mask` `[B, H, 1]`, 1 where the
+    /// action is given and 0 where the flow draws it. At every integration
+    /// step the given actions are put where the flow's straight path from
+    /// the noise to them is at that time, so the rest of the chunk is drawn
+    /// to continue them (inpainting, a simple form of real-time chunking);
+    /// the result holds them exactly. The L1 head ignores them.
+    pub fn sample_guided(
+        &self,
+        memory: &Memory,
+        noise: &Tensor,
+        known: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
         let b = noise.dim(0)?;
         if self.config.head == Head::L1 {
             return self.velocity(memory, noise, &Tensor::zeros(b, DType::F32, noise.device())?);
         }
+        let pin = |x: Tensor, t: f64| -> Result<Tensor> {
+            match known {
+                Some((actions, mask)) => {
+                    let on_path = ((actions * t)? + (noise * (1.0 - t))?)?;
+                    let keep = (1.0 - mask)?;
+                    on_path.broadcast_mul(mask)? + x.broadcast_mul(&keep)?
+                }
+                None => Ok(x),
+            }
+        };
         let steps = self.config.flow_steps.max(1);
         let dt = 1.0 / steps as f64;
         let mut x = noise.clone();
         for k in 0..steps {
-            let t = Tensor::full((k as f64 * dt) as f32, b, noise.device())?;
-            let v = self.velocity(memory, &x, &t)?;
+            let t = k as f64 * dt;
+            x = pin(x, t)?;
+            let v = self.velocity(memory, &x, &Tensor::full(t as f32, b, noise.device())?)?;
             x = (x + (v * dt)?)?;
         }
-        Ok(x)
+        pin(x, 1.0)
     }
 }
 

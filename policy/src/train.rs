@@ -25,7 +25,7 @@ use sponge_datasets::stats::FeatureStats;
 
 use crate::augment::Augment;
 use crate::tokenizer::Tokenizer;
-use crate::{Observation, Policy, PolicyConfig};
+use crate::{ActionFrame, Observation, Policy, PolicyConfig};
 
 /// Why training stopped.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,44 @@ impl Normalizer {
             .collect()
     }
 
+    /// Mean and standard deviation of the offsets a relative policy learns:
+    /// every action of every chunk less the state the chunk starts from
+    /// (`episodes` as `(states, actions)` per frame; a chunk running past
+    /// its episode's end repeats the last action, as the loader does).
+    pub fn of_offsets(episodes: &[StatesAndActions], horizon: usize) -> Normalizer {
+        let dims = episodes
+            .iter()
+            .find_map(|(_, actions)| actions.first().map(Vec::len))
+            .unwrap_or(0);
+        let (mut n, mut sum, mut square) = (0f64, vec![0f64; dims], vec![0f64; dims]);
+        for (states, actions) in episodes {
+            let Some(last) = actions.len().checked_sub(1) else {
+                continue;
+            };
+            for (t, state) in states.iter().enumerate() {
+                for h in 0..horizon {
+                    let action = &actions[(t + h).min(last)];
+                    for (i, (a, s)) in action.iter().zip(state).enumerate() {
+                        let d = f64::from(a - s);
+                        sum[i] += d;
+                        square[i] += d * d;
+                    }
+                    n += 1.0;
+                }
+            }
+        }
+        let n = n.max(1.0);
+        let mean: Vec<f64> = sum.iter().map(|v| v / n).collect();
+        Normalizer {
+            mean: mean.iter().map(|m| *m as f32).collect(),
+            std: square
+                .iter()
+                .zip(&mean)
+                .map(|(q, m)| ((q / n - m * m).max(0.0).sqrt() as f32).max(1e-3))
+                .collect(),
+        }
+    }
+
     /// Undoes [`normalize`](Self::normalize).
     pub fn denormalize(&self, values: &[f32]) -> Vec<f32> {
         let n = self.mean.len();
@@ -95,6 +133,9 @@ impl Normalizer {
             .collect()
     }
 }
+
+/// An episode's states and actions, one row per frame.
+pub type StatesAndActions = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,7 +326,13 @@ fn prepare(
         .collect();
     let state = run.state.normalize(&batch.state);
     // Padded actions beyond an episode's end repeat its last action: the arm stays.
-    let actions = run.action.normalize(&batch.action);
+    let actions = match config.actions {
+        ActionFrame::Absolute => run.action.normalize(&batch.action),
+        ActionFrame::Relative => {
+            run.action
+                .normalize(&offsets(&batch.action, &batch.state, config.state_dim))
+        }
+    };
     Ok(Prepared {
         observation: Observation {
             images,
@@ -294,6 +341,21 @@ fn prepare(
         },
         actions: Tensor::from_vec(actions, (b, config.horizon, config.action_dim), device)?,
     })
+}
+
+/// Each sample's chunk less the sample's state (`actions` `[B, H, dims]`,
+/// `states` `[B, dims]`).
+pub fn offsets(actions: &[f32], states: &[f32], dims: usize) -> Vec<f32> {
+    let per_sample = actions.len() / states.len().max(1) * dims;
+    actions
+        .chunks(per_sample.max(1))
+        .zip(states.chunks(dims))
+        .flat_map(|(chunk, state)| {
+            chunk
+                .chunks(dims)
+                .flat_map(move |action| action.iter().zip(state).map(|(a, s)| a - s))
+        })
+        .collect()
 }
 
 /// The flow loss of a prepared batch with fresh noise and times
@@ -518,10 +580,19 @@ pub fn train(
             TrainError::Mismatch(format!("{} has no statistics for {name}", stats_path.display()))
         })
     };
+    let action = match policy_config.actions {
+        ActionFrame::Absolute => Normalizer::from_stats(&feature("action")?),
+        ActionFrame::Relative => {
+            let episodes = (0..data.episodes().len())
+                .map(|i| data.read_episode_values(i).map(|e| (e.state, e.action)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Normalizer::of_offsets(&episodes, policy_config.horizon)
+        }
+    };
     let run = RunConfig {
         policy: policy_config.clone(),
         state: Normalizer::from_stats(&feature("observation.state")?),
-        action: Normalizer::from_stats(&feature("action")?),
+        action,
         cameras,
         tasks: data.tasks().to_vec(),
         train: config.clone(),
@@ -682,6 +753,23 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One joint, state and action both 0, 1, 2: with a horizon of 2 the
+    /// offsets are a[min(t+h, 2)] - s[t] = 0, 1 | 0, 1 | 0, 0 (the last
+    /// frame repeats), mean 1/3, variance 1/3 - 1/9 = 2/9.
+    #[test]
+    fn offsets_are_taken_from_each_chunks_first_state() {
+        let ramp: Vec<Vec<f32>> = (0..3).map(|v| vec![v as f32]).collect();
+        let normalizer = Normalizer::of_offsets(&[(ramp.clone(), ramp)], 2);
+        assert!((normalizer.mean[0] - 1.0 / 3.0).abs() < 1e-6);
+        assert!((normalizer.std[0] - (2.0f32 / 9.0).sqrt()).abs() < 1e-6);
+        // Two samples of two dims, horizon 2.
+        let actions = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        assert_eq!(
+            offsets(&actions, &[1.0, 1.0, 10.0, 20.0], 2),
+            vec![0.0, 1.0, 2.0, 3.0, -5.0, -14.0, -3.0, -12.0]
+        );
+    }
 
     fn mean_and_range(times: FlowTimes) -> (f64, f32, f32) {
         let t: Vec<f32> = times

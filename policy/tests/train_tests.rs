@@ -133,6 +133,18 @@ fn the_flow_loss_falls_and_the_run_is_written() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(gap < 1e-3, "the same seed gives the same chunk (gap {gap})");
+    // Given noise: the same noise gives the same chunk (one noise kept per
+    // episode), another noise another chunk; a wrong length is refused.
+    let noise = agent.draw_noise(1);
+    assert_eq!(noise.len(), agent.noise_len());
+    let first = agent.act_from(&[input], 1, &noise).expect("act");
+    let second = agent.act_from(&[input], 1, &noise).expect("act");
+    assert_eq!(first, second);
+    let another = agent.draw_noise(1);
+    let other = agent.act_from(&[input], 1, &another).expect("act");
+    assert_ne!(first, other);
+    let short = agent.act_from(&[input, input], 1, &noise);
+    assert!(short.is_err_and(|e| e.to_string().contains("noise values")));
     let wrong = agent.act(
         &[Input {
             images: &[&frame[..100]],
@@ -183,4 +195,108 @@ fn the_average_moves_towards_the_live_weights_slowly_once_warmed_up() {
     ema.update(0).expect("update");
     assert!((value(&shadow) - 2.82).abs() < 1e-5, "got {}", value(&shadow));
     assert_eq!(value(&live), 3.0, "the live weights are left alone");
+}
+
+/// A relative run's chunks are offsets from the state it is given: with the
+/// action expert's output zeroed and no noise, the flow stays at zero, which
+/// denormalises to the offsets' mean; the agent adds the state back.
+#[test]
+fn a_relative_policy_acts_from_the_state_it_sees() {
+    use sponge_policy::ActionFrame;
+    use sponge_policy::train::RunConfig;
+
+    let root = std::env::temp_dir().join(format!("sponge-relative-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dataset = root.join("dataset");
+    write_small_dataset(&dataset, 32, &[(30, "wipe up the ink"); 2]).expect("dataset");
+    let policy = PolicyConfig {
+        d_model: 32,
+        heads: 2,
+        trunk_layers: 1,
+        expert_layers: 1,
+        max_text_tokens: 16,
+        horizon: 8,
+        actions_per_token: 2,
+        flow_steps: 2,
+        actions: ActionFrame::Relative,
+        ..PolicyConfig::default()
+    };
+    let config = TrainConfig {
+        steps: 2,
+        batch: 4,
+        validation_every_nth_episode: 0,
+        ..TrainConfig::default()
+    };
+    let run = root.join("run");
+    train(&dataset, &run, &policy, &config, &Device::Cpu, false, |_| {}).expect("train");
+
+    let read_config = || -> RunConfig {
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).expect("config"))
+            .expect("json")
+    };
+    let written = read_config();
+    assert_eq!(written.policy.actions, ActionFrame::Relative);
+    // The offsets of this dataset are not the absolute actions' statistics.
+    assert!(written.action.std.iter().all(|s| s.is_finite() && *s > 0.0));
+
+    // Zero the expert's output layer.
+    let weights = run.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).expect("weights");
+    for name in ["action_out.weight", "action_out.bias"] {
+        let zero = tensors[name].zeros_like().expect("zeros");
+        tensors.insert(name.to_owned(), zero);
+    }
+    candle_core::safetensors::save(&tensors, &weights).expect("save");
+
+    let frame = vec![90u8; 32 * 32 * 3];
+    let images = [frame.as_slice()];
+    let act = |frame: ActionFrame, state: &[f32]| {
+        let mut run_config = read_config();
+        run_config.policy.actions = frame;
+        std::fs::write(
+            run.join("config.json"),
+            serde_json::to_string(&run_config).expect("json"),
+        )
+        .expect("write");
+        let mut agent = Agent::load(&run, &Device::Cpu, 1).expect("load");
+        let noise = vec![0.0; agent.noise_len()];
+        let input = Input {
+            images: &images,
+            state,
+            task: "wipe up the ink",
+        };
+        agent
+            .act_from(&[input], 1, &noise)
+            .expect("act")
+            .remove(0)
+            .remove(0)
+    };
+    let mean = &written.action.mean;
+    for state in [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [10.0, -20.0, 30.0, 40.0, -50.0, 25.0],
+    ] {
+        for action in act(ActionFrame::Relative, &state) {
+            for i in 0..6 {
+                let want = state[i] + mean[i];
+                assert!(
+                    (action[i] - want).abs() < 1e-3,
+                    "joint {i}: {} for {want}",
+                    action[i]
+                );
+            }
+        }
+        // The same weights read as absolute give the mean wherever the arm is.
+        for action in act(ActionFrame::Absolute, &state) {
+            for i in 0..6 {
+                assert!(
+                    (action[i] - mean[i]).abs() < 1e-3,
+                    "joint {i}: {} for {}",
+                    action[i],
+                    mean[i]
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }
