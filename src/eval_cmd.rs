@@ -67,6 +67,11 @@ pub struct EvalArgs {
     /// instead of possibly switching at every chunk).
     #[arg(long, value_enum, default_value_t = NoiseMode::Chunk)]
     pub noise: NoiseMode,
+    /// Actions at the start of each new chunk held to what the previous
+    /// chunk planned for those steps, the flow drawing the rest to follow
+    /// on from them (0: off; flow head only).
+    #[arg(long, default_value_t = 0)]
+    pub inpaint: usize,
     /// Only scenes with two spills and an instruction naming one of them
     /// (the language test: is the named spill the one wiped?).
     #[arg(long)]
@@ -212,6 +217,8 @@ pub struct Summary {
     pub blend: usize,
     /// When the flow's noise was drawn (`--noise`).
     pub noise: NoiseMode,
+    /// Planned actions each new chunk continued (`--inpaint`).
+    pub inpaint: usize,
     /// With the monitor: what it caught.
     pub monitor: Option<MonitorSummary>,
 }
@@ -638,18 +645,32 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     task: &tasks[j],
                 })
                 .collect();
-            let proposed = match args.noise {
-                NoiseMode::Chunk => agent.act(&inputs, args.samples)?,
-                NoiseMode::Episode => {
-                    let noise: Vec<f32> = due
-                        .iter()
-                        .filter_map(|&i| slots[i].as_ref().and_then(|r| r.noise.as_deref()))
-                        .flatten()
-                        .copied()
-                        .collect();
-                    agent.act_from(&inputs, args.samples, &noise)?
-                }
+            let noise: Vec<f32> = match args.noise {
+                NoiseMode::Chunk => agent.draw_noise(due.len() * args.samples),
+                NoiseMode::Episode => due
+                    .iter()
+                    .filter_map(|&i| slots[i].as_ref().and_then(|r| r.noise.as_deref()))
+                    .flatten()
+                    .copied()
+                    .collect(),
             };
+            // With --inpaint, each new chunk starts with what the last one planned.
+            let planned: Vec<&[Vec<f32>]> = due
+                .iter()
+                .map(|&i| {
+                    match slots[i]
+                        .as_ref()
+                        .and_then(|r| r.chunk.as_ref().map(|c| (c, r.index)))
+                    {
+                        Some((chunk, index)) if args.inpaint > 0 => {
+                            let from = index.min(chunk.len());
+                            &chunk[from..(from + args.inpaint).min(chunk.len())]
+                        }
+                        _ => &[],
+                    }
+                })
+                .collect();
+            let proposed = agent.act_continuing(&inputs, args.samples, &noise, &planned)?;
             // With several proposals, the world model picks the best.
             let best: Vec<usize> = match &world_model {
                 Some(wm) if args.samples > 1 => {
@@ -804,6 +825,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         replan: args.replan,
         blend: args.blend,
         noise: args.noise,
+        inpaint: args.inpaint,
         monitor: calibration.is_some().then(|| monitor_summary(&episodes)),
     };
     if let Some(path) = &args.json {

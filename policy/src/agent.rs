@@ -117,6 +117,23 @@ impl Agent {
         k: usize,
         noise: &[f32],
     ) -> Result<Vec<Vec<Chunk>>, TrainError> {
+        self.act_continuing(inputs, k, noise, &[])
+    }
+
+    /// As [`Agent::act_from`], each new chunk continuing what the previous
+    /// one planned: `planned[i]` holds the actions (dataset units) already
+    /// decided for observation i's next steps, which its chunks start with
+    /// exactly while the flow draws the rest to follow on from them
+    /// (inpainting; see [`Policy::sample_guided`]). An empty `planned`, or
+    /// an empty entry, constrains nothing; entries beyond the horizon are
+    /// ignored. The L1 head ignores it.
+    pub fn act_continuing(
+        &mut self,
+        inputs: &[Input],
+        k: usize,
+        noise: &[f32],
+        planned: &[&[Vec<f32>]],
+    ) -> Result<Vec<Vec<Chunk>>, TrainError> {
         let config = &self.run.policy;
         let (b, size, cameras) = (inputs.len(), config.image_size, self.run.cameras.len());
         let k = k.max(1);
@@ -176,14 +193,43 @@ impl Agent {
             )));
         }
         let noise = Tensor::from_slice(noise, (b * k, config.horizon, config.action_dim), device)?;
-        let chunks = self.policy.sample_from(&memory, &noise)?;
-        let values = chunks.flatten_all()?.to_vec1::<f32>()?;
-        let per_chunk = config.horizon * config.action_dim;
         // A relative policy's actions are offsets from the state it saw.
         let origin = |input: &Input| match config.actions {
             ActionFrame::Absolute => vec![0.0; config.action_dim],
             ActionFrame::Relative => input.state.to_vec(),
         };
+        let (h, a) = (config.horizon, config.action_dim);
+        let known = if planned.iter().any(|p| !p.is_empty()) {
+            let (mut actions, mut mask) = (vec![0f32; b * k * h * a], vec![0f32; b * k * h]);
+            for (i, (input, steps)) in inputs.iter().zip(planned).enumerate() {
+                let origin = origin(input);
+                for (j, action) in steps.iter().take(h).enumerate() {
+                    if action.len() != a {
+                        return Err(TrainError::Mismatch(format!(
+                            "a planned action of {} values; the policy's have {a}",
+                            action.len()
+                        )));
+                    }
+                    let offset: Vec<f32> = action.iter().zip(&origin).map(|(v, o)| v - o).collect();
+                    let normalized = self.run.action.normalize(&offset);
+                    for row in i * k..(i + 1) * k {
+                        actions[(row * h + j) * a..(row * h + j + 1) * a].copy_from_slice(&normalized);
+                        mask[row * h + j] = 1.0;
+                    }
+                }
+            }
+            Some((
+                Tensor::from_vec(actions, (b * k, h, a), device)?,
+                Tensor::from_vec(mask, (b * k, h, 1), device)?,
+            ))
+        } else {
+            None
+        };
+        let chunks = self
+            .policy
+            .sample_guided(&memory, &noise, known.as_ref().map(|(x, m)| (x, m)))?;
+        let values = chunks.flatten_all()?.to_vec1::<f32>()?;
+        let per_chunk = config.horizon * config.action_dim;
         Ok(values
             .chunks_exact(k * per_chunk)
             .zip(inputs)

@@ -286,6 +286,33 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
                 );
             }
         }
+        // Planned actions are kept exactly; the rest is drawn as before.
+        let planned = vec![
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0],
+        ];
+        let mut agent = Agent::load(&run, &Device::Cpu, 1).expect("load");
+        let noise = vec![0.0; agent.noise_len()];
+        let input = Input {
+            images: &images,
+            state: &state,
+            task: "wipe up the ink",
+        };
+        let continued = agent
+            .act_continuing(&[input], 1, &noise, &[&planned])
+            .expect("act")
+            .remove(0)
+            .remove(0);
+        for (j, action) in continued.iter().enumerate() {
+            for i in 0..6 {
+                let want = planned.get(j).map_or(state[i] + mean[i], |p| p[i]);
+                assert!(
+                    (action[i] - want).abs() < 1e-3,
+                    "step {j} joint {i}: {} for {want}",
+                    action[i]
+                );
+            }
+        }
         // The same weights read as absolute give the mean wherever the arm is.
         for action in act(ActionFrame::Absolute, &state) {
             for i in 0..6 {
