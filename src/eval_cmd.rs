@@ -72,6 +72,10 @@ pub struct EvalArgs {
     /// on from them (0: off; flow head only).
     #[arg(long, default_value_t = 0)]
     pub inpaint: usize,
+    /// Smooth every chunk with a centred moving average of this many
+    /// actions (0: as drawn).
+    #[arg(long, default_value_t = 0)]
+    pub smooth: usize,
     /// Only scenes with two spills and an instruction naming one of them
     /// (the language test: is the named spill the one wiped?).
     #[arg(long)]
@@ -219,6 +223,8 @@ pub struct Summary {
     pub noise: NoiseMode,
     /// Planned actions each new chunk continued (`--inpaint`).
     pub inpaint: usize,
+    /// Moving-average window over each chunk (`--smooth`).
+    pub smooth: usize,
     /// With the monitor: what it caught.
     pub monitor: Option<MonitorSummary>,
 }
@@ -395,6 +401,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     let device = args.device.device()?;
     let mut agent = Agent::load(&args.policy, &device, args.seed)
         .with_context(|| format!("loading the policy from {}", args.policy.display()))?;
+    agent.set_smoothing(args.smooth);
     let run = agent.run_config().clone();
     if run.policy.state_dim != 6 || run.policy.action_dim != 6 {
         bail!("the policy is not for the SO-100's six joints");
@@ -826,6 +833,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         blend: args.blend,
         noise: args.noise,
         inpaint: args.inpaint,
+        smooth: args.smooth,
         monitor: calibration.is_some().then(|| monitor_summary(&episodes)),
     };
     if let Some(path) = &args.json {

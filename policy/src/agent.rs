@@ -36,6 +36,7 @@ pub struct Agent {
     policy: Policy,
     device: Device,
     rng: StdRng,
+    smoothing: usize,
     tokenizer: Tokenizer,
 }
 
@@ -78,7 +79,16 @@ impl Agent {
             policy,
             device: device.clone(),
             rng: StdRng::seed_from_u64(seed),
+            smoothing: 0,
         })
+    }
+
+    /// Smooths every chunk with a centred moving average of `window`
+    /// actions (0 or 1: as drawn). The action expert decodes a chunk in
+    /// tokens of several actions each, and a scarcely trained one leaves a
+    /// step at every token's edge; the average takes the steps out.
+    pub fn set_smoothing(&mut self, window: usize) {
+        self.smoothing = window;
     }
 
     /// The run's configuration (model shape, normalisation, cameras, tasks, fps).
@@ -243,10 +253,50 @@ impl Agent {
                             .denormalize(chunk)
                             .chunks_exact(config.action_dim)
                             .map(|action| action.iter().zip(&origin).map(|(a, o)| a + o).collect())
-                            .collect()
+                            .collect::<Chunk>()
                     })
+                    .map(|chunk| smooth(&chunk, self.smoothing))
                     .collect()
             })
             .collect())
+    }
+}
+
+/// `chunk` averaged over a centred window of `window` actions (shorter at
+/// the ends, so the first and last actions stay near their own values).
+pub fn smooth(chunk: &[Vec<f32>], window: usize) -> Chunk {
+    if window <= 1 {
+        return chunk.to_vec();
+    }
+    let half = window / 2;
+    (0..chunk.len())
+        .map(|t| {
+            let reach = half.min(t).min(chunk.len() - 1 - t);
+            let rows = &chunk[t - reach..=t + reach];
+            let mut mean = vec![0f32; chunk[t].len()];
+            for row in rows {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += v / rows.len() as f32;
+                }
+            }
+            mean
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smooth;
+
+    #[test]
+    fn smoothing_takes_out_steps_and_keeps_ramps_and_ends() {
+        // A ramp is its own centred average; the ends keep their values.
+        let ramp: Vec<Vec<f32>> = (0..10).map(|v| vec![v as f32]).collect();
+        assert_eq!(smooth(&ramp, 5), ramp);
+        // A step of 5 between two 5-action tokens becomes a slope.
+        let step: Vec<Vec<f32>> = (0..10).map(|v| vec![if v < 5 { 0.0 } else { 5.0 }]).collect();
+        let smoothed: Vec<f32> = smooth(&step, 5).iter().map(|a| a[0]).collect();
+        assert_eq!(smoothed, vec![0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0]);
+        assert_eq!(smooth(&step, 1), step);
     }
 }
