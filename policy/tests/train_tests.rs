@@ -8,14 +8,19 @@ use sponge_policy::agent::{Agent, Input};
 use sponge_policy::plot::{TRAIN_COLOUR, VALIDATION_COLOUR};
 use sponge_policy::train::{Ema, LogLine, TrainConfig, train};
 
-#[test]
-fn the_flow_loss_falls_and_the_run_is_written() {
-    let root = std::env::temp_dir().join(format!("sponge-train-{}", std::process::id()));
+/// A fresh scratch folder and, in it, a synthetic 32×32 dataset of
+/// `episodes` episodes of `frames` frames.
+fn small_dataset(name: &str, episodes: usize, frames: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = std::env::temp_dir().join(format!("sponge-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let dataset = root.join("dataset");
-    write_small_dataset(&dataset, 32, &[(40, "wipe up the ink"); 4]).expect("dataset");
+    write_small_dataset(&dataset, 32, &vec![(frames, "wipe up the ink"); episodes]).expect("dataset");
+    (root, dataset)
+}
 
-    let policy = PolicyConfig {
+/// A policy small enough to train in seconds.
+fn tiny_policy() -> PolicyConfig {
+    PolicyConfig {
         d_model: 32,
         heads: 2,
         trunk_layers: 1,
@@ -25,7 +30,13 @@ fn the_flow_loss_falls_and_the_run_is_written() {
         actions_per_token: 2,
         flow_steps: 2,
         ..PolicyConfig::default()
-    };
+    }
+}
+
+#[test]
+fn the_flow_loss_falls_and_the_run_is_written() {
+    let (root, dataset) = small_dataset("train", 4, 40);
+    let policy = tiny_policy();
     let config = TrainConfig {
         steps: 60,
         batch: 8,
@@ -205,21 +216,10 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
     use sponge_policy::ActionFrame;
     use sponge_policy::train::RunConfig;
 
-    let root = std::env::temp_dir().join(format!("sponge-relative-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let dataset = root.join("dataset");
-    write_small_dataset(&dataset, 32, &[(30, "wipe up the ink"); 2]).expect("dataset");
+    let (root, dataset) = small_dataset("relative", 2, 30);
     let policy = PolicyConfig {
-        d_model: 32,
-        heads: 2,
-        trunk_layers: 1,
-        expert_layers: 1,
-        max_text_tokens: 16,
-        horizon: 8,
-        actions_per_token: 2,
-        flow_steps: 2,
         actions: ActionFrame::Relative,
-        ..PolicyConfig::default()
+        ..tiny_policy()
     };
     let config = TrainConfig {
         steps: 2,
