@@ -303,6 +303,9 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
             .expect("act")
             .remove(0)
             .remove(0);
+        let short = [vec![1.0, 2.0, 3.0]];
+        let refused = agent.act_continuing(&[input], 1, &noise, &[&short]);
+        assert!(refused.is_err_and(|e| e.to_string().contains("planned action of 3 values")));
         for (j, action) in continued.iter().enumerate() {
             for i in 0..6 {
                 let want = planned.get(j).map_or(state[i] + mean[i], |p| p[i]);
