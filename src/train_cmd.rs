@@ -69,6 +69,13 @@ pub struct TrainArgs {
     /// drawn for; the policy adds the state back when it acts).
     #[arg(long, default_value = "absolute")]
     actions: sponge_policy::ActionFrame,
+    /// Actions per chunk (at the dataset's rate: 50 is 1.7 s at 30 Hz).
+    #[arg(long, default_value_t = PolicyConfig::default().horizon)]
+    horizon: usize,
+    /// Consecutive actions the action expert handles as one token (divides
+    /// --horizon; fewer means more tokens, finer detail, slower sampling).
+    #[arg(long, default_value_t = PolicyConfig::default().actions_per_token)]
+    actions_per_token: usize,
     /// A pretrained ResNet (a local folder in the Hugging Face layout:
     /// config.json and model.safetensors, e.g. a download of
     /// microsoft/resnet-18) as the image encoder instead of the small one
@@ -104,7 +111,9 @@ pub struct TrainArgs {
     /// the noisy end, as π0 does).
     #[arg(long, default_value = "uniform")]
     flow_times: sponge_policy::train::FlowTimes,
-    /// Go on training the run in --out from its last checkpoint, up to --steps in all.
+    /// Go on training the run in --out from its last checkpoint, up to
+    /// --steps in all; the run keeps its own model (--horizon, --head,
+    /// --actions and the encoders are taken from its config.json).
     #[arg(long)]
     resume: bool,
 }
@@ -171,20 +180,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(dir) => sponge_policy::bert::Text::bert(dir, args.freeze_text).map_err(anyhow::Error::msg)?,
         None => sponge_policy::bert::Text::Scratch,
     };
-    let last = train_with_progress(
-        &args.dataset,
-        &args.out,
-        &PolicyConfig {
-            head: args.head,
-            vision,
-            text,
-            actions: args.actions,
-            ..PolicyConfig::default()
-        },
-        &config,
-        &device,
-        args.resume,
-    )?;
+    let policy = PolicyConfig {
+        head: args.head,
+        vision,
+        text,
+        actions: args.actions,
+        horizon: args.horizon,
+        actions_per_token: args.actions_per_token,
+        ..PolicyConfig::default()
+    };
+    if !args.resume {
+        policy.validate().map_err(anyhow::Error::msg)?;
+    }
+    let last = train_with_progress(&args.dataset, &args.out, &policy, &config, &device, args.resume)?;
     println!(
         "{}; run in {}",
         trained(

@@ -108,6 +108,59 @@ fn train_then_eval_in_the_twin_writes_figures_and_a_gif() {
 }
 
 #[test]
+fn a_short_horizon_run_keeps_its_shape_and_eval_checks_the_replan_against_it() {
+    let dir = scratch("horizon");
+    let dataset = dir.join("dataset");
+    sponge_datasets::synth::write_small_dataset(&dataset, 32, &[(30, "wipe up the ink"); 2])
+        .expect("dataset");
+    let run = dir.join("run");
+    let run = run.to_str().expect("utf-8");
+    let output = sponge(&[
+        "train",
+        "--dataset",
+        dataset.to_str().expect("utf-8"),
+        "--out",
+        run,
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--horizon",
+        "10",
+        "--actions-per-token",
+        "2",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).expect("config.json"))
+            .expect("valid json");
+    assert_eq!(config["policy"]["horizon"], 10);
+    assert_eq!(config["policy"]["actions_per_token"], 2);
+
+    // Replanning after more actions than a chunk holds is refused by name.
+    let eval = |replan: &str| {
+        sponge(&[
+            "eval",
+            "--policy",
+            run,
+            "--episodes",
+            "1",
+            "--replan",
+            replan,
+            "--blend",
+            "2",
+        ])
+    };
+    let refused = eval("12");
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("(10 actions)"), "{}", text(&refused));
+    let output = eval("5");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("success: "), "{}", text(&output));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_folder_that_is_no_run_is_refused_by_name() {
     let dir = scratch("missing");
     let output = sponge(&[
@@ -130,26 +183,34 @@ fn a_folder_that_is_no_run_is_refused_by_name() {
 fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
     let dir = scratch("flow");
     let out = dir.join("run");
-    for (flag, value, named) in [
-        ("--ema-decay", "1.5", "--ema-decay 1.5"),
-        ("--flow-samples", "0", "--flow-samples 0"),
-        ("--flow-samples", "65", "--flow-samples 65"),
-        ("--flow-samples", "two", "--flow-samples two"),
-        ("--flow-times", "gauss", "uniform or beta"),
-        ("--actions", "sideways", "absolute or relative"),
-    ] {
-        let output = sponge(&[
+    let refused: [(&[&str], &str); 9] = [
+        (&["--ema-decay", "1.5"], "--ema-decay 1.5"),
+        (&["--flow-samples", "0"], "--flow-samples 0"),
+        (&["--flow-samples", "65"], "--flow-samples 65"),
+        (&["--flow-samples", "two"], "--flow-samples two"),
+        (&["--flow-times", "gauss"], "uniform or beta"),
+        (&["--actions", "sideways"], "absolute or relative"),
+        (
+            &["--horizon", "16", "--actions-per-token", "3"],
+            "horizon 16 is not a multiple of actions_per_token 3",
+        ),
+        (&["--actions-per-token", "0"], "actions_per_token 0"),
+        (&["--horizon", "0"], "horizon 0"),
+    ];
+    let no_dataset = dir.join("no-dataset");
+    for (flags, named) in refused {
+        let mut args = vec![
             "train",
             "--dataset",
-            dir.join("no-dataset").to_str().expect("utf-8"),
+            no_dataset.to_str().expect("utf-8"),
             "--out",
             out.to_str().expect("utf-8"),
-            flag,
-            value,
-        ]);
-        assert!(!output.status.success(), "{flag} {value} was accepted");
+        ];
+        args.extend_from_slice(flags);
+        let output = sponge(&args);
+        assert!(!output.status.success(), "{flags:?} was accepted");
         let message = text(&output);
-        assert!(message.contains(named), "{flag} {value}: {message}");
+        assert!(message.contains(named), "{flags:?}: {message}");
         assert!(!out.exists(), "a refused run wrote {}", out.display());
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -90,6 +90,9 @@ impl PolicyConfig {
         if !self.d_model.is_multiple_of(2) {
             return Err(format!("d_model {} is odd", self.d_model));
         }
+        if self.horizon == 0 {
+            return Err("horizon 0: a chunk needs at least one action".into());
+        }
         if self.actions_per_token == 0 || !self.horizon.is_multiple_of(self.actions_per_token) {
             return Err(format!(
                 "horizon {} is not a multiple of actions_per_token {}",
