@@ -101,6 +101,7 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    give_graphics_a_runtime_dir();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
@@ -152,3 +153,40 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// Gives the process a private `XDG_RUNTIME_DIR` when it has none (a
+/// container, a cron job, `ssh` without a login session). The Vulkan loader
+/// probes Wayland when it starts, and libwayland prints "error:
+/// XDG_RUNTIME_DIR is invalid or not set" for every probe: harmless to the
+/// headless renderer, but it reads as a failure of every twin command. A
+/// folder of our own, private to this user, lets the probe find no
+/// display quietly.
+#[cfg(target_os = "linux")]
+#[expect(
+    unsafe_code,
+    reason = "setting the environment is unsafe once threads exist; it runs first in main"
+)]
+fn give_graphics_a_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let usable = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .is_some_and(|dir| dir.is_absolute() && dir.is_dir());
+    if usable {
+        return;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("sponge-runtime-{uid}"));
+    let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let private = std::fs::symlink_metadata(&dir).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0
+    });
+    if (made.is_ok() || dir.is_dir()) && private {
+        // SAFETY: called first thing in main, before any other thread starts.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn give_graphics_a_runtime_dir() {}

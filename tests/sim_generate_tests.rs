@@ -142,3 +142,23 @@ fn bad_settings_are_refused_with_a_clear_error() {
     assert!(text(&exists).contains("already exists"), "{}", text(&exists));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn rendering_without_a_session_runtime_folder_prints_no_error() {
+    let dir = scratch("frame");
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let prefix = dir.join("seed");
+    let output = std::process::Command::new(common::SPONGE)
+        .args(["sim", "frame", "--seed", "5", "--image-size", "32", "--out"])
+        .arg(&prefix)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("sponge runs");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(dir.join("seed-front.png").is_file(), "{}", text(&output));
+    let said = text(&output);
+    assert!(!said.contains("XDG_RUNTIME_DIR"), "{said}");
+    assert!(!said.contains("error"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
