@@ -196,6 +196,7 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
                     "action": read.action,
                     "next.reward": read.reward,
                     "next.done": read.done,
+                    "observation.environment_state": read.environment_state,
                     "image_means": image_means,
                 });
                 println!("{}", serde_json::to_string(&value)?);

@@ -740,6 +740,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 },
             )
             .collect();
+        // The scene as the observations saw it, before the step (for --record).
+        let scenes: Vec<[f32; 4]> = batch
+            .envs()
+            .iter()
+            .map(|env| env.environment_state(env.next_target()))
+            .collect();
         let steps = batch.step(&actions)?;
         for (i, step) in steps.into_iter().enumerate() {
             let Some(running) = slots[i].as_mut() else {
@@ -775,6 +781,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     images: seen.images,
                     reward: step.reward as f32,
                     done: step.done,
+                    environment_state: scenes[i],
                 });
             }
             if step.done {

@@ -162,6 +162,9 @@ pub(crate) struct Frame {
     pub images: Vec<Vec<u8>>,
     pub reward: f32,
     pub done: bool,
+    /// What the twin knew of the scene when the frame was seen
+    /// (`observation.environment_state`).
+    pub environment_state: [f32; 4],
 }
 
 /// The layout of the twin's datasets: the SO-100's joints, reward and done,
@@ -169,6 +172,10 @@ pub(crate) struct Frame {
 pub(crate) fn twin_spec(fps: u32, image_size: u32, wrist: bool) -> DatasetSpec {
     let mut spec = DatasetSpec::so100(fps);
     spec.reward_done = true;
+    spec.environment_state = sponge_sim::env::ENVIRONMENT_STATE_NAMES
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
     let cameras: &[&str] = if wrist { &["front", "wrist"] } else { &["front"] };
     spec.cameras = cameras
         .iter()
@@ -192,6 +199,7 @@ pub(crate) fn write_episode(writer: &mut DatasetWriter, task: &str, frames: &[Fr
             images: &views,
             reward: f.reward,
             done: f.done,
+            environment_state: &f.environment_state,
         })?;
     }
     writer.finish_episode()?;
@@ -357,8 +365,17 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                     None => (*env.arm().goal(), *env.arm().goal()),
                 })
                 .unzip();
+            // The scene as the observations saw it, before the step.
+            let scenes: Vec<[f32; 4]> = slots
+                .iter()
+                .zip(batch.envs())
+                .map(|(slot, env)| {
+                    slot.as_ref()
+                        .map_or([0.0; 4], |run| env.environment_state(run.expert.target(env)))
+                })
+                .collect();
             let steps = batch.step(&actions)?;
-            for ((slot, step), action) in slots.iter_mut().zip(steps).zip(&recorded) {
+            for (((slot, step), action), scene) in slots.iter_mut().zip(steps).zip(&recorded).zip(scenes) {
                 let Some(run) = slot else { continue };
                 let observation = std::mem::replace(&mut run.observation, step.observation);
                 run.frames.push(Frame {
@@ -367,6 +384,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                     images: observation.images,
                     reward: step.reward as f32,
                     done: step.done,
+                    environment_state: scene,
                 });
                 if step.done {
                     let success = step.info.success;

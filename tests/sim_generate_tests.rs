@@ -64,9 +64,42 @@ fn same_command_writes_the_same_valid_dataset() {
         "observation.images.wrist",
         "next.reward",
         "next.done",
+        "observation.environment_state",
     ] {
         assert!(info.contains(feature), "{feature} missing from:\n{info}");
     }
+    // What the twin knew of the scene, frame by frame: where the dirt left
+    // of the spill being wiped is, how much of it is left, the force.
+    let show = sponge(&[
+        "dataset",
+        "show",
+        a.to_str().expect("utf-8"),
+        "--episode",
+        "0",
+        "--json",
+    ]);
+    assert!(show.status.success(), "{}", text(&show));
+    let episode: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let states = episode["observation.state"].as_array().expect("states").len();
+    let scene: Vec<Vec<f64>> = serde_json::from_value(episode["observation.environment_state"].clone())
+        .expect("environment state rows");
+    assert_eq!(scene.len(), states);
+    for row in &scene {
+        assert_eq!(row.len(), 4, "{row:?}");
+        assert!(
+            row[0].abs() < 0.6 && row[1].abs() < 0.6,
+            "target off the table: {row:?}"
+        );
+        assert!((0.0..=1.0).contains(&row[2]), "dirt left {row:?}");
+        assert!(row[3] >= 0.0, "force {row:?}");
+    }
+    assert!(scene[0][2] > 0.9, "the spill starts dirty: {:?}", scene[0]);
+    let least = scene.iter().map(|r| r[2]).fold(f64::MAX, f64::min);
+    assert!(
+        least < 0.1,
+        "the expert's episode never wiped its target: {least}"
+    );
+    assert!(scene.iter().any(|r| r[3] > 1.0), "the sponge never pressed");
 
     let (fa, fb) = (files(&a), files(&b));
     assert_eq!(fa, fb);

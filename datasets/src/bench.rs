@@ -51,6 +51,7 @@ pub fn write_throughput(root: &Path, case: WriteCase) -> Result<f64> {
                 images: &views,
                 reward: 0.0,
                 done: false,
+                environment_state: &[],
             })?;
         }
         writer.finish_episode()?;

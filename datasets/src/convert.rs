@@ -117,6 +117,7 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
         cameras: cameras.iter().map(|(_, _, c)| c.clone()).collect(),
         storage,
         reward_done: features.contains_key("next.reward"),
+        environment_state: Vec::new(),
         codec: None,
     };
 
@@ -225,6 +226,7 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
                 images: &images,
                 reward: reward.get(f).map_or(0.0, |r| *r as f32),
                 done: done_flags.get(f).copied().unwrap_or(false),
+                environment_state: &[],
             })?;
         }
         writer.finish_episode()?;

@@ -74,6 +74,9 @@ pub struct Batch {
     /// reward repeats beyond the episode's end); empty when the dataset has
     /// no rewards.
     pub reward: Vec<f32>,
+    /// `observation.environment_state` at each observation,
+    /// `[B, observations, entries]`; empty when the dataset has none.
+    pub environment_state: Vec<f32>,
     /// Per camera feature: `[B, observations, 3, height, width]`, values in [0, 1].
     pub images: BTreeMap<String, Vec<f32>>,
     /// Task index of each sample: `[B]`.
@@ -339,6 +342,7 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
         action: Vec::with_capacity(size * config.action_horizon * dims),
         action_is_pad: Vec::with_capacity(size * config.action_horizon),
         reward: Vec::new(),
+        environment_state: Vec::new(),
         images: BTreeMap::new(),
         task_index: Vec::with_capacity(size),
         source: Vec::with_capacity(size),
@@ -358,6 +362,9 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
             let j = wanted.clamp(0, last as i64) as usize;
             batch.state_is_pad.push(wanted != j as i64);
             batch.state.extend_from_slice(&episode.state[j]);
+            if let Some(rows) = &episode.environment_state {
+                batch.environment_state.extend_from_slice(&rows[j]);
+            }
             for ((_, frames), out) in episode.images.iter().zip(batch.images.values_mut()) {
                 push_chw(out, &frames[j]);
             }

@@ -20,10 +20,11 @@ pub fn merge(inputs: &[&Path], out: &Path, mut progress: impl FnMut(usize, usize
         let same = other.fps == spec.fps
             && other.joint_names == spec.joint_names
             && other.cameras == spec.cameras
-            && other.reward_done == spec.reward_done;
+            && other.reward_done == spec.reward_done
+            && other.environment_state == spec.environment_state;
         if !same {
             return Err(Error::Usage(format!(
-                "{} does not match {}: fps {} vs {}, joints {:?} vs {:?}, cameras {:?} vs {:?}",
+                "{} does not match {}: fps {} vs {}, joints {:?} vs {:?}, cameras {:?} vs {:?}, environment state {:?} vs {:?}",
                 path.display(),
                 inputs[0].display(),
                 other.fps,
@@ -38,7 +39,9 @@ pub fn merge(inputs: &[&Path], out: &Path, mut progress: impl FnMut(usize, usize
                 spec.cameras
                     .iter()
                     .map(|c| (&c.name, c.width, c.height))
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>(),
+                other.environment_state,
+                spec.environment_state
             )));
         }
     }
@@ -83,6 +86,11 @@ pub fn copy_episode(
             images: &images,
             reward: episode.reward.as_ref().map_or(0.0, |r| r[f]),
             done: episode.done.as_ref().is_some_and(|d| d[f]),
+            environment_state: episode
+                .environment_state
+                .as_ref()
+                .and_then(|rows| rows.get(f))
+                .map_or(&[], Vec::as_slice),
         })?;
     }
     writer.finish_episode()?;

@@ -14,6 +14,7 @@ use crate::layout::{self, FileId};
 use crate::meta::{self, EpisodeMeta};
 use crate::table::{self, column};
 use crate::video;
+use crate::writer::ENVIRONMENT_STATE;
 use crate::{Error, Result};
 
 /// One episode, read whole.
@@ -35,6 +36,8 @@ pub struct Episode {
     pub reward: Option<Vec<f32>>,
     /// Per frame: `next.done`, if the dataset has it.
     pub done: Option<Vec<bool>>,
+    /// Per frame: `observation.environment_state`, if the dataset has it.
+    pub environment_state: Option<Vec<Vec<f32>>>,
     /// Per camera feature: RGB8 frames.
     pub images: BTreeMap<String, Vec<Vec<u8>>>,
 }
@@ -140,6 +143,7 @@ impl Dataset {
             action: Vec::new(),
             reward: None,
             done: None,
+            environment_state: None,
             images: BTreeMap::new(),
         };
         for batch in batches.iter() {
@@ -161,6 +165,12 @@ impl Dataset {
             };
             episode.state.extend(take_vectors("observation.state")?);
             episode.action.extend(take_vectors("action")?);
+            if batch.column_by_name(ENVIRONMENT_STATE).is_some() {
+                episode
+                    .environment_state
+                    .get_or_insert_with(Vec::new)
+                    .extend(take_vectors(ENVIRONMENT_STATE)?);
+            }
             let timestamps = table::f64_values(column(batch, "timestamp", &path)?, "timestamp", &path)?;
             episode
                 .timestamps

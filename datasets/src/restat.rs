@@ -44,11 +44,16 @@ pub fn recompute_stats(
                 (camera.clone(), sampled)
             })
             .collect();
+        let environment_state: Option<Vec<f32>> = episode
+            .environment_state
+            .as_ref()
+            .map(|rows| rows.iter().flatten().copied().collect());
         meta.stats = stats::episode_stats(&EpisodeColumns {
             dims,
             state: &state,
             action: &action,
             reward: episode.reward.as_deref(),
+            environment_state: environment_state.as_deref(),
             fps: dataset.info().fps,
             episode_index: meta.episode_index,
             from: meta.dataset_from_index,

@@ -223,6 +223,8 @@ pub struct EpisodeColumns<'a> {
     pub action: &'a [f32],
     /// Rewards, if the dataset has them.
     pub reward: Option<&'a [f32]>,
+    /// `observation.environment_state`, frame after frame, if the dataset has it.
+    pub environment_state: Option<&'a [f32]>,
     /// Frames per second.
     pub fps: u32,
     /// The episode's index.
@@ -291,6 +293,16 @@ pub fn episode_stats(episode: &EpisodeColumns<'_>) -> std::collections::BTreeMap
         "task_index".into(),
         FeatureStats::from_columns(&scalar(&|_| episode.task_index as f64)),
     );
+    if let Some(values) = episode.environment_state.filter(|_| n > 0) {
+        let width = values.len() / n;
+        let columns: Vec<Vec<f64>> = (0..width)
+            .map(|d| (0..n).map(|i| f64::from(values[i * width + d])).collect())
+            .collect();
+        stats.insert(
+            crate::writer::ENVIRONMENT_STATE.to_owned(),
+            FeatureStats::from_columns(&columns),
+        );
+    }
     if let Some(reward) = episode.reward {
         stats.insert(
             "next.reward".into(),

@@ -38,7 +38,10 @@ pub fn write_episode(writer: &mut DatasetWriter, episode: u64, frames: u64, task
         .map(|c| (c.width, c.height))
         .collect();
     writer.start_episode(task)?;
+    let entries = writer.spec().environment_state.len();
     for f in 0..frames {
+        // What a twin would know of the scene: here, how far along the episode is.
+        let scene = vec![f as f32 / frames as f32; entries];
         let state = joints(episode, f, dims);
         let action = joints(episode, f + 1, dims);
         let images: Vec<Vec<u8>> = cameras
@@ -53,6 +56,7 @@ pub fn write_episode(writer: &mut DatasetWriter, episode: u64, frames: u64, task
             images: &views,
             reward: f as f32 / frames as f32,
             done: f + 1 == frames,
+            environment_state: &scene,
         })?;
     }
     writer.finish_episode()?;

@@ -52,6 +52,9 @@ impl CameraSpec {
     }
 }
 
+/// The feature of what a simulator knows of the scene (LeRobot's name for it).
+pub const ENVIRONMENT_STATE: &str = "observation.environment_state";
+
 /// What a new dataset records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSpec {
@@ -67,6 +70,10 @@ pub struct DatasetSpec {
     pub storage: CameraStorage,
     /// Whether frames carry `next.reward` and `next.done`.
     pub reward_done: bool,
+    /// Names of the `observation.environment_state` entries (what a
+    /// simulator knows of the scene, e.g. where the named spill is); empty
+    /// when frames carry none.
+    pub environment_state: Vec<String>,
     /// Video codec; `None` chooses by frame size ([`video::choose_codec`]).
     pub codec: Option<Codec>,
 }
@@ -84,6 +91,7 @@ impl DatasetSpec {
             cameras: Vec::new(),
             storage: CameraStorage::Video,
             reward_done: false,
+            environment_state: Vec::new(),
             codec: None,
         }
     }
@@ -105,6 +113,17 @@ impl DatasetSpec {
             ("action".to_owned(), vector(self.joint_names.len())),
             ("observation.state".to_owned(), vector(self.joint_names.len())),
         ];
+        if !self.environment_state.is_empty() {
+            features.push((
+                ENVIRONMENT_STATE.to_owned(),
+                Feature {
+                    dtype: "float32".into(),
+                    shape: vec![self.environment_state.len()],
+                    names: json!(self.environment_state),
+                    info: None,
+                },
+            ));
+        }
         for camera in &self.cameras {
             let (dtype, info) = match (self.storage, codec) {
                 (CameraStorage::Video, Some(codec)) => (
@@ -157,6 +176,18 @@ impl DatasetSpec {
                 .map(|i| format!("a{i}"))
                 .collect(),
         };
+        let environment_state = match find(ENVIRONMENT_STATE) {
+            Some(feature) => match &feature.names {
+                serde_json::Value::Array(names) => names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect(),
+                _ => (0..feature.shape.first().copied().unwrap_or(0))
+                    .map(|i| format!("e{i}"))
+                    .collect(),
+            },
+            None => Vec::new(),
+        };
         let mut cameras = Vec::new();
         let mut storage = CameraStorage::Video;
         let mut codec = None;
@@ -189,6 +220,7 @@ impl DatasetSpec {
             cameras,
             storage,
             reward_done: find("next.reward").is_some(),
+            environment_state,
             codec,
         };
         Ok((spec, codec))
@@ -208,6 +240,8 @@ pub struct FrameInput<'a> {
     pub reward: f32,
     /// Whether the episode ends after this frame (datasets with `reward_done`).
     pub done: bool,
+    /// `observation.environment_state` (datasets that record it; empty otherwise).
+    pub environment_state: &'a [f32],
 }
 
 struct EpisodeBuffer {
@@ -218,6 +252,7 @@ struct EpisodeBuffer {
     action: Vec<f32>,
     reward: Vec<f32>,
     done: Vec<bool>,
+    environment_state: Vec<f32>,
     pngs: Vec<Vec<Vec<u8>>>,
     encoders: Vec<VideoEncoder>,
     staged_videos: Vec<PathBuf>,
@@ -255,6 +290,12 @@ fn data_schema(spec: &DatasetSpec) -> Arc<Schema> {
         table::f32_vector_field("action", dims),
         table::f32_vector_field("observation.state", dims),
     ];
+    if !spec.environment_state.is_empty() {
+        fields.push(table::f32_vector_field(
+            ENVIRONMENT_STATE,
+            spec.environment_state.len(),
+        ));
+    }
     if spec.storage == CameraStorage::Png {
         fields.extend(spec.cameras.iter().map(|c| table::image_field(&c.key())));
     }
@@ -421,6 +462,7 @@ impl DatasetWriter {
             action: Vec::new(),
             reward: Vec::new(),
             done: Vec::new(),
+            environment_state: Vec::new(),
             pngs: vec![Vec::new(); cameras],
             encoders: Vec::new(),
             staged_videos: Vec::new(),
@@ -462,6 +504,13 @@ impl DatasetWriter {
                 frame.action.len()
             )));
         }
+        if frame.environment_state.len() != self.spec.environment_state.len() {
+            return Err(Error::Usage(format!(
+                "frame has {} environment state values, the dataset has {}",
+                frame.environment_state.len(),
+                self.spec.environment_state.len()
+            )));
+        }
         if frame.images.len() != self.spec.cameras.len() {
             return Err(Error::Usage(format!(
                 "frame has {} images, the dataset has {} cameras",
@@ -495,6 +544,9 @@ impl DatasetWriter {
         episode.action.extend_from_slice(frame.action);
         episode.reward.push(frame.reward);
         episode.done.push(frame.done);
+        episode
+            .environment_state
+            .extend_from_slice(frame.environment_state);
         episode.frames += 1;
         Ok(())
     }
@@ -508,14 +560,20 @@ impl DatasetWriter {
     fn episode_batch(&self, episode: &EpisodeBuffer, index: u64, from: u64) -> Result<RecordBatch> {
         let dims = self.spec.joint_names.len() as i32;
         let n = episode.frames as usize;
-        let vector = |values: &[f32]| -> Result<ArrayRef> {
+        let vector = |values: &[f32], dims: i32| -> Result<ArrayRef> {
             let item = Arc::new(Field::new("item", DataType::Float32, true));
             let list =
                 FixedSizeListArray::try_new(item, dims, Arc::new(Float32Array::from(values.to_vec())), None)
                     .map_err(|e| Error::Usage(format!("vector column: {e}")))?;
             Ok(Arc::new(list))
         };
-        let mut columns: Vec<ArrayRef> = vec![vector(&episode.action)?, vector(&episode.state)?];
+        let mut columns: Vec<ArrayRef> = vec![vector(&episode.action, dims)?, vector(&episode.state, dims)?];
+        if !self.spec.environment_state.is_empty() {
+            columns.push(vector(
+                &episode.environment_state,
+                self.spec.environment_state.len() as i32,
+            )?);
+        }
         if self.spec.storage == CameraStorage::Png {
             for pngs in &episode.pngs {
                 let bytes = BinaryArray::from_iter_values(pngs.iter());
@@ -653,6 +711,8 @@ impl DatasetWriter {
                 state: &episode.state,
                 action: &episode.action,
                 reward: self.spec.reward_done.then_some(episode.reward.as_slice()),
+                environment_state: (!self.spec.environment_state.is_empty())
+                    .then_some(episode.environment_state.as_slice()),
                 fps: self.spec.fps,
                 episode_index: index,
                 from,

@@ -19,6 +19,7 @@ fn dataset(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     let mut spec = DatasetSpec::so100(30);
     spec.storage = CameraStorage::Png;
+    spec.environment_state = vec!["progress".into(), "progress again".into()];
     spec.cameras = vec![CameraSpec {
         name: "front".into(),
         width: 16,
@@ -61,6 +62,10 @@ fn samples_are_windows_of_the_recorded_episodes() {
                     "episode {episode} frame {frame} delta {delta}"
                 );
                 assert_eq!(batch.state_is_pad[s * 2 + o], wanted < 0);
+                // The synthetic scene's two entries: how far along the episode is.
+                let scene = &batch.environment_state[(s * 2 + o) * 2..(s * 2 + o + 1) * 2];
+                let progress = j as f32 / length as f32;
+                assert_eq!(scene, [progress, progress].as_slice());
                 let image = &batch.images["observation.images.front"]
                     [(s * 2 + o) * 3 * 128..(s * 2 + o + 1) * 3 * 128];
                 let expected = picture(16, 8, j, *episode * 10);

@@ -36,6 +36,11 @@ fn state(episode: usize, frame: usize) -> [f32; 6] {
     std::array::from_fn(|j| (episode * 100 + frame) as f32 * 0.25 + j as f32)
 }
 
+/// What the scene held at a frame (`observation.environment_state`).
+fn scene(episode: usize, frame: usize, length: usize) -> [f32; 3] {
+    [episode as f32 * 0.1, -0.05, 1.0 - frame as f32 / length as f32]
+}
+
 fn write(dir: &Path, storage: CameraStorage, lengths: &[usize]) -> DatasetSpec {
     write_with(dir, storage, None, lengths)
 }
@@ -45,6 +50,7 @@ fn write_with(dir: &Path, storage: CameraStorage, codec: Option<Codec>, lengths:
     spec.storage = storage;
     spec.codec = codec;
     spec.reward_done = true;
+    spec.environment_state = vec!["target.x_m".into(), "target.y_m".into(), "target.dirt".into()];
     spec.cameras = vec![CameraSpec {
         name: "front".into(),
         width: 96,
@@ -70,6 +76,7 @@ fn write_with(dir: &Path, storage: CameraStorage, codec: Option<Codec>, lengths:
                     images: &[&image],
                     reward: f as f32 / *length as f32,
                     done: f + 1 == *length,
+                    environment_state: &scene(e, f, *length),
                 })
                 .unwrap();
         }
@@ -100,6 +107,11 @@ fn check(dir: &Path, lengths: &[usize], min_psnr: f64) {
         for f in 0..*length {
             assert_eq!(episode.state[f], state(e, f).to_vec(), "episode {e} frame {f}");
             assert_eq!(episode.action[f], state(e, f).map(|v| v + 0.5).to_vec());
+            assert_eq!(
+                episode.environment_state.as_ref().map(|rows| rows[f].clone()),
+                Some(scene(e, f, *length).to_vec()),
+                "episode {e} frame {f}"
+            );
             assert!((episode.timestamps[f] - f as f32 / 30.0).abs() < 1e-6);
             let image = &episode.images["observation.images.front"][f];
             if min_psnr.is_infinite() {
@@ -176,6 +188,7 @@ fn resume_appends_to_the_same_files() {
                 images: &[&image],
                 reward: 0.0,
                 done: f == 3,
+                environment_state: &scene(2, f, 4),
             })
             .unwrap();
     }
@@ -216,6 +229,36 @@ fn wrong_frames_are_refused_and_nothing_is_saved() {
             images: &[&small],
             reward: 0.0,
             done: false,
+            environment_state: &[],
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("front") && err.to_string().contains("27648"),
+        "{err}"
+    );
+    let image = vec![0u8; 96 * 96 * 3];
+    let err = writer
+        .add_frame(&FrameInput {
+            state: &[0.0; 6],
+            action: &[0.0; 6],
+            images: &[&image],
+            reward: 0.0,
+            done: false,
+            environment_state: &[1.0, 2.0],
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("2 environment state values") && err.to_string().contains("has 0"),
+        "{err}"
+    );
+    let err = writer
+        .add_frame(&FrameInput {
+            state: &[0.0; 6],
+            action: &[0.0; 6],
+            images: &[&small],
+            reward: 0.0,
+            done: false,
+            environment_state: &[],
         })
         .unwrap_err();
     assert!(
@@ -264,6 +307,8 @@ fn merged_dataset_holds_both_in_order_and_validates() {
     assert_eq!(copied.state, source.state);
     assert_eq!(copied.action, source.action);
     assert_eq!(copied.images, source.images);
+    assert!(source.environment_state.is_some());
+    assert_eq!(copied.environment_state, source.environment_state);
     assert_eq!(copied.task, source.task);
     for dir in [a, b, out] {
         std::fs::remove_dir_all(dir).unwrap();
@@ -315,6 +360,7 @@ fn disk_full_is_a_clear_error_and_the_dataset_stays_valid() {
                     images: &[&image],
                     reward: 0.0,
                     done: false,
+                    environment_state: &[],
                 })
                 .unwrap();
         }

@@ -35,6 +35,7 @@ fn make(name: &str, storage: CameraStorage) -> PathBuf {
                     images: &[&image],
                     reward: 0.0,
                     done: false,
+                    environment_state: &[],
                 })
                 .unwrap();
         }

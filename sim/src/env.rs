@@ -14,6 +14,10 @@ use crate::physics::{ArmWorld, PHYSICS_DT_S, PhysicsParams};
 use crate::spill::{FORCE_LIMIT_N, wipe};
 use crate::task::Scene;
 
+/// Names of [`Env::environment_state`]'s entries, as datasets record them.
+pub const ENVIRONMENT_STATE_NAMES: [&str; 4] =
+    ["target.x_m", "target.y_m", "target.dirt_left", "contact.force_n"];
+
 /// How an environment runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvConfig {
@@ -390,6 +394,46 @@ impl Env {
     /// Sponge normal force at the last physics step, newtons.
     pub fn last_force_n(&self) -> f64 {
         self.last_force_n
+    }
+
+    /// What the twin knows of the scene that a camera only shows, for
+    /// datasets (`observation.environment_state`, entries named by
+    /// [`ENVIRONMENT_STATE_NAMES`]): where the dirt left of spill `target`
+    /// is (base frame, metres), the fraction of it left, and the sponge's
+    /// contact force.
+    pub fn environment_state(&self, target: usize) -> [f32; 4] {
+        let Some(spill) = self.scene.spills.get(target) else {
+            return [0.0, 0.0, 0.0, self.last_force_n as f32];
+        };
+        let [x, y] = spill.remaining_centre_m();
+        [
+            x as f32,
+            y as f32,
+            (1.0 - spill.fraction_cleaned()) as f32,
+            self.last_force_n as f32,
+        ]
+    }
+
+    /// The named spill to wipe next when nobody says otherwise: of those
+    /// not yet clean, the one nearest the sponge; the last named one when
+    /// all are.
+    pub fn next_target(&self) -> usize {
+        let face = self.arm.sponge_face().translation.vector;
+        let spills = &self.scene.spills;
+        self.scene
+            .targets
+            .iter()
+            .copied()
+            .filter(|&i| spills[i].fraction_cleaned() < crate::expert::DONE_FRACTION)
+            .min_by(|&a, &b| {
+                let distance = |i: usize| {
+                    let [x, y] = spills[i].remaining_centre_m();
+                    (x - face.x).hypot(y - face.y)
+                };
+                distance(a).total_cmp(&distance(b))
+            })
+            .or_else(|| self.scene.targets.last().copied())
+            .unwrap_or(0)
     }
 
     /// A random number source for the episode's own noise (the expert's),

@@ -27,7 +27,7 @@ use crate::spill::SpillKind;
 /// Height above the table for travelling between spills, metres.
 const HOVER_M: f64 = 0.04;
 /// The expert moves on from a spill cleaned this far.
-const DONE_FRACTION: f64 = 0.97;
+pub const DONE_FRACTION: f64 = 0.97;
 /// Cells with less dirt than this do not make a spill's extent.
 const DIRTY_CELL: f32 = 0.08;
 
@@ -189,6 +189,12 @@ impl Expert {
             }
         }
         self.solve_goal(env)
+    }
+
+    /// The named spill being wiped or travelled to (the last one once all
+    /// are wiped).
+    pub fn target(&self, env: &Env) -> usize {
+        self.queue.last().copied().unwrap_or_else(|| env.next_target())
     }
 
     /// Whether every named spill has been wiped and the sponge lifted.

@@ -258,6 +258,25 @@ impl Spill {
         (1.0 - self.remaining() / self.initial_total).clamp(0.0, 1.0)
     }
 
+    /// Base-frame centre of the dirt left (each cell weighted by its
+    /// dirt), metres; where the spill was when none is left.
+    pub fn remaining_centre_m(&self) -> [f64; 2] {
+        let (mut sum, mut x, mut y) = (0.0, 0.0, 0.0);
+        for (i, &d) in self.dirt.iter().enumerate() {
+            if d > 0.0 {
+                let [cx, cy] = cell_centre(i % GRID_NX, i / GRID_NX);
+                sum += f64::from(d);
+                x += f64::from(d) * cx;
+                y += f64::from(d) * cy;
+            }
+        }
+        if sum <= 1e-9 {
+            self.centre_m
+        } else {
+            [x / sum, y / sum]
+        }
+    }
+
     /// Cells holding more than `threshold` dirt, as (ix, iy).
     pub fn dirty_cells(&self, threshold: f32) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.dirt
@@ -340,5 +359,39 @@ pub fn wipe(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_centre_of_the_dirt_left_follows_what_is_wiped() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut spill = Spill::random(SpillKind::Coffee, [0.05, -0.1], &mut rng);
+        let start = spill.remaining_centre_m();
+        assert!(
+            (start[0] - spill.centre_m[0]).abs() < 1e-4,
+            "{start:?} {:?}",
+            spill.centre_m
+        );
+        assert!(
+            (start[1] - spill.centre_m[1]).abs() < 1e-4,
+            "{start:?} {:?}",
+            spill.centre_m
+        );
+        // Wipe the half left of the centre: what is left lies to its right.
+        for (i, d) in spill.dirt.iter_mut().enumerate() {
+            if cell_centre(i % GRID_NX, i / GRID_NX)[0] < start[0] {
+                *d = 0.0;
+            }
+        }
+        let right = spill.remaining_centre_m();
+        assert!(right[0] > start[0] + 0.002, "{right:?} against {start:?}");
+        // All gone: where the spill was.
+        spill.dirt.fill(0.0);
+        assert_eq!(spill.remaining_centre_m(), spill.centre_m);
     }
 }

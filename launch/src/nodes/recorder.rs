@@ -267,6 +267,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
                 images: &images,
                 reward: 0.0,
                 done: false,
+                environment_state: &[],
             })?;
             frames += 1;
             pace(&mut next, period);
