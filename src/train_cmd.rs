@@ -111,6 +111,13 @@ pub struct TrainArgs {
     /// the noisy end, as π0 does).
     #[arg(long, default_value = "uniform")]
     flow_times: sponge_policy::train::FlowTimes,
+    /// Weight of an auxiliary loss: the policy also predicts, from what it
+    /// sees, the dataset's observation.environment_state (in the twin's
+    /// datasets: where the dirt left of the named spill lies, how much is
+    /// left, the contact force), which teaches its encoders to find the
+    /// spill. 0 leaves it out. Inference never needs the environment state.
+    #[arg(long, default_value_t = 0.0, value_parser = crate::train_cmd::aux_weight)]
+    aux_weight: f64,
     /// Go on training the run in --out from its last checkpoint, up to
     /// --steps in all; the run keeps its own model (--horizon, --head,
     /// --actions and the encoders are taken from its config.json).
@@ -134,6 +141,14 @@ pub fn ema_decay(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(decay) if (0.0..1.0).contains(&decay) => Ok(decay),
         _ => Err(format!("--ema-decay {text} is not in [0, 1)")),
+    }
+}
+
+/// Parses `--aux-weight`: a finite weight of at least 0.
+pub fn aux_weight(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
+        _ => Err(format!("--aux-weight {text} is not a number of at least 0")),
     }
 }
 
@@ -162,6 +177,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ema_decay: args.ema_decay,
         flow_samples: args.flow_samples,
         flow_times: args.flow_times,
+        aux_weight: args.aux_weight,
         ..TrainConfig::default()
     };
     if !args.resume && args.out.join("model.safetensors").exists() {

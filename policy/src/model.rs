@@ -56,6 +56,11 @@ pub struct PolicyConfig {
     /// state the chunk was drawn for.
     #[serde(default)]
     pub actions: ActionFrame,
+    /// Entries of the dataset's `observation.environment_state` an
+    /// auxiliary head predicts from the trunk's state token during
+    /// training (0: no such head). Inference never uses it.
+    #[serde(default)]
+    pub aux_targets: usize,
 }
 
 impl PolicyConfig {
@@ -166,6 +171,7 @@ impl Default for PolicyConfig {
             vision: Vision::Scratch,
             text: Text::Scratch,
             actions: ActionFrame::Absolute,
+            aux_targets: 0,
         }
     }
 }
@@ -454,6 +460,8 @@ pub struct Policy {
     expert: Vec<ExpertBlock>,
     expert_norm: LayerNorm,
     action_out: Linear,
+    /// The auxiliary head (`aux_targets` > 0).
+    aux_out: Option<Linear>,
 }
 
 impl Policy {
@@ -510,6 +518,10 @@ impl Policy {
                 config.action_dim * config.actions_per_token,
                 vb.pp("action_out"),
             )?,
+            aux_out: match config.aux_targets {
+                0 => None,
+                n => Some(linear(d, n, vb.pp("aux_out"))?),
+            },
         })
     }
 
@@ -638,7 +650,45 @@ impl Policy {
         noise: &Tensor,
         t: &Tensor,
     ) -> Result<Tensor> {
-        let memory = self.memory(&self.encode(observation)?)?;
+        Ok(self.losses(observation, actions, noise, t, None)?.0)
+    }
+
+    /// [`Policy::flow_loss`] and, given `aux_target` (`[B, aux_targets]`,
+    /// normalised) and an auxiliary head, the mean squared error of the
+    /// head's prediction of it from the trunk's state token: both from one
+    /// encoding of the observation.
+    pub fn losses(
+        &self,
+        observation: &Observation,
+        actions: &Tensor,
+        noise: &Tensor,
+        t: &Tensor,
+        aux_target: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let context = self.encode(observation)?;
+        let aux = match (aux_target, &self.aux_out) {
+            (Some(target), Some(head)) => {
+                let tokens = context.dim(1)?;
+                // The state token, last of the trunk's, has attended to all the others.
+                let state_token = context.narrow(1, tokens - 1, 1)?.squeeze(1)?;
+                Some((head.forward(&state_token)? - target)?.sqr()?.mean_all()?)
+            }
+            (Some(_), None) => {
+                candle_core::bail!("an auxiliary target for a policy without an auxiliary head")
+            }
+            (None, _) => None,
+        };
+        Ok((self.flow_loss_from(&context, actions, noise, t)?, aux))
+    }
+
+    fn flow_loss_from(
+        &self,
+        context: &Tensor,
+        actions: &Tensor,
+        noise: &Tensor,
+        t: &Tensor,
+    ) -> Result<Tensor> {
+        let memory = self.memory(context)?;
         match self.config.head {
             Head::Flow => {
                 let (b, rows) = (actions.dim(0)?, noise.dim(0)?);

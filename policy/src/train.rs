@@ -174,6 +174,11 @@ pub struct TrainConfig {
     /// How the flow's times are drawn.
     #[serde(default)]
     pub flow_times: FlowTimes,
+    /// Weight of the auxiliary loss: the policy predicts the dataset's
+    /// `observation.environment_state` (normalised) from what it sees
+    /// (0: no auxiliary head).
+    #[serde(default)]
+    pub aux_weight: f64,
 }
 
 fn one() -> usize {
@@ -231,6 +236,7 @@ impl Default for TrainConfig {
             ema_decay: 0.999,
             flow_samples: 1,
             flow_times: FlowTimes::Uniform,
+            aux_weight: 0.0,
         }
     }
 }
@@ -252,6 +258,9 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Frames per second of the dataset.
     pub fps: u32,
+    /// Normalisation of the auxiliary head's targets (runs with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Normalizer>,
 }
 
 /// One logged step.
@@ -269,6 +278,10 @@ pub struct LogLine {
     pub val_loss: Option<f64>,
     /// Samples per second since the start.
     pub samples_per_s: f64,
+    /// The auxiliary loss of this step (runs with an auxiliary head; not
+    /// in `loss`, which stays the flow's alone so runs compare).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux_loss: Option<f64>,
 }
 
 /// The learning rate at `step` (0-based): linear warm-up, then cosine to 10%.
@@ -285,6 +298,8 @@ pub fn learning_rate(config: &TrainConfig, step: usize) -> f64 {
 struct Prepared {
     observation: Observation,
     actions: Tensor,
+    /// Normalised auxiliary targets, `[B, aux_targets]` (runs with an auxiliary head).
+    environment: Option<Tensor>,
 }
 
 fn prepare(
@@ -333,7 +348,25 @@ fn prepare(
                 .normalize(&offsets(&batch.action, &batch.state, config.state_dim))
         }
     };
+    let environment = match &run.environment {
+        Some(normalizer) if config.aux_targets > 0 => {
+            if batch.environment_state.len() != b * config.aux_targets {
+                return Err(TrainError::Mismatch(format!(
+                    "the batch has {} environment state values for {b} samples of {}",
+                    batch.environment_state.len(),
+                    config.aux_targets
+                )));
+            }
+            Some(Tensor::from_vec(
+                normalizer.normalize(&batch.environment_state),
+                (b, config.aux_targets),
+                device,
+            )?)
+        }
+        _ => None,
+    };
     Ok(Prepared {
+        environment,
         observation: Observation {
             images,
             tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
@@ -359,18 +392,25 @@ pub fn offsets(actions: &[f32], states: &[f32], dims: usize) -> Vec<f32> {
 }
 
 /// The flow loss of a prepared batch with fresh noise and times
-/// (`config.flow_samples` draws per chunk).
+/// (`config.flow_samples` draws per chunk), and the auxiliary loss when
+/// the batch carries its targets.
 fn loss(
     policy: &Policy,
     prepared: &Prepared,
     config: &TrainConfig,
     device: &Device,
-) -> Result<Tensor, TrainError> {
+) -> Result<(Tensor, Option<Tensor>), TrainError> {
     let (b, h, a) = prepared.actions.dims3()?;
     let rows = b * config.flow_samples.max(1);
     let noise = Tensor::randn(0f32, 1f32, (rows, h, a), device)?;
     let t = config.flow_times.draw(rows, device)?;
-    Ok(policy.flow_loss(&prepared.observation, &prepared.actions, &noise, &t)?)
+    Ok(policy.losses(
+        &prepared.observation,
+        &prepared.actions,
+        &noise,
+        &t,
+        prepared.environment.as_ref(),
+    )?)
 }
 
 /// Scales the gradients so their global norm is at most `max`; returns the norm before.
@@ -570,6 +610,29 @@ pub fn train(
         }
         policy_config = earlier.policy;
     }
+    let environment_entries = info
+        .features()?
+        .into_iter()
+        .find(|(name, _)| name == sponge_datasets::writer::ENVIRONMENT_STATE)
+        .map_or(0, |(_, f)| f.shape.iter().product());
+    if config.aux_weight > 0.0 {
+        if environment_entries == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "an auxiliary loss needs {} in the dataset, and {} has none (sponge sim generate records it)",
+                sponge_datasets::writer::ENVIRONMENT_STATE,
+                dataset.display()
+            )));
+        }
+        if resume && policy_config.aux_targets != environment_entries {
+            return Err(TrainError::Mismatch(format!(
+                "the run's auxiliary head predicts {} entries, the dataset's environment state has {environment_entries}",
+                policy_config.aux_targets
+            )));
+        }
+        policy_config.aux_targets = environment_entries;
+    } else if !resume {
+        policy_config.aux_targets = 0;
+    }
     policy_config.validate().map_err(TrainError::Mismatch)?;
     let stats_path = sponge_datasets::layout::stats_path(dataset);
     let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
@@ -597,6 +660,13 @@ pub fn train(
         tasks: data.tasks().to_vec(),
         train: config.clone(),
         fps: info.fps,
+        environment: if config.aux_weight > 0.0 {
+            Some(Normalizer::from_stats(&feature(
+                sponge_datasets::writer::ENVIRONMENT_STATE,
+            )?))
+        } else {
+            None
+        },
     };
     std::fs::create_dir_all(out).map_err(|e| run_error(out, e))?;
     let json = serde_json::to_string_pretty(&run).map_err(|e| run_error(&config_path, e))?;
@@ -704,8 +774,12 @@ pub fn train(
             device,
             Some((&config.augment, &mut rng)),
         )?;
-        let loss_value = loss(&policy, &prepared, config, device)?;
-        let mut grads = loss_value.backward()?;
+        let (loss_value, aux_loss) = loss(&policy, &prepared, config, device)?;
+        let total = match &aux_loss {
+            Some(aux) => (&loss_value + (aux * config.aux_weight)?)?,
+            None => loss_value.clone(),
+        };
+        let mut grads = total.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;
         if let Some((_, _, ema)) = &averaged {
@@ -716,7 +790,7 @@ pub fn train(
                 let mut total = 0.0;
                 for _ in 0..VALIDATION_BATCHES {
                     let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
-                    total += f64::from(loss(judged, &prepared, config, device)?.to_scalar::<f32>()?);
+                    total += f64::from(loss(judged, &prepared, config, device)?.0.to_scalar::<f32>()?);
                 }
                 Some(total / VALIDATION_BATCHES as f64)
             }
@@ -729,6 +803,9 @@ pub fn train(
             grad_norm,
             val_loss,
             samples_per_s: ((step + 1 - first_step) * config.batch) as f64 / started.elapsed().as_secs_f64(),
+            aux_loss: aux_loss
+                .map(|a| a.to_scalar::<f32>().map(f64::from))
+                .transpose()?,
         };
         let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;

@@ -68,6 +68,14 @@ fn every_trainable_parameter_of_the_l1_baseline_receives_a_gradient() {
     });
 }
 
+#[test]
+fn every_trainable_parameter_with_the_auxiliary_head_receives_a_gradient() {
+    assert_every_variable_learns(&PolicyConfig {
+        aux_targets: 4,
+        ..small_config()
+    });
+}
+
 fn assert_every_variable_learns(config: &PolicyConfig) {
     let device = Device::Cpu;
     let config = config.clone();
@@ -77,7 +85,15 @@ fn assert_every_variable_learns(config: &PolicyConfig) {
         Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("actions");
     let noise = Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("noise");
     let t = Tensor::new(&[0.3f32, 0.8], &device).expect("t");
-    let loss = policy.flow_loss(&obs, &actions, &noise, &t).expect("loss");
+    let loss = if config.aux_targets > 0 {
+        let target = Tensor::randn(0f32, 1f32, (2, config.aux_targets), &device).expect("target");
+        let (flow, aux) = policy
+            .losses(&obs, &actions, &noise, &t, Some(&target))
+            .expect("losses");
+        (flow + aux.expect("an auxiliary loss")).expect("sum")
+    } else {
+        policy.flow_loss(&obs, &actions, &noise, &t).expect("loss")
+    };
     let grads = loss.backward().expect("backward");
     let vars = varmap.data().lock().expect("varmap").clone();
     assert!(vars.len() > 40, "only {} variables", vars.len());

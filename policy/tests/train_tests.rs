@@ -330,3 +330,96 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
+    let root = std::env::temp_dir().join(format!("sponge-aux-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // Synthetic episodes whose environment state is how far along the
+    // episode is: the moving picture and the joints both tell.
+    let dataset = root.join("dataset");
+    let mut spec = sponge_datasets::DatasetSpec::so100(30);
+    spec.storage = sponge_datasets::CameraStorage::Png;
+    spec.environment_state = vec!["progress".into()];
+    spec.cameras = vec![sponge_datasets::CameraSpec {
+        name: "front".into(),
+        width: 32,
+        height: 32,
+    }];
+    let mut writer = sponge_datasets::DatasetWriter::create(&dataset, spec).expect("writer");
+    for e in 0..3 {
+        sponge_datasets::synth::write_episode(&mut writer, e, 40, "wipe up the ink").expect("episode");
+    }
+    writer.close().expect("close");
+
+    let config = TrainConfig {
+        steps: 80,
+        batch: 8,
+        learning_rate: 2e-3,
+        warmup: 5,
+        validation_every: 40,
+        validation_every_nth_episode: 0,
+        aux_weight: 1.0,
+        ..TrainConfig::default()
+    };
+    let run = root.join("run");
+    let mut lines: Vec<LogLine> = Vec::new();
+    train(
+        &dataset,
+        &run,
+        &tiny_policy(),
+        &config,
+        &Device::Cpu,
+        false,
+        |l| lines.push(*l),
+    )
+    .expect("train");
+    let aux: Vec<f64> = lines
+        .iter()
+        .map(|l| l.aux_loss.expect("an auxiliary loss every step"))
+        .collect();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let (first, last) = (mean(&aux[..10]), mean(&aux[70..]));
+    assert!(
+        last < 0.5 * first,
+        "auxiliary loss went from {first:.3} to {last:.3}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(saved["policy"]["aux_targets"], 1);
+    assert!(saved["environment"]["std"][0].as_f64().expect("std") > 0.1);
+    // The head is for training only: the agent acts without any environment state.
+    let mut agent = Agent::load(&run, &Device::Cpu, 0).expect("agent");
+    let image = vec![128u8; 32 * 32 * 3];
+    let chunks = agent
+        .act(
+            &[Input {
+                images: &[&image],
+                state: &[0.0; 6],
+                task: "wipe up the ink",
+            }],
+            1,
+        )
+        .expect("act");
+    assert_eq!(chunks[0][0].len(), 8);
+
+    // Without an environment state in the dataset, asking for the loss is refused by name.
+    let (other_root, plain) = small_dataset("aux-none", 2, 20);
+    let refused = train(
+        &plain,
+        &other_root.join("run"),
+        &tiny_policy(),
+        &config,
+        &Device::Cpu,
+        false,
+        |_| {},
+    )
+    .expect_err("no environment state");
+    assert!(
+        refused.to_string().contains("observation.environment_state"),
+        "{refused}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&other_root);
+}
