@@ -22,7 +22,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
-use sponge_world_model::{Anchor, Calibration, Monitor, Parts, WorldModelRun};
+use sponge_world_model::{Anchor, Calibration, Following, Monitor, Parts, WorldModelRun};
 
 use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
@@ -267,6 +267,8 @@ struct Running {
     /// What the world model kept of the last check, and the actions executed since.
     anchor: Option<Anchor>,
     executed: Vec<Vec<f32>>,
+    /// The joints against their commands, step by step, between checks.
+    following: Following,
     monitor: Option<Monitor>,
     /// Every step, for --record.
     recorded: Option<Vec<Frame>>,
@@ -535,6 +537,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     fault,
                     anchor: None,
                     executed: Vec::new(),
+                    following: Following::default(),
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
                 });
@@ -591,6 +594,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         if let Some(r) = slots[due[j]].as_mut() {
                             r.anchor = Some(anchors.row(row)?);
                             r.executed.clear();
+                            r.following.report(&mut Parts::default());
                         }
                     }
                 }
@@ -605,12 +609,13 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         .iter()
                         .map(|&j| slots[due[j]].as_ref().map_or(&[][..], |r| r.executed.as_slice()))
                         .collect();
-                    let (parts, anchors) = wm.surprise(&previous, &executed, &frames, &states, &tasks)?;
+                    let (mut parts, anchors) = wm.surprise(&previous, &executed, &frames, &states, &tasks)?;
                     for (row, &j) in checked.iter().enumerate() {
                         let i = due[j];
                         let Some(r) = slots[i].as_mut() else { continue };
                         r.anchor = Some(anchors.row(row)?);
                         r.executed.clear();
+                        r.following.report(&mut parts[row]);
                         r.result.checks.push(parts[row]);
                         let Some(monitor) = r.monitor.as_mut() else {
                             continue;
@@ -759,6 +764,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             running.index += 1;
             running.steps += 1;
             running.executed.push(joints_to_dataset_f32(&actions[i]).to_vec());
+            running.following.command(&actions[i]);
+            running.following.measure(&step.observation.state);
             let info = &step.info;
             let r = &mut running.result;
             r.force_violation_steps += usize::from(info.force_violation);

@@ -14,7 +14,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
-use sponge_world_model::{Calibration, Parts, WorldModelConfig, WorldModelRun};
+use sponge_world_model::{Calibration, Following, Parts, WorldModelConfig, WorldModelRun};
 
 use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
 use crate::train_cmd::{DeviceArg, with_progress_bar};
@@ -241,6 +241,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut chunk: Vec<Vec<f32>> = Vec::new();
     let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
+    let mut following = Following::default();
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
     println!("seed {}: {task:?}", args.seed);
@@ -251,13 +252,17 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
         if t % segment == 0 {
             // Check what is seen against what was expected, then plan.
             match &anchor {
-                None => anchor = Some(wm.anchor(&[frame], &[joints], &[text])?),
+                None => {
+                    anchor = Some(wm.anchor(&[frame], &[joints], &[text])?);
+                    following.report(&mut Parts::default());
+                }
                 Some(previous) => {
-                    let (parts, now) =
+                    let (mut parts, now) =
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
+                    following.report(&mut parts[0]);
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4}){}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad (jump {:.3}){}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
@@ -266,6 +271,8 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                         parts[0].change,
                         parts[0].still,
                         parts[0].still_patch,
+                        parts[0].following,
+                        parts[0].following_jump,
                         surprise
                             .map(|s| format!(
                                 "  surprise {s:.1}{}",
@@ -315,6 +322,8 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
             .pop()
             .context("the twin gave no step")?
             .observation;
+        following.command(&goal);
+        following.measure(&observation.state);
     }
     write_gif(&args.out, &video, 2 * size, size, run.fps)?;
     println!(

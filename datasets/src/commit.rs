@@ -6,7 +6,9 @@
 //! renames is written and renamed into place (the commit point); then the
 //! renames run and the journal is deleted. Whoever opens the dataset next
 //! finishes a journal left by a crash ([`recover`]); temporary files with
-//! no journal belonged to an episode that never committed and are removed.
+//! no journal belonged to an episode that never committed and are removed,
+//! unless a writer still holds the dataset ([`WriterLock`]): those files are
+//! then the episode it is committing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,65 @@ pub const TMP_SUFFIX: &str = ".sponge-tmp";
 
 fn journal_path(root: &Path) -> PathBuf {
     root.join("meta/.sponge-commit.json")
+}
+
+fn lock_path(root: &Path) -> PathBuf {
+    root.join("meta/.sponge-writer.lock")
+}
+
+/// The lock a writer holds for as long as it has a dataset open (an
+/// advisory lock on `meta/.sponge-writer.lock`, which the system lets go
+/// of when the process ends, crash or not). While it is held, whoever
+/// opens the dataset reads what is committed and leaves the writer's
+/// temporary files alone, and a second writer is refused.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+impl WriterLock {
+    /// Takes the lock of the dataset at `root` (whose `meta` folder exists).
+    /// A reader holds it for a moment while it recovers: that is waited
+    /// for; another writer is not.
+    pub fn acquire(root: &Path) -> Result<WriterLock> {
+        let path = lock_path(root);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        for _ in 0..30 {
+            match file.try_lock() {
+                Ok(()) => return Ok(WriterLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+        }
+        Err(Error::Usage(format!(
+            "{} is being written by another process (a recording or generation still running?): wait for it to finish, or write to another folder",
+            root.display()
+        )))
+    }
+}
+
+/// [`recover`], unless a writer has the dataset open: then its temporary
+/// files are an episode being committed, not a crash's leftovers, and what
+/// is committed is read as it is. Returns whether anything had to be done.
+pub fn recover_unless_written(root: &Path) -> Result<bool> {
+    // Only writers create the lock file: opening it read-only keeps a
+    // reader from writing into a dataset (a read-only copy, a cache).
+    let Ok(file) = File::open(lock_path(root)) else {
+        return recover(root);
+    };
+    match file.try_lock() {
+        // No writer: recover while holding the lock, so that none starts meanwhile.
+        Ok(()) => recover(root),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock_path(root), e)),
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -54,9 +54,10 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Opens the dataset at `root` (finishing a commit a crash interrupted).
+    /// Opens the dataset at `root` (finishing a commit a crash interrupted;
+    /// while a writer has it open, what it has committed so far).
     pub fn open(root: &Path) -> Result<Dataset> {
-        commit::recover(root)?;
+        commit::recover_unless_written(root)?;
         let info = Info::load(root)?;
         let features = info.features()?;
         let (tasks, episodes) = meta::read_tasks_and_episodes(root)?;

@@ -16,7 +16,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Fields, Schema};
 use serde_json::json;
 
-use crate::commit::{self, Commit, TMP_SUFFIX};
+use crate::commit::{self, Commit, TMP_SUFFIX, WriterLock};
 use crate::info::{Feature, Info};
 use crate::layout::{self, FileId};
 use crate::meta::{self, EpisodeMeta, VideoSpan};
@@ -282,6 +282,8 @@ pub struct DatasetWriter {
     video_files: Vec<(FileId, u64)>,
     meta_file: FileId,
     episode: Option<EpisodeBuffer>,
+    /// Held while the writer lives: readers leave its staged files alone.
+    _lock: WriterLock,
 }
 
 fn data_schema(spec: &DatasetSpec) -> Arc<Schema> {
@@ -357,6 +359,7 @@ impl DatasetWriter {
             _ => None,
         };
         std::fs::create_dir_all(root.join("meta")).map_err(|e| Error::io(root, e))?;
+        let lock = WriterLock::acquire(root)?;
         let info = Info::new(spec.fps, Some(spec.robot_type.clone()), &spec.features(codec))?;
         let mut commit = Commit::new(root);
         commit.stage_bytes(&layout::info_path(root), info.to_json()?.as_bytes())?;
@@ -374,11 +377,19 @@ impl DatasetWriter {
             data_batches: Vec::new(),
             meta_file: FileId::default(),
             episode: None,
+            _lock: lock,
         })
     }
 
     /// Opens an existing dataset to add episodes (after recovering from a crash if needed).
     pub fn resume(root: &Path) -> Result<DatasetWriter> {
+        if !root.join("meta").is_dir() {
+            return Err(Error::Format {
+                path: root.to_path_buf(),
+                message: "not a LeRobot dataset (no meta folder) to add episodes to".into(),
+            });
+        }
+        let lock = WriterLock::acquire(root)?;
         commit::recover(root)?;
         // Left over from an episode that never finished.
         let _ = std::fs::remove_dir_all(staging_dir(root));
@@ -424,6 +435,7 @@ impl DatasetWriter {
             video_files,
             meta_file,
             episode: None,
+            _lock: lock,
         })
     }
 

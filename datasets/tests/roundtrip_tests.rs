@@ -206,6 +206,26 @@ fn resume_appends_to_the_same_files() {
 }
 
 #[test]
+fn a_reader_leaves_a_live_writers_staged_files_alone_and_a_second_writer_is_refused() {
+    let dir = temp_dir("live");
+    write(&dir, CameraStorage::Png, &[5]);
+    let writer = DatasetWriter::resume(&dir).unwrap();
+    // What a commit in progress stages beside the file it replaces.
+    let staged = dir.join("data/chunk-000/file-000.parquet.sponge-tmp");
+    std::fs::write(&staged, b"half an episode").unwrap();
+    let dataset = Dataset::open(&dir).unwrap();
+    assert_eq!(dataset.episodes().len(), 1, "what is committed reads as before");
+    assert!(staged.exists(), "a reader removed a live writer's staged file");
+    let err = DatasetWriter::resume(&dir).err().unwrap().to_string();
+    assert!(err.contains("being written by another process"), "{err}");
+    writer.close().unwrap();
+    // With the writer gone, a staged file is a crash's leftover: removed.
+    Dataset::open(&dir).unwrap();
+    assert!(!staged.exists(), "a crash's leftover was kept");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn wrong_frames_are_refused_and_nothing_is_saved() {
     let dir = temp_dir("refuse");
     let mut spec = DatasetSpec::so100(30);

@@ -33,17 +33,29 @@ pub struct ZenohReport {
 }
 
 /// Two sessions joined over loopback TCP, as two nodes of one machine are.
+///
+/// The port is found by binding port 0 and letting it go, so another process
+/// (or another test's Zenoh session, which listens on ephemeral ports) can
+/// take it before the listener opens: a port found taken is given up for a
+/// fresh one, a few times, before the error is returned.
 pub fn loopback_pair() -> Result<(Node, Node), Error> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::Config(format!("no free loopback port: {e}")))?;
-    let endpoint = format!("tcp/127.0.0.1:{port}");
-    let a = Node::open(&SessionConfig {
-        listen: vec![endpoint.clone()],
-        multicast_scouting: false,
-        ..SessionConfig::default()
-    })?;
+    let mut tries = 0;
+    let (a, endpoint) = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| Error::Config(format!("no free loopback port: {e}")))?;
+        let endpoint = format!("tcp/127.0.0.1:{port}");
+        match Node::open(&SessionConfig {
+            listen: vec![endpoint.clone()],
+            multicast_scouting: false,
+            ..SessionConfig::default()
+        }) {
+            Ok(node) => break (node, endpoint),
+            Err(e) if tries < 4 && e.to_string().contains("already in use") => tries += 1,
+            Err(e) => return Err(e),
+        }
+    };
     let b = Node::open(&SessionConfig {
         connect: vec![endpoint],
         multicast_scouting: false,

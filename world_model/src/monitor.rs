@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sponge_robot::joint::{JointVector, NUM_JOINTS};
 
 /// The parts of one check's surprise (mean squared errors).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -33,10 +34,20 @@ pub struct Parts {
     /// The same in the worst 8x8 patch, where a local change is not
     /// averaged away.
     pub still_patch: f32,
+    /// The largest gap, at any control step since the last check, between
+    /// where an arm joint was sent and where it is one step later
+    /// (radians; see [`Following`]): an arm held back or shoved.
+    #[serde(default)]
+    pub following: f32,
+    /// The largest change of that gap from one step to the next
+    /// (radians): a shove moves the joints more in one step than the
+    /// servos ever do.
+    #[serde(default)]
+    pub following_jump: f32,
 }
 
 /// How many parts a check has.
-pub const PARTS: usize = 7;
+pub const PARTS: usize = 9;
 
 impl Parts {
     fn values(&self) -> [f64; PARTS] {
@@ -48,6 +59,8 @@ impl Parts {
             self.change,
             self.still,
             self.still_patch,
+            self.following,
+            self.following_jump,
         ]
         .map(f64::from)
     }
@@ -61,7 +74,65 @@ impl Parts {
         "change",
         "still",
         "still patch",
+        "following",
+        "following jump",
     ];
+}
+
+/// The arm joints the following gap is taken over: all but the gripper,
+/// whose jaws stop on the sponge short of where they are sent.
+const FOLLOWING_JOINTS: usize = NUM_JOINTS - 1;
+
+/// Proprioception between checks: at every control step, the gap between
+/// the command sent at the step before and the joints measured now. The
+/// servos chase their goal at a bounded speed, so on a free arm the gap
+/// grows and shrinks smoothly with the commanded motion; an arm that is
+/// blocked falls behind by more than the servos ever lag, and an arm that
+/// is shoved jumps in one step. The world model checks only every segment
+/// (a third of a second) and reads joints off a latent; this sees every
+/// step at the joints' own precision.
+#[derive(Debug, Clone, Default)]
+pub struct Following {
+    last_command: Option<JointVector>,
+    last_gap: Option<[f64; FOLLOWING_JOINTS]>,
+    worst: f64,
+    worst_jump: f64,
+}
+
+impl Following {
+    /// A command sent to the arm (radians).
+    pub fn command(&mut self, q: &JointVector) {
+        self.last_command = Some(*q);
+    }
+
+    /// A joint reading (radians), after the last command.
+    pub fn measure(&mut self, q: &JointVector) {
+        let Some(sent) = self.last_command else {
+            return;
+        };
+        let gap: [f64; FOLLOWING_JOINTS] = std::array::from_fn(|j| q[j] - sent[j]);
+        let largest = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0f64, |m, x| m.max(x.abs()));
+        self.worst = self.worst.max(largest(&mut gap.iter().copied()));
+        if let Some(before) = self.last_gap {
+            let jump = largest(&mut gap.iter().zip(before).map(|(a, b)| a - b));
+            self.worst_jump = self.worst_jump.max(jump);
+        }
+        self.last_gap = Some(gap);
+    }
+
+    /// Fills `parts`' following fields with what was seen since the last
+    /// call, and starts over.
+    pub fn report(&mut self, parts: &mut Parts) {
+        parts.following = self.worst as f32;
+        parts.following_jump = self.worst_jump as f32;
+        self.worst = 0.0;
+        self.worst_jump = 0.0;
+    }
+
+    /// Forgets everything (a new episode, or the arm held and let go).
+    pub fn reset(&mut self) {
+        *self = Following::default();
+    }
 }
 
 /// Calibration on normal runs: each part's mean and spread, and the threshold.
@@ -265,6 +336,68 @@ mod tests {
         assert!(monitor.check(&blocked).alarm);
         monitor.reset();
         assert!(!monitor.check(&blocked).alarm);
+    }
+
+    /// An arm that follows its commands one step behind, at most
+    /// `speed` radians a step, as the servos do.
+    fn follow(q: &mut JointVector, goal: &JointVector, speed: f64) {
+        for (a, g) in q.iter_mut().zip(goal) {
+            *a += (g - *a).clamp(-speed, speed);
+        }
+    }
+
+    #[test]
+    fn the_following_gap_stays_small_on_a_free_arm_and_shows_a_shove_and_a_block() {
+        let goal_at =
+            |t: usize| -> JointVector { std::array::from_fn(|j| 0.3 * ((t as f64) * 0.05 + j as f64).sin()) };
+        let run = |fault: Option<(&str, usize)>| -> Vec<Parts> {
+            let mut following = Following::default();
+            let mut q = goal_at(0);
+            let mut checks = Vec::new();
+            for t in 0..90 {
+                let goal = goal_at(t);
+                following.command(&goal);
+                match fault {
+                    Some(("block", at)) if t >= at => {}
+                    _ => follow(&mut q, &goal, 0.05),
+                }
+                if let Some(("shove", at)) = fault
+                    && t == at
+                {
+                    q[0] += 0.2;
+                }
+                following.measure(&q);
+                if t % 10 == 9 {
+                    let mut parts = Parts::default();
+                    following.report(&mut parts);
+                    checks.push(parts);
+                }
+            }
+            checks
+        };
+        let free = run(None);
+        let worst = |checks: &[Parts], f: fn(&Parts) -> f32| checks.iter().map(f).fold(0.0f32, f32::max);
+        let (gap, jump) = (worst(&free, |p| p.following), worst(&free, |p| p.following_jump));
+        assert!(gap < 0.05 && jump < 0.02, "free arm: gap {gap}, jump {jump}");
+        // The shove shows in the check that covers it, as a jump of its size.
+        let shoved = run(Some(("shove", 45)));
+        assert!((shoved[4].following_jump - 0.2).abs() < 0.03, "{:?}", shoved[4]);
+        assert!(shoved[3].following_jump < 0.02 && shoved[3].following < 0.05);
+        // Blocked, the arm falls further behind with every check.
+        let blocked = run(Some(("block", 30)));
+        assert!(blocked[3].following > 2.0 * gap, "{:?} against {gap}", blocked[3]);
+        assert!(blocked[5].following > blocked[3].following);
+        // Each report covers only the steps since the last.
+        let mut following = Following::default();
+        following.command(&[0.0; NUM_JOINTS]);
+        following.measure(&[0.5; NUM_JOINTS]);
+        let mut first = Parts::default();
+        following.report(&mut first);
+        following.command(&[0.5; NUM_JOINTS]);
+        following.measure(&[0.5; NUM_JOINTS]);
+        let mut second = Parts::default();
+        following.report(&mut second);
+        assert_eq!((first.following, second.following), (0.5, 0.0));
     }
 
     #[test]

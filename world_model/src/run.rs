@@ -320,6 +320,9 @@ impl WorldModelRun {
                 change: change[i],
                 still: still[i],
                 still_patch: still_patch[i],
+                // Filled in by the caller, who sees every control step.
+                following: 0.0,
+                following_jump: 0.0,
             })
             .collect();
         Ok((parts, Anchor { latent: now, seen }))

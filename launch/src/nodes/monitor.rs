@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Image, JointState, StringMsg};
 use sponge_robot::units::joints_to_dataset_f32;
-use sponge_world_model::{Calibration, Monitor, WorldModelRun};
+use sponge_world_model::{Calibration, Following, Monitor, Parts, WorldModelRun};
 
 use super::policy::square_rgb;
 use super::{NodeError, newest_positions, pace};
@@ -58,12 +58,15 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut state: Option<JointVector> = None;
     let mut frame: Option<Vec<u8>> = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
+    // The joints against the commands, at every reading between checks.
+    let mut following = Following::default();
     let mut anchor = None;
     let mut alarmed = false;
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(q) = newest_positions(&states)?.newest {
+            following.measure(&q);
             state = Some(q);
         }
         if let Some(image) = frames.newest()? {
@@ -78,10 +81,12 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             eprintln!("resumed by request");
             alarmed = false;
             anchor = None;
+            following.reset();
             monitor.reset();
         }
         commands.drain(|c| {
             if let Ok(q) = c.positions() {
+                following.command(&q);
                 executed.push(joints_to_dataset_f32(&q).to_vec());
             }
         })?;
@@ -102,15 +107,19 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         let segment_actions: Vec<Vec<f32>> = executed.drain(..segment).collect();
         executed.clear();
         match &anchor {
-            None => anchor = Some(wm.anchor(&[image], &[joints], &[text])?),
+            None => {
+                anchor = Some(wm.anchor(&[image], &[joints], &[text])?);
+                following.report(&mut Parts::default());
+            }
             Some(previous) => {
-                let (parts, now) = wm.surprise(
+                let (mut parts, now) = wm.surprise(
                     previous,
                     &[segment_actions.as_slice()],
                     &[image],
                     &[joints],
                     &[text],
                 )?;
+                following.report(&mut parts[0]);
                 anchor = Some(now);
                 checks += 1;
                 let verdict = monitor.check(&parts[0]);
