@@ -537,7 +537,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     fault,
                     anchor: None,
                     executed: Vec::new(),
-                    following: Following::default(),
+                    following: Following::so100(fps),
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
                 });

@@ -14,6 +14,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
+use sponge_world_model::monitor::WATCHED;
 use sponge_world_model::{Calibration, Following, Parts, WorldModelConfig, WorldModelRun};
 
 use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
@@ -203,8 +204,11 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     );
     for (i, name) in Parts::NAMES.iter().enumerate() {
         println!(
-            "  {name:15} mean {:.5}  std {:.5}",
-            calibration.mean[i], calibration.std[i]
+            "  {name:15} mean {:.5}  std {:.5}  max {:.5}{}",
+            calibration.mean[i],
+            calibration.std[i],
+            calibration.max[i],
+            if WATCHED.contains(&i) { "  (watched)" } else { "" }
         );
     }
     println!("written to {}", path.display());
@@ -241,7 +245,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut chunk: Vec<Vec<f32>> = Vec::new();
     let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
-    let mut following = Following::default();
+    let mut following = Following::so100(fps);
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
     println!("seed {}: {task:?}", args.seed);
@@ -262,7 +266,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                     following.report(&mut parts[0]);
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad (jump {:.3}){}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad{}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
@@ -272,7 +276,6 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                         parts[0].still,
                         parts[0].still_patch,
                         parts[0].following,
-                        parts[0].following_jump,
                         surprise
                             .map(|s| format!(
                                 "  surprise {s:.1}{}",

@@ -59,7 +59,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut frame: Option<Vec<u8>> = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
     // The joints against the commands, at every reading between checks.
-    let mut following = Following::default();
+    let mut following = Following::so100(f64::from(wm.run_config().fps));
     let mut anchor = None;
     let mut alarmed = false;
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
