@@ -22,7 +22,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
-use sponge_world_model::{Anchor, Calibration, Following, Monitor, Parts, WorldModelRun};
+use sponge_world_model::{Anchor, Calibration, ColourBins, Following, Monitor, Parts, WorldModelRun};
 
 use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
@@ -191,6 +191,10 @@ pub struct EpisodeResult {
     /// detection rules).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Parts>,
+    /// The camera's colours at each of those checks (for calibrating the
+    /// `colour` part; not written out).
+    #[serde(skip)]
+    pub check_colours: Vec<ColourBins>,
 }
 
 /// The totals.
@@ -532,6 +536,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         alarm_cause: None,
                         max_surprise: None,
                         checks: Vec::new(),
+                        check_colours: Vec::new(),
                     },
                     frames: (args.video.is_some() && next < args.videos).then(Vec::new),
                     fault,
@@ -616,7 +621,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         r.anchor = Some(anchors.row(row)?);
                         r.executed.clear();
                         r.following.report(&mut parts[row]);
+                        let colours = ColourBins::of(frames[row]);
+                        if let Some(monitor) = r.monitor.as_mut() {
+                            parts[row].colour = monitor.colour(&colours);
+                        }
                         r.result.checks.push(parts[row]);
+                        r.result.check_colours.push(colours);
                         let Some(monitor) = r.monitor.as_mut() else {
                             continue;
                         };
@@ -984,6 +994,7 @@ mod tests {
             alarm_cause: None,
             max_surprise: None,
             checks: Vec::new(),
+            check_colours: Vec::new(),
         }
     }
 

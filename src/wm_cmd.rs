@@ -14,8 +14,10 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
-use sponge_world_model::monitor::WATCHED;
-use sponge_world_model::{Calibration, Following, Parts, WorldModelConfig, WorldModelRun};
+use sponge_world_model::monitor::{WATCHED, colour_out_of_episode};
+use sponge_world_model::{
+    Calibration, ColourBins, Following, Monitor, Parts, WorldModelConfig, WorldModelRun,
+};
 
 use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
 use crate::train_cmd::{DeviceArg, with_progress_bar};
@@ -185,8 +187,14 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
         ..EvalArgs::for_policy(&args.policy)?
     };
     let (summary, episodes) = evaluate(&eval, true)?;
-    let parts: Vec<Parts> = episodes.iter().flat_map(|e| e.checks.iter().copied()).collect();
-    let calibration = Calibration::fit(&parts, args.persistence).map_err(anyhow::Error::msg)?;
+    // Each episode's colours judged against the others', as a fresh scene
+    // will be judged against them all.
+    let mut checks: Vec<Vec<Parts>> = episodes.iter().map(|e| e.checks.clone()).collect();
+    let colours: Vec<Vec<ColourBins>> = episodes.iter().map(|e| e.check_colours.clone()).collect();
+    let seen_by = colour_out_of_episode(&mut checks, &colours);
+    let parts: Vec<Parts> = checks.into_iter().flatten().collect();
+    let mut calibration = Calibration::fit(&parts, args.persistence).map_err(anyhow::Error::msg)?;
+    calibration.colours = seen_by;
     let path = args.world_model.join("monitor.json");
     calibration.save(&path).map_err(anyhow::Error::msg)?;
     // The checks themselves, to refit or study the rule without running again.
@@ -246,6 +254,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
     let mut following = Following::so100(fps);
+    let mut colour_monitor = calibration.clone().map(Monitor::new);
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
     println!("seed {}: {task:?}", args.seed);
@@ -264,9 +273,12 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                     let (mut parts, now) =
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
                     following.report(&mut parts[0]);
+                    if let Some(m) = colour_monitor.as_mut() {
+                        parts[0].colour = m.colour(&ColourBins::of(frame));
+                    }
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad{}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad  colour {:.4}{}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
@@ -276,6 +288,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                         parts[0].still,
                         parts[0].still_patch,
                         parts[0].following,
+                        parts[0].colour,
                         surprise
                             .map(|s| format!(
                                 "  surprise {s:.1}{}",

@@ -41,10 +41,17 @@ pub struct Parts {
     /// back or shoved.
     #[serde(default)]
     pub following: f32,
+    /// The share of the camera's pixels whose colour neither a calibration
+    /// episode nor this episode's earlier checks showed (see
+    /// [`ColourBins`]): paint where there was coffee. A scene whose own
+    /// look is new (light, a spill's shade) counts at its first check
+    /// only, before faults are expected.
+    #[serde(default)]
+    pub colour: f32,
 }
 
 /// How many parts a check has.
-pub const PARTS: usize = 8;
+pub const PARTS: usize = 9;
 
 impl Parts {
     fn values(&self) -> [f64; PARTS] {
@@ -57,6 +64,7 @@ impl Parts {
             self.still,
             self.still_patch,
             self.following,
+            self.colour,
         ]
         .map(f64::from)
     }
@@ -71,6 +79,7 @@ impl Parts {
         "still",
         "still patch",
         "following",
+        "colour",
     ];
 }
 
@@ -153,6 +162,99 @@ impl Following {
     }
 }
 
+/// Levels of each colour channel in [`ColourBins`]: 8, so 512 bins of 32
+/// steps of 255 a channel, coarse enough that light and shade within the
+/// training range stay in the bins the calibration saw.
+const COLOUR_LEVELS: usize = 8;
+
+/// How many colour bins there are.
+pub const COLOUR_BINS: usize = COLOUR_LEVELS * COLOUR_LEVELS * COLOUR_LEVELS;
+
+/// A camera frame's colours, binned: `(bin, pixels)` for each bin it has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColourBins(pub Vec<(u16, u32)>);
+
+impl ColourBins {
+    /// Bins an RGB8 frame.
+    pub fn of(frame: &[u8]) -> ColourBins {
+        let mut counts = vec![0u32; COLOUR_BINS];
+        let level = |v: u8| usize::from(v) * COLOUR_LEVELS / 256;
+        for px in frame.chunks_exact(3) {
+            counts[(level(px[0]) * COLOUR_LEVELS + level(px[1])) * COLOUR_LEVELS + level(px[2])] += 1;
+        }
+        ColourBins(
+            counts
+                .into_iter()
+                .enumerate()
+                .filter(|&(_, n)| n > 0)
+                .map(|(bin, n)| (bin as u16, n))
+                .collect(),
+        )
+    }
+
+    /// The share of the pixels in bins that `seen_by` (episodes per bin)
+    /// counts at most `own` times and `earlier` does not hold; then adds
+    /// the frame's bins to `earlier`.
+    fn share_new(&self, seen_by: &[u16], own: u16, earlier: &mut [bool]) -> f32 {
+        let total: u32 = self.0.iter().map(|&(_, n)| n).sum();
+        let novel: u32 = self
+            .0
+            .iter()
+            .filter(|&&(bin, _)| {
+                let bin = usize::from(bin);
+                seen_by.get(bin).is_none_or(|&e| e <= own) && !earlier.get(bin).copied().unwrap_or(false)
+            })
+            .map(|&(_, n)| n)
+            .sum();
+        for &(bin, _) in &self.0 {
+            if let Some(seen) = earlier.get_mut(usize::from(bin)) {
+                *seen = true;
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            novel as f32 / total as f32
+        }
+    }
+}
+
+/// For each colour bin, how many of the normal episodes showed it.
+fn episodes_per_bin(episodes: &[Vec<ColourBins>]) -> Vec<u16> {
+    let mut seen_by = vec![0u16; COLOUR_BINS];
+    for checks in episodes {
+        let mut here = vec![false; COLOUR_BINS];
+        for bins in checks {
+            for &(bin, _) in &bins.0 {
+                here[usize::from(bin)] = true;
+            }
+        }
+        for (count, _) in seen_by.iter_mut().zip(here).filter(|(_, h)| *h) {
+            *count = count.saturating_add(1);
+        }
+    }
+    seen_by
+}
+
+/// Sets the `colour` part of normal runs' checks (`parts[e][k]`, the frame
+/// binned in `colours[e][k]`): the share of pixels whose bin neither an
+/// *other* episode nor the episode's earlier checks showed, as a fresh
+/// normal scene is judged against all the calibration episodes. The first
+/// check of each episode, which has nothing earlier, is left at 0 (the
+/// monitor does not judge it either: see [`Monitor::colour`]). Returns the
+/// episodes per bin, for [`Calibration::colours`].
+pub fn colour_out_of_episode(parts: &mut [Vec<Parts>], colours: &[Vec<ColourBins>]) -> Vec<u16> {
+    let seen_by = episodes_per_bin(colours);
+    for (checks, bins) in parts.iter_mut().zip(colours) {
+        let mut earlier = vec![false; COLOUR_BINS];
+        for (k, (p, b)) in checks.iter_mut().zip(bins).enumerate() {
+            let share = b.share_new(&seen_by, 1, &mut earlier);
+            p.colour = if k == 0 { 0.0 } else { share };
+        }
+    }
+    seen_by
+}
+
 /// Calibration on normal runs: each part's mean and spread, and the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
@@ -172,6 +274,10 @@ pub struct Calibration {
     pub checks: usize,
     /// The largest surprise the calibration saw.
     pub max_seen: f64,
+    /// For each colour bin ([`ColourBins`]), how many calibration episodes
+    /// showed it; empty when not calibrated on colours.
+    #[serde(default)]
+    pub colours: Vec<u16>,
 }
 
 /// The threshold's margin over the largest of each part on normal runs.
@@ -182,13 +288,14 @@ pub const MARGIN: f64 = 1.25;
 /// picture and the joints' following. Chosen on fault runs of the twin
 /// (`sponge eval --fault all --seed 4000000`, every check's parts in its
 /// JSON): `still` raised the covered cameras caught within 1 s from 5 to 8
-/// of 10, `following` the blocked arms from 3 to 10 of 10. The latent part
+/// of 10, `following` the blocked arms from 3 to 10 of 10 (seeds
+/// 5,000,000), `colour` the paint spills from 0 to 4 of 10. The latent part
 /// is recorded but not watched (it raised most of the false alarms and
 /// caught nothing the others missed: the dynamics' own residual over 128
 /// numbers varies as much as a fault moves it), nor are `change` (the arm's
 /// own motion dominates it) and `still patch` (a few pixels of the arm
 /// dominate it).
-pub const WATCHED: [usize; 5] = [1, 2, 3, 5, 7];
+pub const WATCHED: [usize; 6] = [1, 2, 3, 5, 7, 8];
 
 impl Calibration {
     /// Fits the calibration to the checks of normal runs: a check counts
@@ -232,6 +339,7 @@ impl Calibration {
             persistence: persistence.max(1),
             checks: parts.len(),
             max_seen: 0.0,
+            colours: Vec::new(),
         };
         let max_seen = parts
             .iter()
@@ -293,6 +401,9 @@ impl Calibration {
 pub struct Monitor {
     calibration: Calibration,
     above: usize,
+    /// Colour bins this episode's checks have shown.
+    colours_seen: Vec<bool>,
+    colour_checks: usize,
 }
 
 /// What a check found.
@@ -312,6 +423,8 @@ impl Monitor {
         Monitor {
             calibration,
             above: 0,
+            colours_seen: vec![false; COLOUR_BINS],
+            colour_checks: 0,
         }
     }
 
@@ -330,9 +443,29 @@ impl Monitor {
         }
     }
 
+    /// The `colour` part of a check's frame: the share of its pixels in
+    /// colours that neither a calibration episode nor this episode's
+    /// earlier checks showed (0 at the episode's first check, and without
+    /// colours calibrated).
+    pub fn colour(&mut self, bins: &ColourBins) -> f32 {
+        if self.calibration.colours.is_empty() {
+            return 0.0;
+        }
+        let share = bins.share_new(&self.calibration.colours, 0, &mut self.colours_seen);
+        self.colour_checks += 1;
+        if self.colour_checks == 1 { 0.0 } else { share }
+    }
+
+    /// What it was calibrated with.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
     /// Forgets the checks so far (a new episode).
     pub fn reset(&mut self) {
         self.above = 0;
+        self.colours_seen.fill(false);
+        self.colour_checks = 0;
     }
 }
 
@@ -436,6 +569,63 @@ mod tests {
         following.report(&mut parts);
         // The servos would have held at 0.5: five arm joints 0.5 off.
         assert!((parts.following - 2.5).abs() < 1e-6, "{}", parts.following);
+    }
+
+    /// A frame of `colours` in equal shares.
+    fn frame(colours: &[[u8; 3]]) -> Vec<u8> {
+        (0..100).flat_map(|i| colours[i * colours.len() / 100]).collect()
+    }
+
+    #[test]
+    fn a_colour_no_calibration_episode_showed_is_counted_and_one_they_showed_is_not() {
+        let (grey, orange, brown, green) = ([180, 180, 185], [230, 110, 40], [90, 60, 30], [30, 190, 40]);
+        // Three normal episodes: grey table and orange sponge in all, a
+        // brown spill in two.
+        let colours = vec![
+            vec![ColourBins::of(&frame(&[grey, orange, brown]))],
+            vec![ColourBins::of(&frame(&[grey, orange, brown]))],
+            vec![ColourBins::of(&frame(&[grey, orange]))],
+        ];
+        let mut parts = vec![vec![Parts::default()]; 3];
+        let seen_by = colour_out_of_episode(&mut parts, &colours);
+        assert!(
+            parts.iter().all(|e| e[0].colour == 0.0),
+            "each colour is in another episode too"
+        );
+        // An episode alone in showing brown counts it where it first
+        // appears after the first check, as a fresh scene would; once only.
+        let lonely = vec![
+            vec![
+                ColourBins::of(&frame(&[grey, orange])),
+                ColourBins::of(&frame(&[grey, orange, brown])),
+                ColourBins::of(&frame(&[grey, orange, brown])),
+            ],
+            vec![ColourBins::of(&frame(&[grey, orange])); 3],
+        ];
+        let mut parts = vec![vec![Parts::default(); 3]; 2];
+        colour_out_of_episode(&mut parts, &lonely);
+        let shares: Vec<f32> = parts[0].iter().map(|p| p.colour).collect();
+        assert!(
+            shares[0] == 0.0 && (shares[1] - 0.34).abs() < 0.011 && shares[2] == 0.0,
+            "{shares:?}"
+        );
+        assert!(parts[1].iter().all(|p| p.colour == 0.0));
+        let mut monitor = Monitor::new(Calibration {
+            colours: seen_by,
+            ..Calibration::fit(&(0..50).map(normal).collect::<Vec<_>>(), 1).expect("fits")
+        });
+        let plain = ColourBins::of(&frame(&[grey, orange, brown]));
+        // The first check has nothing of its own episode to go by: 0.
+        assert_eq!(monitor.colour(&ColourBins::of(&frame(&[grey, green]))), 0.0);
+        monitor.reset();
+        assert_eq!(monitor.colour(&plain), 0.0);
+        // Light shifting the known colours a little stays within their bins.
+        let dimmer = frame(&[[176, 178, 180], [226, 106, 36], [88, 58, 28]]);
+        assert_eq!(monitor.colour(&ColourBins::of(&dimmer)), 0.0);
+        // Green paint on a fifth of the picture: a fifth is new, once.
+        let painted = ColourBins::of(&frame(&[grey, grey, orange, brown, green]));
+        assert!((monitor.colour(&painted) - 0.2).abs() < 1e-6);
+        assert_eq!(monitor.colour(&painted), 0.0, "seen at the check before");
     }
 
     #[test]

@@ -322,6 +322,7 @@ impl WorldModelRun {
                 still_patch: still_patch[i],
                 // Filled in by the caller, who sees every control step.
                 following: 0.0,
+                colour: 0.0,
             })
             .collect();
         Ok((parts, Anchor { latent: now, seen }))

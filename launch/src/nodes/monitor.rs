@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Image, JointState, StringMsg};
 use sponge_robot::units::joints_to_dataset_f32;
-use sponge_world_model::{Calibration, Following, Monitor, Parts, WorldModelRun};
+use sponge_world_model::{Calibration, ColourBins, Following, Monitor, Parts, WorldModelRun};
 
 use super::policy::square_rgb;
 use super::{NodeError, newest_positions, pace};
@@ -120,6 +120,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
                     &[text],
                 )?;
                 following.report(&mut parts[0]);
+                parts[0].colour = monitor.colour(&ColourBins::of(image));
                 anchor = Some(now);
                 checks += 1;
                 let verdict = monitor.check(&parts[0]);
