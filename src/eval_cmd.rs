@@ -22,7 +22,9 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
-use sponge_world_model::{Anchor, Calibration, ColourBins, Following, Monitor, Parts, WorldModelRun};
+use sponge_world_model::{
+    Anchor, Calibration, ColourBins, Following, Monitor, Parts, Registration, WorldModelRun,
+};
 
 use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
@@ -273,6 +275,8 @@ struct Running {
     executed: Vec<Vec<f32>>,
     /// The joints against their commands, step by step, between checks.
     following: Following,
+    /// The camera against the episode's first check.
+    registration: Registration,
     monitor: Option<Monitor>,
     /// Every step, for --record.
     recorded: Option<Vec<Frame>>,
@@ -543,6 +547,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     anchor: None,
                     executed: Vec::new(),
                     following: Following::so100(fps),
+                    registration: Registration::default(),
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
                 });
@@ -600,6 +605,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                             r.anchor = Some(anchors.row(row)?);
                             r.executed.clear();
                             r.following.report(&mut Parts::default());
+                            r.registration.check(frames[row]);
                         }
                     }
                 }
@@ -621,6 +627,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         r.anchor = Some(anchors.row(row)?);
                         r.executed.clear();
                         r.following.report(&mut parts[row]);
+                        parts[row].shift = r.registration.check(frames[row]);
                         let colours = ColourBins::of(frames[row]);
                         if let Some(monitor) = r.monitor.as_mut() {
                             parts[row].colour = monitor.colour(&colours);

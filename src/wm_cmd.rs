@@ -16,7 +16,7 @@ use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
 use sponge_world_model::monitor::{WATCHED, colour_out_of_episode};
 use sponge_world_model::{
-    Calibration, ColourBins, Following, Monitor, Parts, WorldModelConfig, WorldModelRun,
+    Calibration, ColourBins, Following, Monitor, Parts, Registration, WorldModelConfig, WorldModelRun,
 };
 
 use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
@@ -255,6 +255,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut executed: Vec<Vec<f32>> = Vec::new();
     let mut following = Following::so100(fps);
     let mut colour_monitor = calibration.clone().map(Monitor::new);
+    let mut registration = Registration::default();
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
     println!("seed {}: {task:?}", args.seed);
@@ -268,17 +269,19 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                 None => {
                     anchor = Some(wm.anchor(&[frame], &[joints], &[text])?);
                     following.report(&mut Parts::default());
+                    registration.check(frame);
                 }
                 Some(previous) => {
                     let (mut parts, now) =
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
                     following.report(&mut parts[0]);
+                    parts[0].shift = registration.check(frame);
                     if let Some(m) = colour_monitor.as_mut() {
                         parts[0].colour = m.colour(&ColourBins::of(frame));
                     }
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad  colour {:.4}{}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad  colour {:.4}  shift {:.2}{}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
@@ -289,6 +292,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                         parts[0].still_patch,
                         parts[0].following,
                         parts[0].colour,
+                        parts[0].shift,
                         surprise
                             .map(|s| format!(
                                 "  surprise {s:.1}{}",

@@ -48,10 +48,16 @@ pub struct Parts {
     /// only, before faults are expected.
     #[serde(default)]
     pub colour: f32,
+    /// How much better the camera's picture matches the episode's first
+    /// one moved by a few pixels than where it is, on the first picture's
+    /// edges (grey levels of 255; see [`Registration`]): a camera knocked
+    /// aside.
+    #[serde(default)]
+    pub shift: f32,
 }
 
 /// How many parts a check has.
-pub const PARTS: usize = 9;
+pub const PARTS: usize = 10;
 
 impl Parts {
     fn values(&self) -> [f64; PARTS] {
@@ -65,6 +71,7 @@ impl Parts {
             self.still_patch,
             self.following,
             self.colour,
+            self.shift,
         ]
         .map(f64::from)
     }
@@ -80,6 +87,7 @@ impl Parts {
         "still patch",
         "following",
         "colour",
+        "shift",
     ];
 }
 
@@ -159,6 +167,105 @@ impl Following {
     /// Forgets everything (a new episode, or the arm held and let go).
     pub fn reset(&mut self) {
         *self = Following::new(self.max_step_rad);
+    }
+}
+
+/// The largest shift [`Registration`] tries, in pixels of its half-size picture.
+const MAX_SHIFT: isize = 4;
+
+/// The least change of grey (of 255, over two pixels each way) that
+/// [`Registration`] takes for an edge.
+const MIN_EDGE: f32 = 20.0;
+
+/// Whether the camera has moved since the episode's first check. Only the
+/// arm moves in the scene, so the table's edges, the robot's base and the
+/// spills stay where the first picture had them; a camera knocked aside
+/// moves them all together. At each check the picture is compared with the
+/// first one on the first one's sharpest edges, where it is and moved by up
+/// to [`MAX_SHIFT`] pixels each way, keeping the better half of the
+/// comparisons (the arm's own edges move on their own): the part is how
+/// much the best shift beats none.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    /// The first picture (grey, half size) and its side.
+    first: Option<(Vec<f32>, usize)>,
+    /// Its sharpest edges: pixel indices.
+    edges: Vec<usize>,
+}
+
+impl Registration {
+    /// Grey at half size, from a square RGB8 frame; with its side.
+    fn grey(frame: &[u8]) -> Option<(Vec<f32>, usize)> {
+        let side = ((frame.len() / 3) as f64).sqrt() as usize;
+        if side < 8 || side * side * 3 != frame.len() {
+            return None;
+        }
+        let half = side / 2;
+        let at = |x: usize, y: usize| -> f32 {
+            let i = (y * side + x) * 3;
+            frame[i..i + 3].iter().map(|&v| f32::from(v)).sum::<f32>() / 3.0
+        };
+        let grey = (0..half * half)
+            .map(|i| {
+                let (x, y) = (2 * (i % half), 2 * (i / half));
+                (at(x, y) + at(x + 1, y) + at(x, y + 1) + at(x + 1, y + 1)) / 4.0
+            })
+            .collect();
+        Some((grey, half))
+    }
+
+    /// Takes a check's camera frame (square RGB8); returns the part (0 at
+    /// the first frame of the episode, or for a frame that is not square).
+    pub fn check(&mut self, frame: &[u8]) -> f32 {
+        let Some((grey, side)) = Registration::grey(frame) else {
+            return 0.0;
+        };
+        let Some((first, first_side)) = &self.first else {
+            // The sharpest fifth of the interior pixels, if sharp at all.
+            let m = MAX_SHIFT as usize + 1;
+            let mut edges: Vec<(f32, usize)> = (m..side - m)
+                .flat_map(|y| (m..side - m).map(move |x| (x, y)))
+                .map(|(x, y)| {
+                    let i = y * side + x;
+                    let gradient =
+                        (grey[i + 1] - grey[i - 1]).abs() + (grey[i + side] - grey[i - side]).abs();
+                    (gradient, i)
+                })
+                .collect();
+            edges.sort_by(|a, b| b.0.total_cmp(&a.0));
+            edges.truncate(edges.len() / 5);
+            edges.retain(|&(gradient, _)| gradient >= MIN_EDGE);
+            self.edges = edges.into_iter().map(|(_, i)| i).collect();
+            self.first = Some((grey, side));
+            return 0.0;
+        };
+        if *first_side != side || self.edges.is_empty() {
+            return 0.0;
+        }
+        let mismatch = |dx: isize, dy: isize| -> f32 {
+            let mut errors: Vec<f32> = self
+                .edges
+                .iter()
+                .map(|&i| {
+                    let moved = (i as isize + dy * side as isize + dx) as usize;
+                    (grey[moved] - first[i]).abs()
+                })
+                .collect();
+            errors.sort_by(f32::total_cmp);
+            let better = &errors[..errors.len().div_ceil(2)];
+            better.iter().sum::<f32>() / better.len() as f32
+        };
+        let here = mismatch(0, 0);
+        let best = (-MAX_SHIFT..=MAX_SHIFT)
+            .flat_map(|dy| (-MAX_SHIFT..=MAX_SHIFT).map(move |dx| (dx, dy)))
+            .map(|(dx, dy)| mismatch(dx, dy))
+            .fold(f32::INFINITY, f32::min);
+        (here - best).max(0.0)
+    }
+
+    /// Forgets the first picture (a new episode, or the arm held and let go).
+    pub fn reset(&mut self) {
+        *self = Registration::default();
     }
 }
 
@@ -289,13 +396,14 @@ pub const MARGIN: f64 = 1.25;
 /// (`sponge eval --fault all --seed 4000000`, every check's parts in its
 /// JSON): `still` raised the covered cameras caught within 1 s from 5 to 8
 /// of 10, `following` the blocked arms from 3 to 10 of 10 (seeds
-/// 5,000,000), `colour` the paint spills from 0 to 4 of 10. The latent part
+/// 5,000,000), `colour` the paint spills from 0 to 4 of 10, `shift` the
+/// knocked cameras from 0 to 5 of 9. The latent part
 /// is recorded but not watched (it raised most of the false alarms and
 /// caught nothing the others missed: the dynamics' own residual over 128
 /// numbers varies as much as a fault moves it), nor are `change` (the arm's
 /// own motion dominates it) and `still patch` (a few pixels of the arm
 /// dominate it).
-pub const WATCHED: [usize; 6] = [1, 2, 3, 5, 7, 8];
+pub const WATCHED: [usize; 7] = [1, 2, 3, 5, 7, 8, 9];
 
 impl Calibration {
     /// Fits the calibration to the checks of normal runs: a check counts
@@ -626,6 +734,45 @@ mod tests {
         let painted = ColourBins::of(&frame(&[grey, grey, orange, brown, green]));
         assert!((monitor.colour(&painted) - 0.2).abs() < 1e-6);
         assert_eq!(monitor.colour(&painted), 0.0, "seen at the check before");
+    }
+
+    /// A 96×96 scene: a light table with a dark edge along the top and a
+    /// brown spill, seen by a camera moved `camera` pixels, and a dark arm
+    /// (a block) at `arm`.
+    fn scene(camera: (i32, i32), arm: (i32, i32)) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(96 * 96 * 3);
+        for y in 0..96i32 {
+            for x in 0..96i32 {
+                let (wx, wy) = (x + camera.0, y + camera.1);
+                let mut px = if wy < 30 { [40, 40, 45] } else { [190, 190, 195] };
+                if (wx - 60).pow(2) + (wy - 65).pow(2) < 49 {
+                    px = [110, 70, 30];
+                }
+                if (x - arm.0).abs() < 8 && (y - arm.1).abs() < 14 {
+                    px = [20, 20, 20];
+                }
+                frame.extend_from_slice(&px);
+            }
+        }
+        frame
+    }
+
+    #[test]
+    fn the_arm_moving_is_no_shift_and_the_camera_moving_is() {
+        let mut registration = Registration::default();
+        assert_eq!(
+            registration.check(&scene((0, 0), (30, 50))),
+            0.0,
+            "the first frame sets the reference"
+        );
+        let arm_moved = registration.check(&scene((0, 0), (45, 40)));
+        let knocked = registration.check(&scene((6, 4), (45, 40)));
+        assert!(arm_moved < 1.0, "the arm alone moved: {arm_moved}");
+        assert!(knocked > 10.0, "the camera moved 6 and 4 pixels: {knocked}");
+        // A new episode starts over; a frame that is not square counts nothing.
+        registration.reset();
+        assert_eq!(registration.check(&scene((6, 4), (45, 40))), 0.0);
+        assert_eq!(registration.check(&[0u8; 30]), 0.0);
     }
 
     #[test]

@@ -323,6 +323,7 @@ impl WorldModelRun {
                 // Filled in by the caller, who sees every control step.
                 following: 0.0,
                 colour: 0.0,
+                shift: 0.0,
             })
             .collect();
         Ok((parts, Anchor { latent: now, seen }))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Image, JointState, StringMsg};
 use sponge_robot::units::joints_to_dataset_f32;
-use sponge_world_model::{Calibration, ColourBins, Following, Monitor, Parts, WorldModelRun};
+use sponge_world_model::{Calibration, ColourBins, Following, Monitor, Parts, Registration, WorldModelRun};
 
 use super::policy::square_rgb;
 use super::{NodeError, newest_positions, pace};
@@ -60,6 +60,8 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut executed: Vec<Vec<f32>> = Vec::new();
     // The joints against the commands, at every reading between checks.
     let mut following = Following::so100(f64::from(wm.run_config().fps));
+    // The camera against the first check since the start or a resume.
+    let mut registration = Registration::default();
     let mut anchor = None;
     let mut alarmed = false;
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
@@ -82,6 +84,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             alarmed = false;
             anchor = None;
             following.reset();
+            registration.reset();
             monitor.reset();
         }
         commands.drain(|c| {
@@ -110,6 +113,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             None => {
                 anchor = Some(wm.anchor(&[image], &[joints], &[text])?);
                 following.report(&mut Parts::default());
+                registration.check(image);
             }
             Some(previous) => {
                 let (mut parts, now) = wm.surprise(
@@ -120,6 +124,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
                     &[text],
                 )?;
                 following.report(&mut parts[0]);
+                parts[0].shift = registration.check(image);
                 parts[0].colour = monitor.colour(&ColourBins::of(image));
                 anchor = Some(now);
                 checks += 1;
