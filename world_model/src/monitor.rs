@@ -1,7 +1,8 @@
 //! The anomaly monitor: at each check, how far what is seen is from what
-//! the world model expected, in units of the spread seen on normal runs.
-//! Above the calibrated threshold for `persistence` checks in a row, it
-//! raises an alarm, and the executor holds the arm.
+//! the world model expected, and from what the joints, the colours and the
+//! camera's view did before, each part in units of how far it went on
+//! normal runs. Above the calibrated threshold for `persistence` checks in
+//! a row, it raises an alarm, and the executor holds the arm.
 
 use std::path::Path;
 
