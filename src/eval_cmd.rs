@@ -22,9 +22,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
-use sponge_world_model::{
-    Anchor, Calibration, ColourBins, Following, Monitor, Parts, Registration, WorldModelRun,
-};
+use sponge_world_model::{Anchor, Calibration, ColourBins, Monitor, Parts, Senses, WorldModelRun};
 
 use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
@@ -273,10 +271,8 @@ struct Running {
     /// What the world model kept of the last check, and the actions executed since.
     anchor: Option<Anchor>,
     executed: Vec<Vec<f32>>,
-    /// The joints against their commands, step by step, between checks.
-    following: Following,
-    /// The camera against the episode's first check.
-    registration: Registration,
+    /// The joints, the view and the colours against what came before.
+    senses: Senses,
     monitor: Option<Monitor>,
     /// Every step, for --record.
     recorded: Option<Vec<Frame>>,
@@ -546,8 +542,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     fault,
                     anchor: None,
                     executed: Vec::new(),
-                    following: Following::so100(fps),
-                    registration: Registration::default(),
+                    senses: Senses::so100(fps),
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
                 });
@@ -604,8 +599,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         if let Some(r) = slots[due[j]].as_mut() {
                             r.anchor = Some(anchors.row(row)?);
                             r.executed.clear();
-                            r.following.report(&mut Parts::default());
-                            r.registration.check(frames[row]);
+                            r.senses.first(frames[row]);
                         }
                     }
                 }
@@ -626,12 +620,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         let Some(r) = slots[i].as_mut() else { continue };
                         r.anchor = Some(anchors.row(row)?);
                         r.executed.clear();
-                        r.following.report(&mut parts[row]);
-                        parts[row].shift = r.registration.check(frames[row]);
-                        let colours = ColourBins::of(frames[row]);
-                        if let Some(monitor) = r.monitor.as_mut() {
-                            parts[row].colour = monitor.colour(&colours);
-                        }
+                        let calibration = r.monitor.as_ref().map(Monitor::calibration);
+                        let colours = r.senses.check(&mut parts[row], frames[row], calibration);
                         r.result.checks.push(parts[row]);
                         r.result.check_colours.push(colours);
                         let Some(monitor) = r.monitor.as_mut() else {
@@ -781,8 +771,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             running.index += 1;
             running.steps += 1;
             running.executed.push(joints_to_dataset_f32(&actions[i]).to_vec());
-            running.following.command(&actions[i]);
-            running.following.measure(&step.observation.state);
+            running.senses.command(&actions[i]);
+            running.senses.measure(&step.observation.state);
             let info = &step.info;
             let r = &mut running.result;
             r.force_violation_steps += usize::from(info.force_violation);

@@ -15,9 +15,7 @@ use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
 use sponge_world_model::monitor::{WATCHED, colour_out_of_episode};
-use sponge_world_model::{
-    Calibration, ColourBins, Following, Monitor, Parts, Registration, WorldModelConfig, WorldModelRun,
-};
+use sponge_world_model::{Calibration, ColourBins, Parts, Senses, WorldModelConfig, WorldModelRun};
 
 use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
 use crate::train_cmd::{DeviceArg, with_progress_bar};
@@ -253,9 +251,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut chunk: Vec<Vec<f32>> = Vec::new();
     let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
-    let mut following = Following::so100(fps);
-    let mut colour_monitor = calibration.clone().map(Monitor::new);
-    let mut registration = Registration::default();
+    let mut senses = Senses::so100(fps);
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
     println!("seed {}: {task:?}", args.seed);
@@ -268,17 +264,12 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
             match &anchor {
                 None => {
                     anchor = Some(wm.anchor(&[frame], &[joints], &[text])?);
-                    following.report(&mut Parts::default());
-                    registration.check(frame);
+                    senses.first(frame);
                 }
                 Some(previous) => {
                     let (mut parts, now) =
                         wm.surprise(previous, &[executed.as_slice()], &[frame], &[joints], &[text])?;
-                    following.report(&mut parts[0]);
-                    parts[0].shift = registration.check(frame);
-                    if let Some(m) = colour_monitor.as_mut() {
-                        parts[0].colour = m.colour(&ColourBins::of(frame));
-                    }
+                    senses.check(&mut parts[0], frame, calibration.as_ref());
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
                         "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad  colour {:.4}  shift {:.2}{}",
@@ -342,8 +333,8 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
             .pop()
             .context("the twin gave no step")?
             .observation;
-        following.command(&goal);
-        following.measure(&observation.state);
+        senses.command(&goal);
+        senses.measure(&observation.state);
     }
     write_gif(&args.out, &video, 2 * size, size, run.fps)?;
     println!(

@@ -72,14 +72,15 @@ impl WriterLock {
 pub fn recover_unless_written(root: &Path) -> Result<bool> {
     // Only writers create the lock file: opening it read-only keeps a
     // reader from writing into a dataset (a read-only copy, a cache).
-    let Ok(file) = File::open(lock_path(root)) else {
+    let path = lock_path(root);
+    let Ok(file) = File::open(&path) else {
         return recover(root);
     };
     match file.try_lock() {
         // No writer: recover while holding the lock, so that none starts meanwhile.
         Ok(()) => recover(root),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock_path(root), e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
 

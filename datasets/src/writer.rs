@@ -55,6 +55,20 @@ impl CameraSpec {
 /// The feature of what a simulator knows of the scene (LeRobot's name for it).
 pub const ENVIRONMENT_STATE: &str = "observation.environment_state";
 
+/// The names of a vector feature's entries: its `names`, or `prefix`
+/// and the index when it has none.
+fn entry_names(feature: &Feature, prefix: &str) -> Vec<String> {
+    match &feature.names {
+        serde_json::Value::Array(names) => names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => (0..feature.shape.first().copied().unwrap_or(0))
+            .map(|i| format!("{prefix}{i}"))
+            .collect(),
+    }
+}
+
 /// What a new dataset records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSpec {
@@ -167,27 +181,8 @@ impl DatasetSpec {
         let features = info.features()?;
         let find = |name: &str| features.iter().find(|(n, _)| n == name).map(|(_, f)| f);
         let action = find("action").ok_or_else(|| Error::Usage("dataset has no action feature".into()))?;
-        let joint_names = match &action.names {
-            serde_json::Value::Array(names) => names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect(),
-            _ => (0..action.shape.first().copied().unwrap_or(0))
-                .map(|i| format!("a{i}"))
-                .collect(),
-        };
-        let environment_state = match find(ENVIRONMENT_STATE) {
-            Some(feature) => match &feature.names {
-                serde_json::Value::Array(names) => names
-                    .iter()
-                    .filter_map(|n| n.as_str().map(str::to_owned))
-                    .collect(),
-                _ => (0..feature.shape.first().copied().unwrap_or(0))
-                    .map(|i| format!("e{i}"))
-                    .collect(),
-            },
-            None => Vec::new(),
-        };
+        let joint_names = entry_names(action, "a");
+        let environment_state = find(ENVIRONMENT_STATE).map_or_else(Vec::new, |f| entry_names(f, "e"));
         let mut cameras = Vec::new();
         let mut storage = CameraStorage::Video;
         let mut codec = None;

@@ -510,9 +510,6 @@ impl Calibration {
 pub struct Monitor {
     calibration: Calibration,
     above: usize,
-    /// Colour bins this episode's checks have shown.
-    colours_seen: Vec<bool>,
-    colour_checks: usize,
 }
 
 /// What a check found.
@@ -532,8 +529,6 @@ impl Monitor {
         Monitor {
             calibration,
             above: 0,
-            colours_seen: vec![false; COLOUR_BINS],
-            colour_checks: 0,
         }
     }
 
@@ -552,19 +547,6 @@ impl Monitor {
         }
     }
 
-    /// The `colour` part of a check's frame: the share of its pixels in
-    /// colours that neither a calibration episode nor this episode's
-    /// earlier checks showed (0 at the episode's first check, and without
-    /// colours calibrated).
-    pub fn colour(&mut self, bins: &ColourBins) -> f32 {
-        if self.calibration.colours.is_empty() {
-            return 0.0;
-        }
-        let share = bins.share_new(&self.calibration.colours, 0, &mut self.colours_seen);
-        self.colour_checks += 1;
-        if self.colour_checks == 1 { 0.0 } else { share }
-    }
-
     /// What it was calibrated with.
     pub fn calibration(&self) -> &Calibration {
         &self.calibration
@@ -573,6 +555,80 @@ impl Monitor {
     /// Forgets the checks so far (a new episode).
     pub fn reset(&mut self) {
         self.above = 0;
+    }
+}
+
+/// The parts one robot's checks take from outside the world model: the
+/// joints at every control step ([`Following`]), the camera's view against
+/// the episode's first check ([`Registration`]) and its colours against the
+/// calibration's and the episode's earlier checks' ([`ColourBins`]). One per
+/// robot and episode; `sponge eval`, `sponge wm rollout` and the launch
+/// monitor node drive it alike.
+#[derive(Debug, Clone)]
+pub struct Senses {
+    following: Following,
+    registration: Registration,
+    /// Colour bins this episode's checks have shown.
+    colours_seen: Vec<bool>,
+    colour_checks: usize,
+}
+
+impl Senses {
+    /// For the SO-100 commanded `fps` times a second.
+    pub fn so100(fps: f64) -> Senses {
+        Senses {
+            following: Following::so100(fps),
+            registration: Registration::default(),
+            colours_seen: vec![false; COLOUR_BINS],
+            colour_checks: 0,
+        }
+    }
+
+    /// A command sent to the arm (radians).
+    pub fn command(&mut self, q: &JointVector) {
+        self.following.command(q);
+    }
+
+    /// A joint reading (radians), after the last command.
+    pub fn measure(&mut self, q: &JointVector) {
+        self.following.measure(q);
+    }
+
+    /// The episode's first check (the world model's anchor), `frame` the
+    /// camera's (square RGB8): what later checks are compared with.
+    pub fn first(&mut self, frame: &[u8]) {
+        self.following.report(&mut Parts::default());
+        self.registration.check(frame);
+    }
+
+    /// A later check: fills `parts`' `following`, `shift` and `colour`
+    /// (the last against `calibration`'s colours; 0 without them, and at
+    /// the first colour check of the episode). Returns the frame's colours,
+    /// for calibrating on them.
+    pub fn check(
+        &mut self,
+        parts: &mut Parts,
+        frame: &[u8],
+        calibration: Option<&Calibration>,
+    ) -> ColourBins {
+        self.following.report(parts);
+        parts.shift = self.registration.check(frame);
+        let bins = ColourBins::of(frame);
+        parts.colour = match calibration.filter(|c| !c.colours.is_empty()) {
+            Some(c) => {
+                let share = bins.share_new(&c.colours, 0, &mut self.colours_seen);
+                self.colour_checks += 1;
+                if self.colour_checks == 1 { 0.0 } else { share }
+            }
+            None => 0.0,
+        };
+        bins
+    }
+
+    /// Forgets the episode (a new one, or the arm held and let go).
+    pub fn reset(&mut self) {
+        self.following.reset();
+        self.registration.reset();
         self.colours_seen.fill(false);
         self.colour_checks = 0;
     }
@@ -719,22 +775,28 @@ mod tests {
             "{shares:?}"
         );
         assert!(parts[1].iter().all(|p| p.colour == 0.0));
-        let mut monitor = Monitor::new(Calibration {
+        let calibration = Calibration {
             colours: seen_by,
             ..Calibration::fit(&(0..50).map(normal).collect::<Vec<_>>(), 1).expect("fits")
-        });
-        let plain = ColourBins::of(&frame(&[grey, orange, brown]));
+        };
+        let mut senses = Senses::so100(30.0);
+        let colour = |senses: &mut Senses, frame: &[u8]| {
+            let mut parts = Parts::default();
+            senses.check(&mut parts, frame, Some(&calibration));
+            parts.colour
+        };
+        let plain = frame(&[grey, orange, brown]);
         // The first check has nothing of its own episode to go by: 0.
-        assert_eq!(monitor.colour(&ColourBins::of(&frame(&[grey, green]))), 0.0);
-        monitor.reset();
-        assert_eq!(monitor.colour(&plain), 0.0);
+        assert_eq!(colour(&mut senses, &frame(&[grey, green])), 0.0);
+        senses.reset();
+        assert_eq!(colour(&mut senses, &plain), 0.0);
         // Light shifting the known colours a little stays within their bins.
         let dimmer = frame(&[[176, 178, 180], [226, 106, 36], [88, 58, 28]]);
-        assert_eq!(monitor.colour(&ColourBins::of(&dimmer)), 0.0);
+        assert_eq!(colour(&mut senses, &dimmer), 0.0);
         // Green paint on a fifth of the picture: a fifth is new, once.
-        let painted = ColourBins::of(&frame(&[grey, grey, orange, brown, green]));
-        assert!((monitor.colour(&painted) - 0.2).abs() < 1e-6);
-        assert_eq!(monitor.colour(&painted), 0.0, "seen at the check before");
+        let painted = frame(&[grey, grey, orange, brown, green]);
+        assert!((colour(&mut senses, &painted) - 0.2).abs() < 1e-6);
+        assert_eq!(colour(&mut senses, &painted), 0.0, "seen at the check before");
     }
 
     /// A 96×96 scene: a light table with a dark edge along the top and a

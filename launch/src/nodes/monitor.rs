@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sponge_robot::joint::JointVector;
 use sponge_robot::msg::{Image, JointState, StringMsg};
 use sponge_robot::units::joints_to_dataset_f32;
-use sponge_world_model::{Calibration, ColourBins, Following, Monitor, Parts, Registration, WorldModelRun};
+use sponge_world_model::{Calibration, Monitor, Senses, WorldModelRun};
 
 use super::policy::square_rgb;
 use super::{NodeError, newest_positions, pace};
@@ -58,17 +58,16 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut state: Option<JointVector> = None;
     let mut frame: Option<Vec<u8>> = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
-    // The joints against the commands, at every reading between checks.
-    let mut following = Following::so100(f64::from(wm.run_config().fps));
-    // The camera against the first check since the start or a resume.
-    let mut registration = Registration::default();
+    // The joints at every reading, and the view and colours against the
+    // first check since the start or a resume.
+    let mut senses = Senses::so100(f64::from(wm.run_config().fps));
     let mut anchor = None;
     let mut alarmed = false;
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(q) = newest_positions(&states)?.newest {
-            following.measure(&q);
+            senses.measure(&q);
             state = Some(q);
         }
         if let Some(image) = frames.newest()? {
@@ -83,13 +82,12 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
             eprintln!("resumed by request");
             alarmed = false;
             anchor = None;
-            following.reset();
-            registration.reset();
+            senses.reset();
             monitor.reset();
         }
         commands.drain(|c| {
             if let Ok(q) = c.positions() {
-                following.command(&q);
+                senses.command(&q);
                 executed.push(joints_to_dataset_f32(&q).to_vec());
             }
         })?;
@@ -112,8 +110,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
         match &anchor {
             None => {
                 anchor = Some(wm.anchor(&[image], &[joints], &[text])?);
-                following.report(&mut Parts::default());
-                registration.check(image);
+                senses.first(image);
             }
             Some(previous) => {
                 let (mut parts, now) = wm.surprise(
@@ -123,9 +120,7 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
                     &[joints],
                     &[text],
                 )?;
-                following.report(&mut parts[0]);
-                parts[0].shift = registration.check(image);
-                parts[0].colour = monitor.colour(&ColourBins::of(image));
+                senses.check(&mut parts[0], image, Some(monitor.calibration()));
                 anchor = Some(now);
                 checks += 1;
                 let verdict = monitor.check(&parts[0]);
