@@ -223,6 +223,13 @@ fn a_reader_leaves_a_live_writers_staged_files_alone_and_a_second_writer_is_refu
     Dataset::open(&dir).unwrap();
     assert!(!staged.exists(), "a crash's leftover was kept");
     std::fs::remove_dir_all(&dir).unwrap();
+    // Resuming a folder that is no dataset names what is missing, and
+    // writes nothing there.
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = DatasetWriter::resume(&dir).err().unwrap().to_string();
+    assert!(err.contains("no meta folder"), "{err}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
