@@ -118,6 +118,13 @@ pub struct TrainArgs {
     /// spill. 0 leaves it out. Inference never needs the environment state.
     #[arg(long, default_value_t = 0.0, value_parser = crate::train_cmd::aux_weight)]
     aux_weight: f64,
+    /// The dtype of the forward and backward passes: f32, or bf16 (mixed
+    /// precision: the f32 weights are cast to bf16 for each step, layer
+    /// norms, softmaxes and the loss stay f32; the checkpoint is f32).
+    /// bf16 is for --device cuda, where the tensor cores run it fast; on
+    /// the CPU it is slower than f32.
+    #[arg(long, default_value = "f32")]
+    precision: sponge_policy::train::Precision,
     /// Go on training the run in --out from its last checkpoint, up to
     /// --steps in all; the run keeps its own model (--horizon, --head,
     /// --actions and the encoders are taken from its config.json).
@@ -178,6 +185,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         flow_samples: args.flow_samples,
         flow_times: args.flow_times,
         aux_weight: args.aux_weight,
+        precision: args.precision,
         ..TrainConfig::default()
     };
     if !args.resume && args.out.join("model.safetensors").exists() {

@@ -64,6 +64,11 @@ pub struct WmTrainArgs {
     /// weights).
     #[arg(long, default_value_t = 0.999, value_parser = crate::train_cmd::ema_decay)]
     ema_decay: f64,
+    /// The dtype of the forward and backward passes: f32, or bf16 (mixed
+    /// precision, as `sponge train --precision bf16`: for --device cuda;
+    /// slower than f32 on the CPU).
+    #[arg(long, default_value = "f32")]
+    precision: sponge_policy::train::Precision,
     /// Go on training the model in --out from its last checkpoint, up to --steps in all.
     #[arg(long)]
     resume: bool,
@@ -145,6 +150,7 @@ fn train(args: &WmTrainArgs) -> anyhow::Result<()> {
         warmup: (args.steps / 20).clamp(1, 500),
         seed: args.seed,
         ema_decay: args.ema_decay,
+        precision: args.precision,
         ..TrainConfig::default()
     };
     let last = with_progress_bar(config.steps, |progress| {

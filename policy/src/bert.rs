@@ -181,8 +181,11 @@ impl Bert {
                     .contiguous()
             };
             let (q, k, v) = (split(&layer.query)?, split(&layer.key)?, split(&layer.value)?);
-            let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(&key_bias)?;
-            let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            // Scores and softmax in f32, whatever the weights' dtype.
+            let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?
+                .to_dtype(DType::F32)?
+                .broadcast_add(&key_bias)?;
+            let weights = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(x.dtype())?;
             let mixed = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
             let attended = layer
                 .attention_norm

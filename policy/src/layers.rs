@@ -3,8 +3,14 @@
 //! candle's fused `LayerNorm` and `softmax_last_dim` record no gradient
 //! (see the pitfalls in the reference): layer norm here is built from
 //! means and variances, and attention uses `ops::softmax`.
+//!
+//! In a bf16 model (mixed-precision training, `sponge train --precision
+//! bf16`) the matrix products run in bf16 while the layer norm's statistics,
+//! the attention's softmax and the sinusoidal time features are computed in
+//! f32 and cast back: bf16 keeps only 8 bits of mantissa, too few for a
+//! variance or for angles of up to 1000 radians.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder, linear, linear_no_bias};
 
 /// Layer normalisation over the last dimension, with a learned scale and shift.
@@ -33,10 +39,14 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        let normed = centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .to_dtype(dtype)?;
         normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
 }
@@ -79,7 +89,7 @@ impl Attention {
         let head_dim = dim / self.heads;
         let q = self.split(&self.q, x)?;
         let scores = (q.matmul(&keys.t()?)? / (head_dim as f64).sqrt())?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let weights = softmax_f32(&scores)?;
         let mixed = weights.matmul(values)?;
         let mixed = mixed.transpose(1, 2)?.reshape((b, n, dim))?;
         self.out.forward(&mixed)
@@ -181,14 +191,23 @@ impl ExpertBlock {
     }
 }
 
-/// Sinusoidal features of scalars `t` (shape `[B]`), `dim` wide.
+/// `ops::softmax` over the last dimension, computed in f32 and returned
+/// in `scores`' dtype.
+pub fn softmax_f32(scores: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(&scores.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(scores.dtype())
+}
+
+/// Sinusoidal features of scalars `t` (shape `[B]`), `dim` wide, in
+/// `t`'s dtype (computed in f32).
 pub fn sinusoidal(t: &Tensor, dim: usize) -> Result<Tensor> {
     let half = dim / 2;
     let device = t.device();
+    let dtype = t.dtype();
+    let t = t.to_dtype(DType::F32)?;
     let freqs: Vec<f32> = (0..half)
         .map(|i| (-(10_000f32.ln()) * i as f32 / half as f32).exp())
         .collect();
     let freqs = Tensor::from_vec(freqs, (1, half), device)?;
     let angles = (t.unsqueeze(1)? * 1000.0)?.broadcast_mul(&freqs)?;
-    Tensor::cat(&[angles.sin()?, angles.cos()?], 1)
+    Tensor::cat(&[angles.sin()?, angles.cos()?], 1)?.to_dtype(dtype)
 }

@@ -386,7 +386,7 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     let (b, h, w, c) = x.dims4()?;
     let flat = x.reshape((b, h * w, c))?;
     let weights = logits.forward(&flat)?.transpose(1, 2)?.contiguous()?;
-    let weights = candle_nn::ops::softmax(&weights, D::Minus1)?;
+    let weights = crate::layers::softmax_f32(&weights)?;
     let grid: Vec<f32> = (0..h)
         .flat_map(|row| {
             (0..w).flat_map(move |col| {
@@ -397,7 +397,7 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
             })
         })
         .collect();
-    let grid = Tensor::from_vec(grid, (h * w, 2), x.device())?;
+    let grid = Tensor::from_vec(grid, (h * w, 2), x.device())?.to_dtype(x.dtype())?;
     let places = weights.broadcast_matmul(&grid)?;
     let features = weights.matmul(&flat)?;
     Tensor::cat(&[places, features], 2)
@@ -530,6 +530,12 @@ impl Policy {
         &self.config
     }
 
+    /// The dtype of its weights, which its inputs must have (f32, or bf16
+    /// for mixed-precision training); the flow times may stay f32.
+    pub fn dtype(&self) -> DType {
+        self.camera_embedding.dtype()
+    }
+
     /// The trunk's tokens for an observation: `[B, tokens, d]`.
     pub fn encode(&self, observation: &Observation) -> Result<Tensor> {
         let mut parts = Vec::new();
@@ -543,7 +549,7 @@ impl Policy {
         let mask = observation
             .tokens
             .ne(PAD)?
-            .to_dtype(DType::F32)?
+            .to_dtype(self.dtype())?
             .unsqueeze(D::Minus1)?;
         let text = match &self.text {
             TextEncoder::Scratch {
@@ -613,7 +619,7 @@ impl Policy {
         let tokens = match &self.flow_in {
             Some((action_in, time_in)) => {
                 let time = time_in
-                    .forward(&sinusoidal(t, self.config.d_model)?)?
+                    .forward(&sinusoidal(t, self.config.d_model)?.to_dtype(x_t.dtype())?)?
                     .silu()?
                     .unsqueeze(1)?;
                 let grouped = x_t.reshape((
@@ -700,7 +706,7 @@ impl Policy {
                 }
                 let k = rows / b;
                 let (memory, actions) = (memory.repeat(k)?, &repeat_rows(actions, k)?);
-                let tt = t.reshape((rows, 1, 1))?;
+                let tt = t.to_dtype(actions.dtype())?.reshape((rows, 1, 1))?;
                 let x_t = (actions.broadcast_mul(&tt)? + noise.broadcast_mul(&(1.0 - &tt)?)?)?;
                 let target = (actions - noise)?;
                 let predicted = self.velocity(&memory, &x_t, t)?;
@@ -740,7 +746,7 @@ impl Policy {
     ) -> Result<Tensor> {
         let b = noise.dim(0)?;
         if self.config.head == Head::L1 {
-            return self.velocity(memory, noise, &Tensor::zeros(b, DType::F32, noise.device())?);
+            return self.velocity(memory, noise, &Tensor::zeros(b, noise.dtype(), noise.device())?);
         }
         let pin = |x: Tensor, t: f64| -> Result<Tensor> {
             match known {

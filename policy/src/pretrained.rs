@@ -220,8 +220,12 @@ impl ResNet {
         }
         let device = vb.device();
         Ok(ResNet {
-            mean: Tensor::new(&[0.485f32, 0.456, 0.406], device)?.reshape((1, 3, 1, 1))?,
-            std: Tensor::new(&[0.229f32, 0.224, 0.225], device)?.reshape((1, 3, 1, 1))?,
+            mean: Tensor::new(&[0.485f32, 0.456, 0.406], device)?
+                .reshape((1, 3, 1, 1))?
+                .to_dtype(vb.dtype())?,
+            std: Tensor::new(&[0.229f32, 0.224, 0.225], device)?
+                .reshape((1, 3, 1, 1))?
+                .to_dtype(vb.dtype())?,
             stem,
             blocks,
             channels: cin,

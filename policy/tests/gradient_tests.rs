@@ -76,26 +76,122 @@ fn every_trainable_parameter_with_the_auxiliary_head_receives_a_gradient() {
     });
 }
 
-fn assert_every_variable_learns(config: &PolicyConfig) {
-    let device = Device::Cpu;
-    let config = config.clone();
-    let (varmap, policy) = fresh_policy(&config, &device);
-    let obs = observation(&config, &device);
-    let actions =
-        Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("actions");
-    let noise = Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("noise");
-    let t = Tensor::new(&[0.3f32, 0.8], &device).expect("t");
+#[test]
+fn every_trainable_parameter_learns_through_a_bf16_copy() {
+    for config in [
+        small_config(),
+        PolicyConfig {
+            vision: sponge_policy::pretrained::Vision::Conv { keypoints: 4 },
+            aux_targets: 4,
+            ..small_config()
+        },
+    ] {
+        assert_every_variable_learns_in(&config, DType::BF16);
+    }
+}
+
+/// The loss of one batch (an auxiliary target with an auxiliary head),
+/// every input cast to the policy's dtype; the loss in f32.
+fn batch_loss(policy: &Policy, config: &PolicyConfig, inputs: &Inputs) -> Tensor {
+    let dtype = policy.dtype();
+    let cast = |t: &Tensor| t.to_dtype(dtype).expect("cast");
+    let obs = Observation {
+        images: cast(&inputs.obs.images),
+        tokens: inputs.obs.tokens.clone(),
+        state: cast(&inputs.obs.state),
+    };
+    let (actions, noise) = (cast(&inputs.actions), cast(&inputs.noise));
     let loss = if config.aux_targets > 0 {
-        let target = Tensor::randn(0f32, 1f32, (2, config.aux_targets), &device).expect("target");
         let (flow, aux) = policy
-            .losses(&obs, &actions, &noise, &t, Some(&target))
+            .losses(&obs, &actions, &noise, &inputs.t, Some(&cast(&inputs.target)))
             .expect("losses");
         (flow + aux.expect("an auxiliary loss")).expect("sum")
     } else {
-        policy.flow_loss(&obs, &actions, &noise, &t).expect("loss")
+        policy.flow_loss(&obs, &actions, &noise, &inputs.t).expect("loss")
+    };
+    loss.to_dtype(DType::F32).expect("f32 loss")
+}
+
+/// One batch of random inputs.
+struct Inputs {
+    obs: Observation,
+    actions: Tensor,
+    noise: Tensor,
+    t: Tensor,
+    target: Tensor,
+}
+
+fn inputs(config: &PolicyConfig, device: &Device) -> Inputs {
+    Inputs {
+        obs: observation(config, device),
+        actions: Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), device).expect("actions"),
+        noise: Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), device).expect("noise"),
+        t: Tensor::new(&[0.3f32, 0.8], device).expect("t"),
+        target: Tensor::randn(0f32, 1f32, (2, config.aux_targets.max(1)), device).expect("target"),
+    }
+}
+
+fn assert_every_variable_learns(config: &PolicyConfig) {
+    assert_every_variable_learns_in(config, DType::F32);
+}
+
+/// One loss computed in `dtype` (bf16: on a copy of the f32 variables
+/// cast for the step, as `sponge train --precision bf16` does), one
+/// backward pass: every f32 variable gets a finite, non-zero gradient. In
+/// bf16, the loss and the gradients also agree with f32's to bf16's
+/// precision.
+fn assert_every_variable_learns_in(config: &PolicyConfig, dtype: DType) {
+    let device = Device::Cpu;
+    let config = config.clone();
+    let (varmap, policy) = fresh_policy(&config, &device);
+    let inputs = inputs(&config, &device);
+    let vars = varmap.data().lock().expect("varmap").clone();
+    let loss = match dtype {
+        DType::F32 => batch_loss(&policy, &config, &inputs),
+        _ => {
+            let named: Vec<(String, candle_core::Var)> =
+                vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            let cast =
+                sponge_policy::train::cast_model(&named, dtype, &device, |vb| Policy::new(&config, vb))
+                    .expect("cast model");
+            assert_eq!(cast.dtype(), dtype);
+            let low = batch_loss(&cast, &config, &inputs);
+            let full = batch_loss(&policy, &config, &inputs);
+            let (l, f) = (
+                low.to_scalar::<f32>().expect("loss"),
+                full.to_scalar::<f32>().expect("loss"),
+            );
+            assert!(
+                (l - f).abs() < 0.02 * f.abs(),
+                "the {dtype:?} loss {l} is not the f32 loss {f} to within 2%"
+            );
+            let (g_low, g_full) = (
+                low.backward().expect("backward"),
+                full.backward().expect("backward"),
+            );
+            // The gradients, all variables together, point the same way.
+            let (mut dot, mut nl, mut nf) = (0f64, 0f64, 0f64);
+            for var in vars.values() {
+                let flat = |g: &candle_core::backprop::GradStore| -> Vec<f32> {
+                    g.get(var.as_tensor())
+                        .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("grad"))
+                        .unwrap_or_default()
+                };
+                for (a, b) in flat(&g_low).iter().zip(flat(&g_full)) {
+                    dot += f64::from(*a) * f64::from(b);
+                    nl += f64::from(*a).powi(2);
+                    nf += f64::from(b).powi(2);
+                }
+            }
+            let cosine = dot / (nl.sqrt() * nf.sqrt());
+            assert!(
+                cosine > 0.98,
+                "{dtype:?} and f32 gradients differ in direction (cosine {cosine:.4})"
+            );
+            low
+        }
     };
     let grads = loss.backward().expect("backward");
-    let vars = varmap.data().lock().expect("varmap").clone();
     assert!(vars.len() > 40, "only {} variables", vars.len());
     let mut missing = Vec::new();
     for (name, var) in &vars {

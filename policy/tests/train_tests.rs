@@ -6,7 +6,7 @@ use sponge_datasets::synth::write_small_dataset;
 use sponge_policy::PolicyConfig;
 use sponge_policy::agent::{Agent, Input};
 use sponge_policy::plot::{TRAIN_COLOUR, VALIDATION_COLOUR};
-use sponge_policy::train::{Ema, LogLine, TrainConfig, train};
+use sponge_policy::train::{Ema, LogLine, Precision, TrainConfig, train};
 
 /// A fresh scratch folder and, in it, a synthetic 32×32 dataset of
 /// `episodes` episodes of `frames` frames.
@@ -164,6 +164,53 @@ fn the_flow_loss_falls_and_the_run_is_written() {
         1,
     );
     assert!(wrong.is_err_and(|e| e.to_string().contains("32x32")));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn mixed_precision_training_learns_and_keeps_f32_weights() {
+    let (root, dataset) = small_dataset("train-bf16", 3, 40);
+    let config = TrainConfig {
+        steps: 60,
+        batch: 8,
+        learning_rate: 2e-3,
+        warmup: 5,
+        validation_every: 30,
+        validation_every_nth_episode: 3,
+        precision: Precision::Bf16,
+        ..TrainConfig::default()
+    };
+    let run = root.join("run");
+    let mut lines: Vec<LogLine> = Vec::new();
+    train(
+        &dataset,
+        &run,
+        &tiny_policy(),
+        &config,
+        &Device::Cpu,
+        false,
+        |l| lines.push(*l),
+    )
+    .expect("train in bf16");
+    let mean = |ls: &[LogLine]| ls.iter().map(|l| l.loss).sum::<f64>() / ls.len() as f64;
+    let (first, last) = (mean(&lines[..10]), mean(&lines[50..]));
+    assert!(last < 0.6 * first, "bf16: loss went from {first:.3} to {last:.3}");
+    for file in ["model.safetensors", "training.safetensors"] {
+        let weights = candle_core::safetensors::load(run.join(file), &Device::Cpu).expect("weights");
+        assert!(
+            weights.values().all(|w| w.dtype() == candle_core::DType::F32),
+            "{file} holds weights that are not f32"
+        );
+    }
+    let saved: TrainConfig = serde_json::from_value(
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(run.join("config.json")).expect("config"),
+        )
+        .expect("json")["train"]
+            .clone(),
+    )
+    .expect("train config");
+    assert_eq!(saved.precision, Precision::Bf16);
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -124,12 +124,15 @@ impl Module for Mlp {
 
 /// Normalises each row to zero mean and unit variance (no learned scale:
 /// latents keep one scale, so that a predicted latent can be compared with
-/// an observed one). Written out, so that gradients flow.
+/// an observed one). Written out, so that gradients flow; computed in
+/// f32 and returned in `x`'s dtype.
 fn standardise(x: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
     let mean = x.mean_keepdim(D::Minus1)?;
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)
+    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?.to_dtype(dtype)
 }
 
 /// The world model.
@@ -199,11 +202,17 @@ impl WorldModel {
         &self.config
     }
 
+    /// The dtype of its weights, which its inputs must have (f32, or bf16
+    /// for mixed-precision training).
+    pub fn dtype(&self) -> DType {
+        self.squeeze.weight().dtype()
+    }
+
     /// The instruction's embedding: the mean of its words' vectors.
     /// `tokens`: `[B, max_text_tokens]` (u32) → `[B, text_dim]`.
     pub fn text(&self, tokens: &Tensor) -> Result<Tensor> {
         let vectors = self.words.forward(tokens)?;
-        let mask = tokens.ne(PAD)?.to_dtype(DType::F32)?;
+        let mask = tokens.ne(PAD)?.to_dtype(vectors.dtype())?;
         let count = mask.sum_keepdim(D::Minus1)?.clamp(1f32, f32::MAX)?;
         vectors
             .broadcast_mul(&mask.unsqueeze(D::Minus1)?)?

@@ -22,8 +22,8 @@ use sponge_datasets::loader::{
 use sponge_datasets::stats::FeatureStats;
 use sponge_policy::tokenizer::tokenize;
 use sponge_policy::train::{
-    LogLine, Normalizer, TrainConfig, TrainError, average_of, clip, learning_rate, load_weights, read_log,
-    run_error, save_weights,
+    LogLine, Normalizer, Precision, TrainConfig, TrainError, average_of, cast_model, clip, learning_rate,
+    load_weights, read_log, run_error, save_weights,
 };
 
 use crate::model::{WorldModel, WorldModelConfig, half_size};
@@ -186,12 +186,32 @@ pub fn task_tokens(
 }
 
 fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let (logits, targets) = (&logits.to_dtype(DType::F32)?, targets.to_dtype(DType::F32)?);
     // softplus(x) − y·x, written stably.
     let softplus = (logits.relu()? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
     (softplus - (targets * logits)?)?.mean_all()
 }
 
-/// The loss of a prepared batch.
+/// The mean squared difference of `a` and `b`, in f32 whatever their dtype.
+fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    (a - b)?.to_dtype(DType::F32)?.sqr()?.mean_all()
+}
+
+impl Prepared {
+    /// The batch with its floating-point tensors in `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> candle_core::Result<Prepared> {
+        Ok(Prepared {
+            images: self.images.to_dtype(dtype)?,
+            states: self.states.to_dtype(dtype)?,
+            tokens: self.tokens.clone(),
+            actions: self.actions.to_dtype(dtype)?,
+            progress: self.progress.to_dtype(dtype)?,
+            risk: self.risk.to_dtype(dtype)?,
+        })
+    }
+}
+
+/// The loss of a prepared batch (in the model's dtype); the losses in f32.
 pub fn losses(model: &WorldModel, prepared: &Prepared) -> candle_core::Result<Losses> {
     let config = model.config();
     let b = prepared.actions.dim(0)?;
@@ -208,7 +228,7 @@ pub fn losses(model: &WorldModel, prepared: &Prepared) -> candle_core::Result<Lo
     let first = encoded.i((.., 0))?;
     let predicted = Tensor::stack(&model.rollout(&first, &prepared.actions)?, 1)?;
     let target = encoded.narrow(1, 1, segments)?.detach();
-    let latent = (&predicted - &target)?.sqr()?.mean_all()?;
+    let latent = mse(&predicted, &target)?;
 
     // Heads on every latent, encoded and predicted.
     let all =
@@ -216,13 +236,13 @@ pub fn losses(model: &WorldModel, prepared: &Prepared) -> candle_core::Result<Lo
     let states = prepared.states.reshape((b, observations, config.state_dim))?;
     let state_targets = Tensor::cat(&[&states, &states.narrow(1, 1, segments)?], 1)?
         .reshape((b * (observations + segments), config.state_dim))?;
-    let state = (model.state(&all)? - state_targets)?.sqr()?.mean_all()?;
+    let state = mse(&model.state(&all)?, &state_targets)?;
     let progress_targets = Tensor::cat(
         &[&prepared.progress, &prepared.progress.narrow(1, 1, segments)?],
         1,
     )?
     .reshape(b * (observations + segments))?;
-    let progress = (model.progress(&all)? - progress_targets)?.sqr()?.mean_all()?;
+    let progress = mse(&model.progress(&all)?, &progress_targets)?;
     let risk = bce_with_logits(
         &model.risk_logit(&predicted.reshape((b * segments, config.latent))?)?,
         &prepared.risk.reshape(b * segments)?,
@@ -231,9 +251,7 @@ pub fn losses(model: &WorldModel, prepared: &Prepared) -> candle_core::Result<Lo
     // Pictures of the first latent and the predicted ones.
     let drawn =
         Tensor::cat(&[&first.unsqueeze(1)?, &predicted], 1)?.reshape((b * observations, config.latent))?;
-    let image = (model.decode(&drawn)? - half_size(&prepared.images)?)?
-        .sqr()?
-        .mean_all()?;
+    let image = mse(&model.decode(&drawn)?, &half_size(&prepared.images)?)?;
 
     let total = (((&latent + (&image * 10.0)?)? + &state)? + ((&progress * 10.0)? + &risk)?)?;
     Ok(Losses {
@@ -358,6 +376,17 @@ pub fn train(
     let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
     let judged = averaged.as_ref().map_or(&model, |(_, model, _)| model);
     let vars: Vec<Var> = varmap.all_vars();
+    // Every variable by name, for the bf16 copy of the model each step.
+    let named: Vec<(String, Var)> = match config.precision {
+        Precision::F32 => Vec::new(),
+        Precision::Bf16 => varmap
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Mismatch("the variable map is poisoned".into()))?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.clone()))
+            .collect(),
+    };
     let mut optimizer = AdamW::new(
         vars.clone(),
         ParamsAdamW {
@@ -379,7 +408,15 @@ pub fn train(
         let lr = learning_rate(config, step);
         optimizer.set_learning_rate(lr);
         let prepared = prepare(&loader.next_batch()?, &run, &tasks, device)?;
-        let parts = losses(&model, &prepared)?;
+        let parts = match config.precision {
+            Precision::F32 => losses(&model, &prepared)?,
+            Precision::Bf16 => {
+                let cast = cast_model(&named, DType::BF16, device, |vb| {
+                    WorldModel::new(&model_config, vb)
+                })?;
+                losses(&cast, &prepared.to_dtype(DType::BF16)?)?
+            }
+        };
         let mut grads = parts.total.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;

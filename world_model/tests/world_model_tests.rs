@@ -98,6 +98,44 @@ fn dataset_with_rewards(root: &std::path::Path) {
 }
 
 #[test]
+fn mixed_precision_training_lowers_the_loss_and_saves_f32_weights() {
+    let dir = std::env::temp_dir().join(format!("sponge-wm-bf16-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    dataset_with_rewards(&data);
+    let out = dir.join("wm");
+    let config = TrainConfig {
+        steps: 60,
+        batch: 4,
+        learning_rate: 2e-3,
+        warmup: 5,
+        validation_every: 30,
+        validation_every_nth_episode: 3,
+        precision: sponge_policy::train::Precision::Bf16,
+        ..TrainConfig::default()
+    };
+    let mut losses = Vec::new();
+    train(&data, &out, &small(), &config, &Device::Cpu, false, |l| {
+        losses.push(l.loss)
+    })
+    .expect("trains in bf16");
+    let first: f64 = losses[..10].iter().sum::<f64>() / 10.0;
+    let end: f64 = losses[50..].iter().sum::<f64>() / 10.0;
+    assert!(end < 0.7 * first, "bf16: loss went from {first:.3} to {end:.3}");
+    let weights =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).expect("weights");
+    assert!(weights.values().all(|w| w.dtype() == candle_core::DType::F32));
+    // The f32 model it saved loads and encodes.
+    let run = WorldModelRun::load(&out, &Device::Cpu).expect("loads");
+    let frame = sponge_datasets::synth::picture(32, 32, 0, 0);
+    let latent = run
+        .encode(&[&frame], &[&[0f32; 6]], &["wipe up the coffee"])
+        .expect("encodes");
+    assert_eq!(latent.dims(), &[1, 32]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn training_lowers_the_loss_and_the_run_scores_and_imagines() {
     let dir = std::env::temp_dir().join(format!("sponge-wm-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
