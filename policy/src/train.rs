@@ -239,6 +239,21 @@ pub fn cast_model<M>(
     build(VarBuilder::from_tensors(tensors, dtype, device))
 }
 
+/// Every variable of `varmap` by name, for [`cast_model`] each step; none
+/// when training in f32, which needs no copy.
+pub fn vars_for_cast(varmap: &VarMap, precision: Precision) -> Result<Vec<(String, Var)>, TrainError> {
+    Ok(match precision {
+        Precision::F32 => Vec::new(),
+        Precision::Bf16 => varmap
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Mismatch("the variable map is poisoned".into()))?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.clone()))
+            .collect(),
+    })
+}
+
 fn one() -> usize {
     1
 }
@@ -817,17 +832,7 @@ pub fn train(
         })
         .map(|(_, var)| var.clone())
         .collect();
-    // Every variable by name, for the bf16 copy of the model each step.
-    let named: Vec<(String, Var)> = match config.precision {
-        Precision::F32 => Vec::new(),
-        Precision::Bf16 => varmap
-            .data()
-            .lock()
-            .map_err(|_| TrainError::Mismatch("the variable map is poisoned".into()))?
-            .iter()
-            .map(|(name, var)| (name.clone(), var.clone()))
-            .collect(),
-    };
+    let named = vars_for_cast(&varmap, config.precision)?;
     let averaged = average_of(config, out, &varmap, resume, device, |vb| {
         Policy::new(&policy_config, vb)
     })?;

@@ -23,7 +23,7 @@ use sponge_datasets::stats::FeatureStats;
 use sponge_policy::tokenizer::tokenize;
 use sponge_policy::train::{
     LogLine, Normalizer, Precision, TrainConfig, TrainError, average_of, cast_model, clip, learning_rate,
-    load_weights, read_log, run_error, save_weights,
+    load_weights, read_log, run_error, save_weights, vars_for_cast,
 };
 
 use crate::model::{WorldModel, WorldModelConfig, half_size};
@@ -376,17 +376,7 @@ pub fn train(
     let save = || save_weights(out, &varmap, averaged.as_ref().map(|(shadow, _, _)| shadow));
     let judged = averaged.as_ref().map_or(&model, |(_, model, _)| model);
     let vars: Vec<Var> = varmap.all_vars();
-    // Every variable by name, for the bf16 copy of the model each step.
-    let named: Vec<(String, Var)> = match config.precision {
-        Precision::F32 => Vec::new(),
-        Precision::Bf16 => varmap
-            .data()
-            .lock()
-            .map_err(|_| TrainError::Mismatch("the variable map is poisoned".into()))?
-            .iter()
-            .map(|(name, var)| (name.clone(), var.clone()))
-            .collect(),
-    };
+    let named = vars_for_cast(&varmap, config.precision)?;
     let mut optimizer = AdamW::new(
         vars.clone(),
         ParamsAdamW {
