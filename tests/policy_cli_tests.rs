@@ -183,7 +183,7 @@ fn a_folder_that_is_no_run_is_refused_by_name() {
 fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
     let dir = scratch("flow");
     let out = dir.join("run");
-    let refused: [(&[&str], &str); 10] = [
+    let refused: [(&[&str], &str); 11] = [
         (&["--ema-decay", "1.5"], "--ema-decay 1.5"),
         (&["--flow-samples", "0"], "--flow-samples 0"),
         (&["--flow-samples", "65"], "--flow-samples 65"),
@@ -197,6 +197,7 @@ fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
         (&["--actions-per-token", "0"], "actions_per_token 0"),
         (&["--horizon", "0"], "horizon 0"),
         (&["--aux-weight", "nan"], "--aux-weight nan"),
+        (&["--precision", "f16"], "unknown precision 'f16' (f32 or bf16)"),
     ];
     let no_dataset = dir.join("no-dataset");
     for (flags, named) in refused {

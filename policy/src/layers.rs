@@ -39,16 +39,22 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let x = x.to_dtype(DType::F32)?;
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred
-            .broadcast_div(&(var + self.eps)?.sqrt()?)?
-            .to_dtype(dtype)?;
-        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        standardise(x, self.eps)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
+}
+
+/// Each row (last dimension) of `x` to zero mean and unit variance, `eps`
+/// added to the variance: written out, so that gradients flow; computed
+/// in f32 and returned in `x`'s dtype.
+pub fn standardise(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred.broadcast_div(&(var + eps)?.sqrt()?)?.to_dtype(dtype)
 }
 
 /// Multi-head self-attention.

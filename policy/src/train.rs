@@ -870,7 +870,9 @@ pub fn train(
         let stepped = match config.precision {
             Precision::F32 => &policy,
             Precision::Bf16 => {
-                cast = cast_model(&named, DType::BF16, device, |vb| Policy::new(&policy_config, vb))?;
+                cast = cast_model(&named, config.precision.dtype(), device, |vb| {
+                    Policy::new(&policy_config, vb)
+                })?;
                 &cast
             }
         };

@@ -33,6 +33,16 @@ fn tiny_policy() -> PolicyConfig {
     }
 }
 
+/// Trains [`tiny_policy`] on `dataset` into `run` on the CPU; every step's log line.
+fn train_tiny(dataset: &std::path::Path, run: &std::path::Path, config: &TrainConfig) -> Vec<LogLine> {
+    let mut lines: Vec<LogLine> = Vec::new();
+    train(dataset, run, &tiny_policy(), config, &Device::Cpu, false, |l| {
+        lines.push(*l)
+    })
+    .expect("train");
+    lines
+}
+
 #[test]
 fn the_flow_loss_falls_and_the_run_is_written() {
     let (root, dataset) = small_dataset("train", 4, 40);
@@ -181,17 +191,7 @@ fn mixed_precision_training_learns_and_keeps_f32_weights() {
         ..TrainConfig::default()
     };
     let run = root.join("run");
-    let mut lines: Vec<LogLine> = Vec::new();
-    train(
-        &dataset,
-        &run,
-        &tiny_policy(),
-        &config,
-        &Device::Cpu,
-        false,
-        |l| lines.push(*l),
-    )
-    .expect("train in bf16");
+    let lines = train_tiny(&dataset, &run, &config);
     let mean = |ls: &[LogLine]| ls.iter().map(|l| l.loss).sum::<f64>() / ls.len() as f64;
     let (first, last) = (mean(&lines[..10]), mean(&lines[50..]));
     assert!(last < 0.6 * first, "bf16: loss went from {first:.3} to {last:.3}");
@@ -410,17 +410,7 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
         ..TrainConfig::default()
     };
     let run = root.join("run");
-    let mut lines: Vec<LogLine> = Vec::new();
-    train(
-        &dataset,
-        &run,
-        &tiny_policy(),
-        &config,
-        &Device::Cpu,
-        false,
-        |l| lines.push(*l),
-    )
-    .expect("train");
+    let lines = train_tiny(&dataset, &run, &config);
     let aux: Vec<f64> = lines
         .iter()
         .map(|l| l.aux_loss.expect("an auxiliary loss every step"))

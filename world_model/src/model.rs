@@ -124,15 +124,9 @@ impl Module for Mlp {
 
 /// Normalises each row to zero mean and unit variance (no learned scale:
 /// latents keep one scale, so that a predicted latent can be compared with
-/// an observed one). Written out, so that gradients flow; computed in
-/// f32 and returned in `x`'s dtype.
+/// an observed one).
 fn standardise(x: &Tensor) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?.to_dtype(dtype)
+    sponge_policy::layers::standardise(x, 1e-5)
 }
 
 /// The world model.

@@ -401,10 +401,10 @@ pub fn train(
         let parts = match config.precision {
             Precision::F32 => losses(&model, &prepared)?,
             Precision::Bf16 => {
-                let cast = cast_model(&named, DType::BF16, device, |vb| {
+                let cast = cast_model(&named, config.precision.dtype(), device, |vb| {
                     WorldModel::new(&model_config, vb)
                 })?;
-                losses(&cast, &prepared.to_dtype(DType::BF16)?)?
+                losses(&cast, &prepared.to_dtype(config.precision.dtype())?)?
             }
         };
         let mut grads = parts.total.backward()?;

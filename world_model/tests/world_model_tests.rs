@@ -97,6 +97,19 @@ fn dataset_with_rewards(root: &std::path::Path) {
     writer.close().expect("close");
 }
 
+/// 60 steps of 4 samples, validated every 20 on one episode in three.
+fn short_run() -> TrainConfig {
+    TrainConfig {
+        steps: 60,
+        batch: 4,
+        learning_rate: 2e-3,
+        warmup: 5,
+        validation_every: 20,
+        validation_every_nth_episode: 3,
+        ..TrainConfig::default()
+    }
+}
+
 #[test]
 fn mixed_precision_training_lowers_the_loss_and_saves_f32_weights() {
     let dir = std::env::temp_dir().join(format!("sponge-wm-bf16-{}", std::process::id()));
@@ -105,14 +118,9 @@ fn mixed_precision_training_lowers_the_loss_and_saves_f32_weights() {
     dataset_with_rewards(&data);
     let out = dir.join("wm");
     let config = TrainConfig {
-        steps: 60,
-        batch: 4,
-        learning_rate: 2e-3,
-        warmup: 5,
         validation_every: 30,
-        validation_every_nth_episode: 3,
         precision: sponge_policy::train::Precision::Bf16,
-        ..TrainConfig::default()
+        ..short_run()
     };
     let mut losses = Vec::new();
     train(&data, &out, &small(), &config, &Device::Cpu, false, |l| {
@@ -142,15 +150,7 @@ fn training_lowers_the_loss_and_the_run_scores_and_imagines() {
     let data = dir.join("data");
     dataset_with_rewards(&data);
     let out = dir.join("wm");
-    let config = TrainConfig {
-        steps: 60,
-        batch: 4,
-        learning_rate: 2e-3,
-        warmup: 5,
-        validation_every: 20,
-        validation_every_nth_episode: 3,
-        ..TrainConfig::default()
-    };
+    let config = short_run();
     let mut losses = Vec::new();
     let last = train(&data, &out, &small(), &config, &Device::Cpu, false, |l| {
         losses.push(l.loss)
