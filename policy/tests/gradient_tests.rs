@@ -4,6 +4,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use sponge_policy::tokenizer::tokenize;
 use sponge_policy::{Head, Observation, Policy, PolicyConfig};
 
@@ -21,29 +24,70 @@ fn small_config() -> PolicyConfig {
     }
 }
 
-/// A randomly initialised policy and the variables it trains.
+/// A randomly initialised policy and the variables it trains. candle's
+/// CPU generator cannot be seeded, so every variable that candle drew at
+/// random is redrawn from a seeded generator, N(0, 1/fan-in) for a matrix
+/// or kernel and N(0, 0.1²) for a vector; the constant ones (the norms'
+/// scales and biases) stay as they are. The same weights on every run, so
+/// the bf16 tolerances below are not a lottery.
 fn fresh_policy(config: &PolicyConfig, device: &Device) -> (VarMap, Policy) {
     let varmap = VarMap::new();
     let policy = Policy::new(config, VarBuilder::from_varmap(&varmap, DType::F32, device)).expect("policy");
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut vars: Vec<_> = varmap
+        .data()
+        .lock()
+        .expect("varmap")
+        .clone()
+        .into_iter()
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, var) in vars {
+        let t = var.as_tensor();
+        let (lo, hi) = (
+            t.min_all().and_then(|m| m.to_scalar::<f32>()).expect("min"),
+            t.max_all().and_then(|m| m.to_scalar::<f32>()).expect("max"),
+        );
+        if lo == hi {
+            continue;
+        }
+        let fan_in: usize = t.dims().iter().skip(1).product();
+        let spread = if t.rank() > 1 {
+            (fan_in as f32).sqrt().recip()
+        } else {
+            0.1
+        };
+        var.set(&normal(&mut rng, 0.0, spread, t.dims(), device))
+            .expect("set");
+    }
     (varmap, policy)
 }
 
-fn observation(config: &PolicyConfig, device: &Device) -> Observation {
+/// A tensor of `shape` drawn from N(mean, spread²) by a seeded generator.
+fn normal(rng: &mut StdRng, mean: f32, spread: f32, shape: &[usize], device: &Device) -> Tensor {
+    let n = shape.iter().product::<usize>();
+    let values: Vec<f32> = (0..n)
+        .map(|_| mean + spread * rng.sample::<f32, _>(StandardNormal))
+        .collect();
+    Tensor::from_vec(values, shape, device).expect("normal")
+}
+
+fn observation(config: &PolicyConfig, rng: &mut StdRng, device: &Device) -> Observation {
     let b = 2;
     let tokens: Vec<u32> = ["wipe up the ink", "wipe the table"]
         .iter()
         .flat_map(|t| tokenize(t, config.max_text_tokens))
         .collect();
     Observation {
-        images: Tensor::rand(
-            0f32,
-            1f32,
-            (b, config.cameras, 3, config.image_size, config.image_size),
+        images: normal(
+            rng,
+            0.5,
+            0.25,
+            &[b, config.cameras, 3, config.image_size, config.image_size],
             device,
-        )
-        .expect("images"),
+        ),
         tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device).expect("tokens"),
-        state: Tensor::randn(0f32, 1f32, (b, config.state_dim), device).expect("state"),
+        state: normal(rng, 0.0, 1.0, &[b, config.state_dim], device),
     }
 }
 
@@ -112,7 +156,7 @@ fn batch_loss(policy: &Policy, config: &PolicyConfig, inputs: &Inputs) -> Tensor
     loss.to_dtype(DType::F32).expect("f32 loss")
 }
 
-/// One batch of random inputs.
+/// One batch of inputs.
 struct Inputs {
     obs: Observation,
     actions: Tensor,
@@ -121,13 +165,16 @@ struct Inputs {
     target: Tensor,
 }
 
+/// One batch of inputs from a seeded generator.
 fn inputs(config: &PolicyConfig, device: &Device) -> Inputs {
+    let rng = &mut StdRng::seed_from_u64(11);
+    let chunk = [2, config.horizon, config.action_dim];
     Inputs {
-        obs: observation(config, device),
-        actions: Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), device).expect("actions"),
-        noise: Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), device).expect("noise"),
+        obs: observation(config, rng, device),
+        actions: normal(rng, 0.0, 1.0, &chunk, device),
+        noise: normal(rng, 0.0, 1.0, &chunk, device),
         t: Tensor::new(&[0.3f32, 0.8], device).expect("t"),
-        target: Tensor::randn(0f32, 1f32, (2, config.aux_targets.max(1)), device).expect("target"),
+        target: normal(rng, 0.0, 1.0, &[2, config.aux_targets.max(1)], device),
     }
 }
 
@@ -161,9 +208,11 @@ fn assert_every_variable_learns_in(config: &PolicyConfig, dtype: DType) {
                 low.to_scalar::<f32>().expect("loss"),
                 full.to_scalar::<f32>().expect("loss"),
             );
+            // With these seeded weights and inputs: 0.9% and 1.6% off
+            // (2.9 and 5.2); 3% leaves room for another CPU's rounding.
             assert!(
-                (l - f).abs() < 0.02 * f.abs(),
-                "the {dtype:?} loss {l} is not the f32 loss {f} to within 2%"
+                (l - f).abs() < 0.03 * f.abs(),
+                "the {dtype:?} loss {l} is not the f32 loss {f} to within 3%"
             );
             let (g_low, g_full) = (
                 low.backward().expect("backward"),
@@ -218,7 +267,7 @@ fn different_noise_gives_different_chunks_of_the_right_shape() {
     let device = Device::Cpu;
     let config = small_config();
     let (_, policy) = fresh_policy(&config, &device);
-    let obs = observation(&config, &device);
+    let obs = observation(&config, &mut StdRng::seed_from_u64(3), &device);
     let noise = Tensor::randn(0f32, 1f32, (2, config.horizon, config.action_dim), &device).expect("noise");
     let a = policy.sample(&obs, &noise).expect("sample");
     assert_eq!(a.dims(), &[2, config.horizon, config.action_dim]);
@@ -250,7 +299,7 @@ fn several_flow_samples_per_chunk_average_the_loss_of_each_draw() {
     let device = Device::Cpu;
     let config = small_config();
     let (_, policy) = fresh_policy(&config, &device);
-    let obs = observation(&config, &device);
+    let obs = observation(&config, &mut StdRng::seed_from_u64(3), &device);
     let shape = (2, config.horizon, config.action_dim);
     let actions = Tensor::randn(0f32, 1f32, shape, &device).expect("actions");
     let (noise_a, noise_b) = (
