@@ -76,6 +76,19 @@ pub struct TrainArgs {
     /// --horizon; fewer means more tokens, finer detail, slower sampling).
     #[arg(long, default_value_t = PolicyConfig::default().actions_per_token)]
     actions_per_token: usize,
+    /// Width of every token of the transformers (the compute grows with
+    /// its square; a larger model is for a GPU run).
+    #[arg(long, default_value_t = PolicyConfig::default().d_model)]
+    width: usize,
+    /// Attention heads (they divide --width).
+    #[arg(long, default_value_t = PolicyConfig::default().heads)]
+    heads: usize,
+    /// Transformer blocks of the trunk, over the image, text and state tokens.
+    #[arg(long, default_value_t = PolicyConfig::default().trunk_layers)]
+    trunk_layers: usize,
+    /// Blocks of the action expert.
+    #[arg(long, default_value_t = PolicyConfig::default().expert_layers)]
+    expert_layers: usize,
     /// A pretrained ResNet (a local folder in the Hugging Face layout:
     /// config.json and model.safetensors, e.g. a download of
     /// microsoft/resnet-18) as the image encoder instead of the small one
@@ -127,7 +140,8 @@ pub struct TrainArgs {
     precision: sponge_policy::train::Precision,
     /// Go on training the run in --out from its last checkpoint, up to
     /// --steps in all; the run keeps its own model (--horizon, --head,
-    /// --actions and the encoders are taken from its config.json).
+    /// --actions, the sizes and the encoders are taken from its
+    /// config.json).
     #[arg(long)]
     resume: bool,
 }
@@ -211,6 +225,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         actions: args.actions,
         horizon: args.horizon,
         actions_per_token: args.actions_per_token,
+        d_model: args.width,
+        heads: args.heads,
+        trunk_layers: args.trunk_layers,
+        expert_layers: args.expert_layers,
         ..PolicyConfig::default()
     };
     if !args.resume {

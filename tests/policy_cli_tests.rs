@@ -108,7 +108,7 @@ fn train_then_eval_in_the_twin_writes_figures_and_a_gif() {
 }
 
 #[test]
-fn a_short_horizon_run_keeps_its_shape_and_eval_checks_the_replan_against_it() {
+fn a_short_small_run_keeps_its_shape_and_eval_checks_the_replan_against_it() {
     let dir = scratch("horizon");
     let dataset = dir.join("dataset");
     sponge_datasets::synth::write_small_dataset(&dataset, 32, &[(30, "wipe up the ink"); 2])
@@ -129,6 +129,14 @@ fn a_short_horizon_run_keeps_its_shape_and_eval_checks_the_replan_against_it() {
         "10",
         "--actions-per-token",
         "2",
+        "--width",
+        "48",
+        "--heads",
+        "3",
+        "--trunk-layers",
+        "1",
+        "--expert-layers",
+        "1",
     ]);
     assert!(output.status.success(), "{}", text(&output));
     let config: serde_json::Value =
@@ -136,6 +144,20 @@ fn a_short_horizon_run_keeps_its_shape_and_eval_checks_the_replan_against_it() {
             .expect("valid json");
     assert_eq!(config["policy"]["horizon"], 10);
     assert_eq!(config["policy"]["actions_per_token"], 2);
+    assert_eq!(config["policy"]["d_model"], 48);
+    assert_eq!(config["policy"]["heads"], 3);
+    assert_eq!(config["policy"]["trunk_layers"], 1);
+    assert_eq!(config["policy"]["expert_layers"], 1);
+    let weights =
+        candle_core::safetensors::load(dir.join("run/model.safetensors"), &candle_core::Device::Cpu)
+            .expect("weights");
+    assert!(
+        weights
+            .keys()
+            .all(|k| !k.contains("trunk.1.") && !k.contains("expert.1.")),
+        "a second block was saved: {:?}",
+        weights.keys().filter(|k| k.contains(".1.")).collect::<Vec<_>>()
+    );
 
     // Replanning after more actions than a chunk holds is refused by name.
     let eval = |replan: &str| {
@@ -183,7 +205,7 @@ fn a_folder_that_is_no_run_is_refused_by_name() {
 fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
     let dir = scratch("flow");
     let out = dir.join("run");
-    let refused: [(&[&str], &str); 11] = [
+    let refused: [(&[&str], &str); 13] = [
         (&["--ema-decay", "1.5"], "--ema-decay 1.5"),
         (&["--flow-samples", "0"], "--flow-samples 0"),
         (&["--flow-samples", "65"], "--flow-samples 65"),
@@ -198,6 +220,11 @@ fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
         (&["--horizon", "0"], "horizon 0"),
         (&["--aux-weight", "nan"], "--aux-weight nan"),
         (&["--precision", "f16"], "unknown precision 'f16' (f32 or bf16)"),
+        (
+            &["--width", "100", "--heads", "3"],
+            "d_model 100 is not divisible by 3 heads",
+        ),
+        (&["--expert-layers", "0"], "expert_layers 0"),
     ];
     let no_dataset = dir.join("no-dataset");
     for (flags, named) in refused {

@@ -95,6 +95,9 @@ impl PolicyConfig {
         if !self.d_model.is_multiple_of(2) {
             return Err(format!("d_model {} is odd", self.d_model));
         }
+        if self.expert_layers == 0 {
+            return Err("expert_layers 0: the action expert needs a block to see the observation".into());
+        }
         if self.horizon == 0 {
             return Err("horizon 0: a chunk needs at least one action".into());
         }
