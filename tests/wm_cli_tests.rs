@@ -112,12 +112,19 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     let monitor: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("wm/monitor.json")).expect("monitor.json"))
             .expect("json");
-    // Two 20 s episodes (a random policy does not finish early), a check every 10 steps.
-    assert!(monitor["checks"].as_u64().expect("checks") >= 100, "{monitor}");
+    // Two episodes of at most 20 s, a check every 10 steps after the first:
+    // at most 2 × 59. An episode ends early only if the barely trained
+    // policy wipes its spill (2 runs in 17 saw fewer than 100 checks), and
+    // no wipe takes less than 3.5 s: at least 2 × 10.
+    let checks = monitor["checks"].as_u64().expect("checks");
+    assert!((20..=118).contains(&checks), "{checks} checks\n{calibrated}");
     assert!(monitor["threshold"].as_f64().expect("threshold") >= monitor["max_seen"].as_f64().expect("max"));
 
-    // Ranking 3 proposals, with the camera covered at 1 s: the episode ends
-    // at the alarm.
+    // Ranking 3 proposals, with the camera covered at 0.1 s, before the
+    // monitor's first check at 1/3 s: the episode ends at the alarm. (A
+    // 4-step model's surprise is mostly noise: with the cover at 1 s, a
+    // check before it alarmed in about 1 run of 4, and the episode ended
+    // before its fault.)
     let (json, record) = (path("eval.json"), path("rollouts"));
     let report = ok(&[
         "eval",
@@ -135,7 +142,7 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         "--fault",
         "cover-camera",
         "--fault-window",
-        "1-1",
+        "0.1-0.1",
         "--json",
         &json,
         "--record",
@@ -147,11 +154,13 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     assert_eq!(figures["summary"]["samples"], 3);
     for episode in figures["episodes"].as_array().expect("episodes") {
         assert_eq!(episode["fault"], "cover-camera");
-        assert_eq!(episode["fault_at_s"], 1.0);
-        let alarm = episode["alarm_at_s"].as_f64().expect("an alarm");
+        assert_eq!(episode["fault_at_s"], 0.1, "{episode}");
+        let alarm = episode["alarm_at_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no alarm: {episode}"));
         // After the cover, within a few checks (a 4-step model on an
         // unseeded CPU is not the trained model whose 1 s figure the README gives).
-        assert!((1.0..=5.0).contains(&alarm), "alarm at {alarm} s");
+        assert!((0.1..=5.0).contains(&alarm), "alarm at {alarm} s: {episode}");
         assert!(episode["duration_s"].as_f64().expect("duration") <= alarm + 1e-9);
     }
     assert_eq!(figures["summary"]["monitor"]["faults"], 2);
