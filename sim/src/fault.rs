@@ -14,7 +14,9 @@ pub enum Fault {
     DropSponge,
     /// Something blocks the arm: it stops where it is.
     BlockArm,
-    /// Someone shoves the arm: the shoulder and elbow jump by a few degrees.
+    /// Someone shoves the arm: a hand takes the shoulder pan 9–14°
+    /// and the lift 6–11° off over a tenth of a second and holds them there for 0.3–0.6 s,
+    /// stronger than the servos.
     PushArm,
     /// A hand or a cloth covers most of the front camera.
     CoverCamera,
@@ -57,7 +59,8 @@ impl Fault {
                 let sign = |rng: &mut dyn rand::RngCore| if rng.random::<bool>() { 1.0 } else { -1.0 };
                 delta[Joint::ShoulderPan.index()] = sign(rng) * rng.random_range(0.15..0.25);
                 delta[Joint::ShoulderLift.index()] = -rng.random_range(0.1..0.2);
-                env.arm_mut().push(&delta);
+                let hold_s = rng.random_range(0.3..0.6);
+                env.arm_mut().shove(&delta, 0.1, 0.1 + hold_s);
             }
             Fault::CoverCamera => env.set_camera_cover(rng.random_range(0.6..0.9)),
             Fault::ShiftCamera => {
@@ -174,6 +177,52 @@ mod tests {
             let step = env.step(&low);
             assert_eq!(step.info.max_force_n, 0.0);
         }
+    }
+
+    #[test]
+    fn a_shove_holds_the_arm_off_for_a_while_and_the_servos_bring_it_back() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut env = Env::new(EnvConfig::default(), 6);
+        let goal = env.observe().state;
+        for _ in 0..5 {
+            env.step(&goal);
+        }
+        let start = env.observe().state;
+        Fault::PushArm.inject(&mut env, &mut rng);
+        let off = |env: &mut Env| {
+            let q = env.observe().state;
+            (
+                (q[Joint::ShoulderPan.index()] - start[Joint::ShoulderPan.index()]).abs(),
+                (q[Joint::ShoulderLift.index()] - start[Joint::ShoulderLift.index()]).abs(),
+                (q[Joint::ElbowFlex.index()] - start[Joint::ElbowFlex.index()]).abs(),
+            )
+        };
+        // Held off for the whole of the shortest hold (0.1 s ramp + 0.3 s),
+        // 12 control steps at 30 Hz, whatever the servos are told.
+        // The first 3 steps are the ramp.
+        for step in 1..=12 {
+            env.step(&goal);
+            if step < 3 {
+                continue;
+            }
+            let (pan, lift, elbow) = off(&mut env);
+            assert!(
+                pan > 0.14 && lift > 0.09,
+                "step {step}: pan {pan}, lift {lift} rad off"
+            );
+            assert!(elbow < 0.05, "the elbow is left to its servo: {elbow} rad off");
+        }
+        assert!(env.arm().shoved());
+        // Let go after at most 0.7 s; the servos pull back.
+        for _ in 0..30 {
+            env.step(&goal);
+        }
+        assert!(!env.arm().shoved());
+        let (pan, lift, _) = off(&mut env);
+        assert!(
+            pan < 0.02 && lift < 0.03,
+            "not back: pan {pan}, lift {lift} rad off"
+        );
     }
 
     #[test]

@@ -92,6 +92,20 @@ pub struct ArmWorld {
     dropped: Option<Isometry3<f64>>,
     /// Whether something blocks the arm: the servos' setpoints stay where they are.
     blocked: bool,
+    /// A hand holding joints off where the servos want them, if one is.
+    shove: Option<Shove>,
+}
+
+/// A hand, stronger than the servos, that takes some joints `delta` away
+/// from where they were (linearly over `ramp_steps` physics steps), holds
+/// them there until `steps` have passed, and lets go.
+#[derive(Debug, Clone, Copy)]
+struct Shove {
+    from: JointVector,
+    delta: JointVector,
+    ramp_steps: usize,
+    steps: usize,
+    done: usize,
 }
 
 fn pose_of(iso: &Isometry3<f64>) -> Pose {
@@ -267,6 +281,7 @@ impl ArmWorld {
             setpoint: [0.0; NUM_JOINTS],
             dropped: None,
             blocked: false,
+            shove: None,
         };
         if let Some((multibody, _)) = arm.world.multibody_joints.get_mut(arm.joints[0]) {
             multibody.armature_mut().fill(SERVO_ARMATURE_KG_M2 as f32);
@@ -305,12 +320,55 @@ impl ArmWorld {
         multibody.update_rigid_bodies(&mut world.bodies, true);
     }
 
-    /// A shove from outside: the joints jump by `delta_rad` (within their
-    /// limits) while the servos keep their goal, so they pull back.
-    pub fn push(&mut self, delta_rad: &JointVector) {
+    /// A shove from outside: a hand takes the joints `delta_rad` away from
+    /// where they are over `ramp_s`, holds them there (within their limits)
+    /// until `total_s` has passed, and lets go; the servos keep their goal
+    /// throughout, so they pull back then. Joints with a zero delta are left
+    /// to the servos.
+    pub fn shove(&mut self, delta_rad: &JointVector, ramp_s: f64, total_s: f64) {
+        let ramp_steps = (ramp_s / PHYSICS_DT_S).round().max(1.0) as usize;
+        self.shove = Some(Shove {
+            from: self.joint_positions(),
+            delta: *delta_rad,
+            ramp_steps,
+            steps: ((total_s / PHYSICS_DT_S).round() as usize).max(ramp_steps),
+            done: 0,
+        });
+    }
+
+    /// Whether a hand is holding the arm off (see [`ArmWorld::shove`]).
+    pub fn shoved(&self) -> bool {
+        self.shove.is_some()
+    }
+
+    /// Puts the joints that `shove` moves where the hand has them now, at
+    /// rest, and lets go when its time is up.
+    fn hold_shoved_joints(&mut self) {
+        let Some(shove) = self.shove.as_mut() else {
+            return;
+        };
+        shove.done += 1;
+        let reach = (shove.done as f64 / shove.ramp_steps as f64).min(1.0);
+        let held = clamp_to_limits(&std::array::from_fn(|i| shove.from[i] + reach * shove.delta[i]));
+        let delta = shove.delta;
+        if shove.done >= shove.steps {
+            self.shove = None;
+        }
         let current = self.joint_positions();
-        let q = clamp_to_limits(&std::array::from_fn(|i| current[i] + delta_rad[i]));
-        self.displace_to(&q);
+        let ArmWorld { world, joints, .. } = self;
+        let Some((multibody, _)) = world.multibody_joints.get_mut(joints[0]) else {
+            return;
+        };
+        for i in (0..joints.len()).filter(|&i| delta[i] != 0.0) {
+            let Some(link) = multibody.link_mut(i + 1) else {
+                continue;
+            };
+            link.joint.apply_displacement(&[(held[i] - current[i]) as f32]);
+            let dof = link.assembly_id();
+            multibody.generalized_velocity_mut()[dof] = 0.0;
+        }
+        multibody.forward_kinematics(&world.bodies, false);
+        multibody.update_rigid_bodies(&mut world.bodies, true);
     }
 
     /// Something blocks the arm (or stops blocking it): while blocked, the
@@ -393,6 +451,7 @@ impl ArmWorld {
         }
         self.apply_setpoint();
         self.world.step();
+        self.hold_shoved_joints();
         self.contact()
     }
 
