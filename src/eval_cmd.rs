@@ -773,6 +773,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             running.executed.push(joints_to_dataset_f32(&actions[i]).to_vec());
             running.senses.command(&actions[i]);
             running.senses.measure(&step.observation.state);
+            running.senses.grip(step.observation.gripper_load);
             let info = &step.info;
             let r = &mut running.result;
             r.force_violation_steps += usize::from(info.force_violation);

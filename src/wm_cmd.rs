@@ -341,6 +341,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
             .observation;
         senses.command(&goal);
         senses.measure(&observation.state);
+        senses.grip(observation.gripper_load);
     }
     write_gif(&args.out, &video, 2 * size, size, run.fps)?;
     println!(

@@ -146,6 +146,9 @@ pub struct Observation {
     pub state: JointVector,
     /// RGB8 images, one per camera (front, then wrist), row-major; empty without a renderer.
     pub images: Vec<Vec<u8>>,
+    /// The gripper servo's load, a fraction of its stall torque (see
+    /// [`ArmWorld::gripper_load`]).
+    pub gripper_load: f64,
 }
 
 /// What happened in a step, besides the reward.
@@ -315,6 +318,7 @@ impl Env {
         Observation {
             state: self.arm.joint_positions(),
             images: Vec::new(),
+            gripper_load: self.arm.gripper_load(),
         }
     }
 

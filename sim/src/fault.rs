@@ -166,9 +166,19 @@ mod tests {
             "the unblocked arm did not move"
         );
 
-        // Press the sponge down onto the table, then drop it: no force, no wiping.
+        // Press the sponge down onto the table, then drop it: no force, no
+        // wiping, and the gripper's servo no longer squeezes anything.
         let mut env = Env::new(EnvConfig::default(), 4);
+        let mut hold = env.observe().state;
+        hold[Joint::Gripper.index()] = 0.0;
+        env.step(&hold);
+        let held = env.observe().gripper_load;
+        assert!(
+            (0.05..0.3).contains(&held),
+            "holding the sponge loads the gripper {held}"
+        );
         Fault::DropSponge.inject(&mut env, &mut rng);
+        assert_eq!(env.observe().gripper_load, 0.0);
         assert!(env.arm().sponge_dropped());
         assert!(env.arm().sponge_centre().translation.z < 0.05);
         let mut low = env.observe().state;

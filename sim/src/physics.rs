@@ -33,6 +33,13 @@ pub const SERVO_DAMPING_NM_S_PER_RAD: f64 = 0.5;
 /// Reflected rotor inertia of an STS3215's 1:345 gearbox, kg·m².
 pub const SERVO_ARMATURE_KG_M2: f64 = 0.008;
 
+/// Where the gripper's jaw would close to on the held sponge without
+/// squeezing it, radians: the twin's jaw holds it at 0, squeezed by this.
+const SPONGE_FREE_JAW_RAD: f64 = 0.04;
+/// How hard the squeezed sponge pushes the jaw back, N·m/rad (soft foam:
+/// at 0 about a tenth of the servo's stall torque).
+const SPONGE_SQUEEZE_NM_PER_RAD: f64 = 4.0;
+
 /// Collision groups: arm links, table, sponge.
 const GROUP_ARM: Group = Group::GROUP_1;
 const GROUP_TABLE: Group = Group::GROUP_2;
@@ -402,6 +409,23 @@ impl ArmWorld {
     /// Whether the sponge was dropped.
     pub fn sponge_dropped(&self) -> bool {
         self.dropped.is_some()
+    }
+
+    /// The gripper servo's load as a fraction of its stall torque (what
+    /// its `Present_Load` register reads, in thousandths): the torque that
+    /// keeps the held sponge squeezed, 0 once it is dropped. The twin's
+    /// sponge is fixed to the gripper and does not push the jaw back, so
+    /// the jaw's reading does not show the squeeze; only this does, from
+    /// the jaw's goal.
+    pub fn gripper_load(&self) -> f64 {
+        if self.dropped.is_some() {
+            return 0.0;
+        }
+        // The servo pushes the jaw towards its goal until the foam pushes
+        // back as hard: the squeeze follows the goal, not the twin's jaw.
+        let goal = self.goal[Joint::Gripper.index()];
+        let torque = SPONGE_SQUEEZE_NM_PER_RAD * (SPONGE_FREE_JAW_RAD - goal).max(0.0);
+        ((torque / SERVO_STALL_TORQUE_NM).min(1.0) * 1000.0).round() / 1000.0
     }
 
     /// The sponge's centre: in the gripper, or where it lies after a drop.

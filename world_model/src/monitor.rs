@@ -55,10 +55,15 @@ pub struct Parts {
     /// aside.
     #[serde(default)]
     pub shift: f32,
+    /// The share of the gripper servo's load at the episode's first check
+    /// that it lost since, averaged over the control steps since the last
+    /// check (see [`Grip`]): a sponge let go of. 0 when it held nothing.
+    #[serde(default)]
+    pub grip: f32,
 }
 
 /// How many parts a check has.
-pub const PARTS: usize = 10;
+pub const PARTS: usize = 11;
 
 impl Parts {
     fn values(&self) -> [f64; PARTS] {
@@ -73,6 +78,7 @@ impl Parts {
             self.following,
             self.colour,
             self.shift,
+            self.grip,
         ]
         .map(f64::from)
     }
@@ -89,6 +95,7 @@ impl Parts {
         "following",
         "colour",
         "shift",
+        "grip",
     ];
 }
 
@@ -398,13 +405,20 @@ pub const MARGIN: f64 = 1.25;
 /// JSON): `still` raised the covered cameras caught within 1 s from 5 to 8
 /// of 10, `following` the blocked arms from 3 to 10 of 10 (seeds
 /// 5,000,000), `colour` the paint spills from 0 to 4 of 10, `shift` the
-/// knocked cameras from 0 to 5 of 9. The latent part
+/// knocked cameras from 0 to 5 of 9, `grip` the dropped sponges. The latent part
 /// is recorded but not watched (it raised most of the false alarms and
 /// caught nothing the others missed: the dynamics' own residual over 128
 /// numbers varies as much as a fault moves it), nor are `change` (the arm's
 /// own motion dominates it) and `still patch` (a few pixels of the arm
 /// dominate it).
-pub const WATCHED: [usize; 7] = [1, 2, 3, 5, 7, 8, 9];
+pub const WATCHED: [usize; 8] = [1, 2, 3, 5, 7, 8, 9, 10];
+
+/// The least scale of each part (its normal range, mean to largest, is
+/// taken as at least this): `grip` never moves on the twin's normal runs,
+/// where the policy's jaw goal is constant, and a real servo's load reading
+/// wobbles by a few percent; a tenth of the held load lost is the least
+/// that counts as one normal range.
+const MIN_SCALE: [f64; PARTS] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1];
 
 impl Calibration {
     /// Fits the calibration to the checks of normal runs: a check counts
@@ -460,11 +474,14 @@ impl Calibration {
 
     /// Each watched part's distance above its normal mean, in units of its
     /// largest normal distance (at least a hundredth of a standard
-    /// deviation, for a part that never varied), with its index.
+    /// deviation, for a part that never varied, and at least [`MIN_SCALE`]), with its index.
     fn scores(&self, parts: &Parts) -> impl Iterator<Item = (usize, f64)> {
         let values = parts.values();
         WATCHED.into_iter().map(move |i| {
-            let scale = (self.max[i] - self.mean[i]).max(0.01 * self.std[i]).max(1e-12);
+            let scale = (self.max[i] - self.mean[i])
+                .max(0.01 * self.std[i])
+                .max(MIN_SCALE[i])
+                .max(1e-12);
             (i, (values[i] - self.mean[i]) / scale)
         })
     }
@@ -558,6 +575,69 @@ impl Monitor {
     }
 }
 
+/// Below this load (a fraction of the stall torque) the gripper holds
+/// nothing worth watching.
+const MIN_HELD_LOAD: f64 = 0.02;
+
+/// The gripper servo's load between checks, against what it held with at
+/// the episode's first check: jaws squeezing a sponge load their servo,
+/// and let go of it they do not (on the twin, a tenth of the stall torque
+/// falls to 0).
+#[derive(Debug, Clone, Default)]
+pub struct Grip {
+    /// Whether the episode's first check has been.
+    anchored: bool,
+    /// The load at the first check (or the first reading after it).
+    held: Option<f64>,
+    last: Option<f64>,
+    sum: f64,
+    count: usize,
+}
+
+impl Grip {
+    /// A load reading (fraction of the stall torque, by magnitude).
+    pub fn measure(&mut self, load: f64) {
+        let load = load.abs();
+        if !load.is_finite() {
+            return;
+        }
+        self.last = Some(load);
+        if self.anchored && self.held.is_none() {
+            self.held = Some(load);
+        }
+        self.sum += load;
+        self.count += 1;
+    }
+
+    /// The episode's first check: what it holds now is what later checks
+    /// are compared with.
+    pub fn first(&mut self) {
+        self.anchored = true;
+        self.held = self.last;
+        self.sum = 0.0;
+        self.count = 0;
+    }
+
+    /// Fills `parts.grip` from the readings since the last check, and
+    /// starts the next interval.
+    pub fn report(&mut self, parts: &mut Parts) {
+        parts.grip = match self.held {
+            Some(held) if held >= MIN_HELD_LOAD && self.count > 0 => {
+                let mean = self.sum / self.count as f64;
+                ((held - mean) / held).max(0.0) as f32
+            }
+            _ => 0.0,
+        };
+        self.sum = 0.0;
+        self.count = 0;
+    }
+
+    /// Forgets the episode.
+    pub fn reset(&mut self) {
+        *self = Grip::default();
+    }
+}
+
 /// The parts one robot's checks take from outside the world model: the
 /// joints at every control step ([`Following`]), the camera's view against
 /// the episode's first check ([`Registration`]) and its colours against the
@@ -567,6 +647,7 @@ impl Monitor {
 #[derive(Debug, Clone)]
 pub struct Senses {
     following: Following,
+    grip: Grip,
     registration: Registration,
     /// Colour bins this episode's checks have shown.
     colours_seen: Vec<bool>,
@@ -578,6 +659,7 @@ impl Senses {
     pub fn so100(fps: f64) -> Senses {
         Senses {
             following: Following::so100(fps),
+            grip: Grip::default(),
             registration: Registration::default(),
             colours_seen: vec![false; COLOUR_BINS],
             colour_checks: 0,
@@ -594,14 +676,21 @@ impl Senses {
         self.following.measure(q);
     }
 
+    /// The gripper servo's load after the last command (a fraction of its
+    /// stall torque); robots that do not read it leave `grip` at 0.
+    pub fn grip(&mut self, load: f64) {
+        self.grip.measure(load);
+    }
+
     /// The episode's first check (the world model's anchor), `frame` the
     /// camera's (square RGB8): what later checks are compared with.
     pub fn first(&mut self, frame: &[u8]) {
         self.following.report(&mut Parts::default());
+        self.grip.first();
         self.registration.check(frame);
     }
 
-    /// A later check: fills `parts`' `following`, `shift` and `colour`
+    /// A later check: fills `parts`' `following`, `grip`, `shift` and `colour`
     /// (the last against `calibration`'s colours; 0 without them, and at
     /// the first colour check of the episode). Returns the frame's colours,
     /// for calibrating on them.
@@ -612,6 +701,7 @@ impl Senses {
         calibration: Option<&Calibration>,
     ) -> ColourBins {
         self.following.report(parts);
+        self.grip.report(parts);
         parts.shift = self.registration.check(frame);
         let bins = ColourBins::of(frame);
         parts.colour = match calibration.filter(|c| !c.colours.is_empty()) {
@@ -628,6 +718,7 @@ impl Senses {
     /// Forgets the episode (a new one, or the arm held and let go).
     pub fn reset(&mut self) {
         self.following.reset();
+        self.grip.reset();
         self.registration.reset();
         self.colours_seen.fill(false);
         self.colour_checks = 0;
@@ -670,6 +761,57 @@ mod tests {
         assert!(monitor.check(&blocked).alarm);
         monitor.reset();
         assert!(!monitor.check(&blocked).alarm);
+        // A part that never moved on normal runs counts from its least scale.
+        monitor.reset();
+        let mut loosened = normal(3);
+        loosened.grip = 0.08;
+        assert!(monitor.check(&loosened).surprise <= 1.0);
+        let mut dropped = normal(3);
+        dropped.grip = 1.0;
+        assert_eq!(monitor.check(&dropped).cause, "grip");
+        assert!(monitor.check(&dropped).alarm);
+    }
+
+    #[test]
+    fn grip_stays_small_while_the_sponge_is_squeezed_and_shows_a_drop() {
+        // Checks every 10 steps; the load wobbles by 5% of itself while
+        // held; `drop_at` lets go.
+        let run = |held: f64, drop_at: Option<usize>| -> Vec<f32> {
+            let mut grip = Grip::default();
+            grip.measure(held);
+            grip.first();
+            let mut checks = Vec::new();
+            for t in 0..60 {
+                let dropped = drop_at.is_some_and(|at| t >= at);
+                let wobble = 1.0 + 0.05 * (t as f64 * 0.7).sin();
+                grip.measure(if dropped { 0.0 } else { held * wobble });
+                if t % 10 == 9 {
+                    let mut parts = Parts::default();
+                    grip.report(&mut parts);
+                    checks.push(parts.grip);
+                }
+            }
+            checks
+        };
+        let calm = run(0.1, None);
+        assert!(calm.iter().all(|&g| g < 0.05), "{calm:?}");
+        let dropped = run(0.1, Some(25));
+        assert_eq!(dropped[..2], calm[..2]);
+        assert!(
+            dropped[2] > 0.4,
+            "half the interval without the sponge: {dropped:?}"
+        );
+        assert!(dropped[3..].iter().all(|&g| g == 1.0), "{dropped:?}");
+        // Jaws holding nothing: no part to watch, whatever follows.
+        assert!(run(0.005, Some(25)).iter().all(|&g| g == 0.0));
+        // The first reading after the first check anchors when none came before.
+        let mut grip = Grip::default();
+        grip.first();
+        grip.measure(0.1);
+        grip.measure(0.0);
+        let mut parts = Parts::default();
+        grip.report(&mut parts);
+        assert_eq!(parts.grip, 0.5);
     }
 
     /// Servos that cover `share` of the move they are asked for, at most

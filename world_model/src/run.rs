@@ -324,6 +324,7 @@ impl WorldModelRun {
                 following: 0.0,
                 colour: 0.0,
                 shift: 0.0,
+                grip: 0.0,
             })
             .collect();
         Ok((parts, Anchor { latent: now, seen }))
