@@ -60,6 +60,7 @@ fn twin_follows_commands_and_holds_when_they_stop() {
     let mut target = q0;
     target[Joint::ShoulderPan.index()] += 0.4;
     target[Joint::ElbowFlex.index()] = Joint::ElbowFlex.limits().max_rad + 1.0;
+    target[Joint::Gripper.index()] = 0.0;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(2) {
         commands
@@ -76,6 +77,15 @@ fn twin_follows_commands_and_holds_when_they_stop() {
         q[pan],
         target[pan]
     );
+    // The jaws squeeze the sponge: the gripper's servo carries about a
+    // tenth of its 1.6 N·m stall torque; the twin models no other effort.
+    let message = states
+        .recv_timeout(Duration::from_millis(500))
+        .expect("recv")
+        .expect("a state while commanded");
+    let grip = message.effort_of(Joint::Gripper).expect("the gripper's effort");
+    assert!((0.1..0.3).contains(&grip), "gripper effort {grip} N·m");
+    assert_eq!(message.effort_of(Joint::ShoulderPan), None, "{:?}", message.effort);
     let elbow = Joint::ElbowFlex.limits();
     assert!(
         q[Joint::ElbowFlex.index()] <= elbow.max_rad + 0.02,

@@ -153,6 +153,20 @@ impl JointState {
         }
         Ok(q)
     }
+
+    /// The effort of `joint` (N·m), if the message has one per name and
+    /// that one is a number (NaN: not measured).
+    pub fn effort_of(&self, joint: Joint) -> Option<f64> {
+        if self.effort.len() != self.name.len() {
+            return None;
+        }
+        self.name
+            .iter()
+            .zip(&self.effort)
+            .find(|(name, _)| name.parse::<Joint>().is_ok_and(|j| j == joint))
+            .map(|(_, &e)| e)
+            .filter(|e| e.is_finite())
+    }
 }
 
 /// `sensor_msgs/msg/Image`.

@@ -166,3 +166,17 @@ fn joint_state_positions_are_found_by_name() {
     msg.name.pop();
     assert!(msg.positions().is_err());
 }
+
+#[test]
+fn effort_is_found_by_name_and_missing_when_not_a_number_or_not_one_per_joint() {
+    use sponge_robot::joint::Joint;
+    let mut msg = JointState::from_positions(Time::now(), &[0.0; 6]);
+    assert_eq!(msg.effort_of(Joint::Gripper), None, "no efforts at all");
+    msg.name.reverse();
+    msg.effort = vec![0.25, 0.1, f64::NAN, 0.0, 0.0, 0.0];
+    assert_eq!(msg.effort_of(Joint::Gripper), Some(0.25));
+    assert_eq!(msg.effort_of(Joint::WristRoll), Some(0.1));
+    assert_eq!(msg.effort_of(Joint::WristFlex), None, "NaN: not measured");
+    msg.effort.pop();
+    assert_eq!(msg.effort_of(Joint::Gripper), None, "five efforts for six names");
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use sponge_drivers::arm::{Arm, OnStop, Role, SafetyConfig};
 use sponge_drivers::calibrate::{ArmKind, load_calibration};
 use sponge_robot::calibration::ArmCalibration;
+use sponge_robot::model::SERVO_STALL_TORQUE_NM;
 use sponge_robot::msg::{Header, JointState, Time};
 
 use super::newest_positions;
@@ -80,6 +81,7 @@ pub fn run_follower(node: &Node, params: &Params, stop: &AtomicBool) -> Result<S
                 let state = arm.read_state()?;
                 let mut message = JointState::from_positions(Time::now(), &state.position_rad);
                 message.velocity = state.velocity_rad_s.to_vec();
+                message.effort = state.load.iter().map(|l| l * SERVO_STALL_TORQUE_NM).collect();
                 states.put(&message)?;
                 Ok(())
             })();

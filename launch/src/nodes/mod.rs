@@ -382,6 +382,8 @@ pub(crate) struct Positions {
     pub received: u64,
     /// Messages that could not be used (undecodable, wrong joints, not finite).
     pub rejected: u64,
+    /// The gripper's effort in the newest usable message, N·m, if it had one.
+    pub gripper_effort: Option<f64>,
 }
 
 /// Takes every queued JointState and keeps the newest usable positions.
@@ -392,7 +394,10 @@ pub(crate) fn newest_positions(
     let undecodable = sub.drain(|state| {
         out.received += 1;
         match state.positions() {
-            Ok(q) if q.iter().all(|v| v.is_finite()) => out.newest = Some(q),
+            Ok(q) if q.iter().all(|v| v.is_finite()) => {
+                out.newest = Some(q);
+                out.gripper_effort = state.effort_of(sponge_robot::joint::Joint::Gripper);
+            }
             _ => out.rejected += 1,
         }
     })?;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sponge_robot::joint::JointVector;
+use sponge_robot::model::SERVO_STALL_TORQUE_NM;
 use sponge_robot::msg::{Image, JointState, StringMsg};
 use sponge_robot::units::joints_to_dataset_f32;
 use sponge_world_model::{Calibration, Monitor, Senses, WorldModelRun};
@@ -66,9 +67,13 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if let Some(q) = newest_positions(&states)?.newest {
+        let newest = newest_positions(&states)?;
+        if let Some(q) = newest.newest {
             senses.measure(&q);
             state = Some(q);
+            if let Some(effort) = newest.gripper_effort {
+                senses.grip(effort / SERVO_STALL_TORQUE_NM);
+            }
         }
         if let Some(image) = frames.newest()? {
             frame = Some(square_rgb(&image, size).map_err(|e| format!("camera frame: {e}"))?);

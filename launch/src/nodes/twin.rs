@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sponge_robot::joint::{Joint, JointVector};
+use sponge_robot::model::SERVO_STALL_TORQUE_NM;
 use sponge_robot::msg::{Header, Image, JointState, Time};
 use sponge_sim::render::{RenderConfig, Renderer};
 use sponge_sim::{Env, EnvConfig};
@@ -121,7 +122,16 @@ pub fn run(node: &Node, config: &TwinNodeConfig, stop: &AtomicBool) -> Result<Tw
         env.step(&goal);
         stats.ticks += 1;
         let stamp = Time::now();
-        states.put(&JointState::from_positions(stamp, &env.arm().joint_positions()))?;
+        let mut state = JointState::from_positions(stamp, &env.arm().joint_positions());
+        // The twin models the gripper's load only (the squeezed sponge).
+        state.effort = Joint::ALL
+            .iter()
+            .map(|&j| match j {
+                Joint::Gripper => env.arm().gripper_load() * SERVO_STALL_TORQUE_NM,
+                _ => f64::NAN,
+            })
+            .collect();
+        states.put(&state)?;
         if let Some(renderer) = renderer.as_mut() {
             let size = config.camera_size.unwrap_or(96);
             let frame = renderer
