@@ -85,7 +85,12 @@ fn twin_follows_commands_and_holds_when_they_stop() {
         .expect("a state while commanded");
     let grip = message.effort_of(Joint::Gripper).expect("the gripper's effort");
     assert!((0.1..0.3).contains(&grip), "gripper effort {grip} N·m");
-    assert_eq!(message.effort_of(Joint::ShoulderPan), None, "{:?}", message.effort);
+    assert_eq!(
+        message.effort_of(Joint::ShoulderPan),
+        None,
+        "{:?}",
+        message.effort
+    );
     let elbow = Joint::ElbowFlex.limits();
     assert!(
         q[Joint::ElbowFlex.index()] <= elbow.max_rad + 0.02,
