@@ -165,6 +165,36 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     }
     assert_eq!(figures["summary"]["monitor"]["faults"], 2);
 
+    // A sponge dropped at 0.1 s: the gripper's servo loses its load, which
+    // the first check (1/3 s) sees whatever the world model makes of it.
+    let drop_json = path("drop.json");
+    ok(&[
+        "eval",
+        "--policy",
+        &run,
+        "--world-model",
+        &wm,
+        "--monitor",
+        "--episodes",
+        "1",
+        "--fault",
+        "drop-sponge",
+        "--fault-window",
+        "0.1-0.1",
+        "--json",
+        &drop_json,
+    ]);
+    let dropped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&drop_json).expect("eval json")).expect("json");
+    let episode = &dropped["episodes"][0];
+    let grip = episode["checks"][0]["grip"].as_f64().expect("grip part");
+    // 8 of the 10 readings since the start, at no load.
+    assert!((0.6..=1.0).contains(&grip), "grip {grip}: {episode}");
+    let alarm = episode["alarm_at_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no alarm: {episode}"));
+    assert!(alarm < 0.34, "alarm at {alarm} s: {episode}");
+
     // The policy's rollouts, recorded up to the alarm, are a dataset the
     // world model trains on.
     let valid = ok(&["dataset", "validate", &record]);
