@@ -8,7 +8,10 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use sponge_policy::bench::Latency;
 
+use sponge_robot::joint::NUM_JOINTS;
+
 use crate::model::{WorldModel, WorldModelConfig};
+use crate::monitor::{COLOUR_BINS, Calibration, Parts, Senses};
 use crate::train::{Prepared, losses};
 
 fn random_inputs(config: &WorldModelConfig, n: usize, device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
@@ -22,8 +25,11 @@ fn random_inputs(config: &WorldModelConfig, n: usize, device: &Device) -> Result
 
 /// Time to rank `k` chunks for one observation (encode it once, imagine
 /// every chunk to its end in one batch, read progress and risk), and one
-/// monitor check (encode, one dynamics step, decode three pictures), over
-/// `runs` runs after two warm-up runs.
+/// monitor check (encode, one dynamics step, decode three pictures, then
+/// the parts from outside the model: a segment of joint readings and
+/// gripper loads, the camera's registration against the first picture
+/// and its colours against a calibration's), over `runs` runs after two
+/// warm-up runs.
 pub fn ranking_latency(
     config: &WorldModelConfig,
     k: usize,
@@ -35,6 +41,20 @@ pub fn ranking_latency(
     let (images, state, tokens) = random_inputs(config, 1, device)?;
     let chunks = Tensor::randn(0f32, 1f32, (k, config.horizon, config.action_dim), device)?;
     let segment = Tensor::randn(0f32, 1f32, (1, config.segment * config.action_dim), device)?;
+    // A camera picture of noise: every pixel an edge, the registration's
+    // worst case.
+    let side = config.image_size;
+    let frame = |seed: u32| -> Vec<u8> {
+        (0..side * side * 3)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8)
+            .collect()
+    };
+    let calibration = Calibration {
+        colours: vec![1; COLOUR_BINS],
+        ..Calibration::fit(&[Parts::default(); 10], 1).map_err(candle_core::Error::msg)?
+    };
+    let mut senses = Senses::so100(30.0);
+    senses.first(&frame(0));
     let mut rank = Vec::with_capacity(runs);
     let mut check = Vec::with_capacity(runs);
     for i in 0..runs + 2 {
@@ -58,6 +78,14 @@ pub fn ranking_latency(
         let pictures = model.decode(&Tensor::cat(&[&now, &next, &z], 0)?)?;
         pictures.flatten_all()?.to_vec1::<f32>()?;
         model.state(&next)?.flatten_all()?.to_vec1::<f32>()?;
+        for step in 0..config.segment {
+            let q = [0.01 * step as f64; NUM_JOINTS];
+            senses.command(&q);
+            senses.measure(&q);
+            senses.grip(0.1);
+        }
+        let mut parts = Parts::default();
+        senses.check(&mut parts, &frame(i as u32 + 1), Some(&calibration));
         let checked = started.elapsed().as_secs_f64() * 1e3;
         if i >= 2 {
             rank.push(ranked);
