@@ -73,7 +73,7 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     assert!(dir.join("wm/loss.png").is_file());
 
     // Without a calibration the monitor cannot run.
-    let uncalibrated = sponge(&[
+    let one_monitored = [
         "eval",
         "--policy",
         &run,
@@ -82,7 +82,8 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         "--monitor",
         "--episodes",
         "1",
-    ]);
+    ];
+    let uncalibrated = sponge(&one_monitored);
     assert!(!uncalibrated.status.success());
     assert!(
         text(&uncalibrated).contains("sponge wm calibrate"),
@@ -169,21 +170,17 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     // the first check (1/3 s) sees whatever the world model makes of it.
     let drop_json = path("drop.json");
     ok(&[
-        "eval",
-        "--policy",
-        &run,
-        "--world-model",
-        &wm,
-        "--monitor",
-        "--episodes",
-        "1",
-        "--fault",
-        "drop-sponge",
-        "--fault-window",
-        "0.1-0.1",
-        "--json",
-        &drop_json,
-    ]);
+        &one_monitored[..],
+        &[
+            "--fault",
+            "drop-sponge",
+            "--fault-window",
+            "0.1-0.1",
+            "--json",
+            &drop_json,
+        ],
+    ]
+    .concat());
     let dropped: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&drop_json).expect("eval json")).expect("json");
     let episode = &dropped["episodes"][0];
