@@ -772,8 +772,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             running.steps += 1;
             running.executed.push(joints_to_dataset_f32(&actions[i]).to_vec());
             running.senses.command(&actions[i]);
-            running.senses.measure(&step.observation.state);
-            running.senses.grip(step.observation.gripper_load);
+            running
+                .senses
+                .measure(&step.observation.state, Some(step.observation.gripper_load));
             let info = &step.info;
             let r = &mut running.result;
             r.force_violation_steps += usize::from(info.force_violation);

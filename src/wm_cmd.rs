@@ -340,8 +340,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
             .context("the twin gave no step")?
             .observation;
         senses.command(&goal);
-        senses.measure(&observation.state);
-        senses.grip(observation.gripper_load);
+        senses.measure(&observation.state, Some(observation.gripper_load));
     }
     write_gif(&args.out, &video, 2 * size, size, run.fps)?;
     println!(

@@ -304,25 +304,28 @@ impl ArmWorld {
     /// Moves the arm to `q_rad` at rest, with goal and setpoint there too.
     pub fn teleport(&mut self, q_rad: &JointVector) {
         let q = clamp_to_limits(q_rad);
-        self.displace_to(&q);
+        self.displace_to(&q, &[true; NUM_JOINTS]);
         self.goal = q;
         self.setpoint = q;
         self.apply_setpoint();
     }
 
-    /// Puts the joints at `q` at rest, leaving goal and setpoint alone.
-    fn displace_to(&mut self, q: &JointVector) {
+    /// Puts the joints marked in `which` at `q`, at rest, leaving the
+    /// others, goal and setpoint alone.
+    fn displace_to(&mut self, q: &JointVector, which: &[bool; NUM_JOINTS]) {
         let current = self.joint_positions();
         let ArmWorld { world, joints, .. } = self;
         let Some((multibody, _)) = world.multibody_joints.get_mut(joints[0]) else {
             return;
         };
-        for i in 0..joints.len() {
-            if let Some(link) = multibody.link_mut(i + 1) {
-                link.joint.apply_displacement(&[(q[i] - current[i]) as f32]);
-            }
+        for i in (0..joints.len()).filter(|&i| which[i]) {
+            let Some(link) = multibody.link_mut(i + 1) else {
+                continue;
+            };
+            link.joint.apply_displacement(&[(q[i] - current[i]) as f32]);
+            let dof = link.assembly_id();
+            multibody.generalized_velocity_mut()[dof] = 0.0;
         }
-        multibody.generalized_velocity_mut().fill(0.0);
         multibody.forward_kinematics(&world.bodies, false);
         multibody.update_rigid_bodies(&mut world.bodies, true);
     }
@@ -357,25 +360,11 @@ impl ArmWorld {
         shove.done += 1;
         let reach = (shove.done as f64 / shove.ramp_steps as f64).min(1.0);
         let held = clamp_to_limits(&std::array::from_fn(|i| shove.from[i] + reach * shove.delta[i]));
-        let delta = shove.delta;
+        let shoved = shove.delta.map(|d| d != 0.0);
         if shove.done >= shove.steps {
             self.shove = None;
         }
-        let current = self.joint_positions();
-        let ArmWorld { world, joints, .. } = self;
-        let Some((multibody, _)) = world.multibody_joints.get_mut(joints[0]) else {
-            return;
-        };
-        for i in (0..joints.len()).filter(|&i| delta[i] != 0.0) {
-            let Some(link) = multibody.link_mut(i + 1) else {
-                continue;
-            };
-            link.joint.apply_displacement(&[(held[i] - current[i]) as f32]);
-            let dof = link.assembly_id();
-            multibody.generalized_velocity_mut()[dof] = 0.0;
-        }
-        multibody.forward_kinematics(&world.bodies, false);
-        multibody.update_rigid_bodies(&mut world.bodies, true);
+        self.displace_to(&held, &shoved);
     }
 
     /// Something blocks the arm (or stops blocking it): while blocked, the

@@ -81,8 +81,7 @@ pub fn ranking_latency(
         for step in 0..config.segment {
             let q = [0.01 * step as f64; NUM_JOINTS];
             senses.command(&q);
-            senses.measure(&q);
-            senses.grip(0.1);
+            senses.measure(&q, Some(0.1));
         }
         let mut parts = Parts::default();
         senses.check(&mut parts, &frame(i as u32 + 1), Some(&calibration));

@@ -671,15 +671,14 @@ impl Senses {
         self.following.command(q);
     }
 
-    /// A joint reading (radians), after the last command.
-    pub fn measure(&mut self, q: &JointVector) {
+    /// A joint reading (radians) after the last command, with the gripper
+    /// servo's load (a fraction of its stall torque) where the robot reads
+    /// it; without, `grip` stays 0.
+    pub fn measure(&mut self, q: &JointVector, gripper_load: Option<f64>) {
         self.following.measure(q);
-    }
-
-    /// The gripper servo's load after the last command (a fraction of its
-    /// stall torque); robots that do not read it leave `grip` at 0.
-    pub fn grip(&mut self, load: f64) {
-        self.grip.measure(load);
+        if let Some(load) = gripper_load {
+            self.grip.measure(load);
+        }
     }
 
     /// The episode's first check (the world model's anchor), `frame` the

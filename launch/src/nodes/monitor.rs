@@ -69,11 +69,8 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     while !stop.load(Ordering::Relaxed) {
         let newest = newest_positions(&states)?;
         if let Some(q) = newest.newest {
-            senses.measure(&q);
+            senses.measure(&q, newest.gripper_effort.map(|e| e / SERVO_STALL_TORQUE_NM));
             state = Some(q);
-            if let Some(effort) = newest.gripper_effort {
-                senses.grip(effort / SERVO_STALL_TORQUE_NM);
-            }
         }
         if let Some(image) = frames.newest()? {
             frame = Some(square_rgb(&image, size).map_err(|e| format!("camera frame: {e}"))?);
