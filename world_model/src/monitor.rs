@@ -806,11 +806,13 @@ mod tests {
         // The first reading after the first check anchors when none came before.
         let mut grip = Grip::default();
         grip.first();
+        grip.measure(f64::NAN);
         grip.measure(0.1);
         grip.measure(0.0);
+        grip.measure(f64::INFINITY);
         let mut parts = Parts::default();
         grip.report(&mut parts);
-        assert_eq!(parts.grip, 0.5);
+        assert_eq!(parts.grip, 0.5, "a reading that is not a number is skipped");
     }
 
     /// Servos that cover `share` of the move they are asked for, at most
