@@ -109,8 +109,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub ood: bool,
     /// Inject a fault into every episode (drop-sponge, block-arm, push-arm,
-    /// cover-camera, shift-camera, unseen-spill, or all: each in turn), at
-    /// a random time within --fault-window.
+    /// cover-camera, shift-camera, unseen-spill, or all: each of these in
+    /// turn; or spill-paint: a new spill of paint), at a random time within
+    /// --fault-window.
     #[arg(long)]
     pub fault: Option<String>,
     /// Seconds within which faults are injected, "FROM-TO".

@@ -115,7 +115,7 @@ pub struct RolloutArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 12.0)]
     seconds: f64,
-    /// A fault to inject (drop-sponge, block-arm, push-arm, cover-camera, shift-camera, unseen-spill).
+    /// A fault to inject (drop-sponge, block-arm, push-arm, cover-camera, shift-camera, unseen-spill, spill-paint).
     #[arg(long)]
     fault: Option<Fault>,
     /// When to inject it, seconds.

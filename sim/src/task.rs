@@ -31,6 +31,20 @@ pub const SPILL_ANGLE_RANGE_RAD: (f64, f64) = (-0.85, 0.85);
 /// Closest two spill centres may be, metres.
 const MIN_SPILL_SEPARATION_M: f64 = 0.09;
 
+/// A random spill centre in reach (base frame, metres).
+pub fn spill_centre(rng: &mut impl Rng) -> [f64; 2] {
+    let r = rng.random_range(SPILL_RADIUS_RANGE_M.0..SPILL_RADIUS_RANGE_M.1);
+    let a = rng.random_range(SPILL_ANGLE_RANGE_RAD.0..SPILL_ANGLE_RANGE_RAD.1);
+    [r * a.sin(), -0.0452 - r * a.cos()]
+}
+
+/// Whether a spill centred at `c` keeps its distance from those at `centres`.
+fn clear_of(centres: &[[f64; 2]], c: [f64; 2]) -> bool {
+    centres
+        .iter()
+        .all(|o| (o[0] - c[0]).hypot(o[1] - c[1]) >= MIN_SPILL_SEPARATION_M)
+}
+
 impl Scene {
     /// A random scene: 1–3 spills of random kinds in reach, and an instruction.
     pub fn random(rng: &mut impl Rng) -> Scene {
@@ -39,13 +53,8 @@ impl Scene {
         let mut attempts = 0;
         while centres.len() < count && attempts < 200 {
             attempts += 1;
-            let r = rng.random_range(SPILL_RADIUS_RANGE_M.0..SPILL_RADIUS_RANGE_M.1);
-            let a = rng.random_range(SPILL_ANGLE_RANGE_RAD.0..SPILL_ANGLE_RANGE_RAD.1);
-            let c = [r * a.sin(), -0.0452 - r * a.cos()];
-            if centres
-                .iter()
-                .all(|o| (o[0] - c[0]).hypot(o[1] - c[1]) >= MIN_SPILL_SEPARATION_M)
-            {
+            let c = spill_centre(rng);
+            if clear_of(&centres, c) {
                 centres.push(c);
             }
         }

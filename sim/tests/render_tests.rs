@@ -135,3 +135,25 @@ fn same_seed_renders_the_same_images() {
     let other = Env::new(EnvConfig::default(), 12);
     assert_ne!(front(&mut a, &other), fa[0]);
 }
+
+#[test]
+fn spilt_paint_shows_on_the_table() {
+    use rand::SeedableRng;
+    let size = 96;
+    let mut renderer = renderer(1, size);
+    let mut shown = Vec::new();
+    for seed in 0..8u64 {
+        let mut env = Env::new(EnvConfig::default(), 300 + seed);
+        let before = front(&mut renderer, &env);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        sponge_sim::fault::Fault::SpillPaint.inject(&mut env, &mut rng);
+        let after = front(&mut renderer, &env);
+        let changed = (0..(size * size) as usize)
+            .filter(|&p| pixel_distance(&before, &after, p) > 60.0)
+            .count();
+        shown.push(changed);
+    }
+    eprintln!("pixels the paint changed: {shown:?}");
+    shown.sort();
+    assert!(shown[4] > 15, "{shown:?}");
+}

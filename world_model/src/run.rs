@@ -320,11 +320,9 @@ impl WorldModelRun {
                 change: change[i],
                 still: still[i],
                 still_patch: still_patch[i],
-                // Filled in by the caller, who sees every control step.
-                following: 0.0,
-                colour: 0.0,
-                shift: 0.0,
-                grip: 0.0,
+                // The rest is filled in by the caller, who sees every
+                // control step and the camera's own pixels.
+                ..Parts::default()
             })
             .collect();
         Ok((parts, Anchor { latent: now, seen }))
