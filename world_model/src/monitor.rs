@@ -393,12 +393,31 @@ fn neighbours(bin: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// How many levels apart (of [`COLOUR_LEVELS`]) a bin's channels must be
+/// for [`vivid`]: 3, some 96 of 255.
+const VIVID_LEVELS: usize = 3;
+
+/// Whether a colour bin is vivid: its channels far apart, as paint and the
+/// sponges are, and the table, the arm, the shadows and a watery spill are
+/// not.
+fn vivid(bin: usize) -> bool {
+    let levels = [
+        bin / (COLOUR_LEVELS * COLOUR_LEVELS),
+        (bin / COLOUR_LEVELS) % COLOUR_LEVELS,
+        bin % COLOUR_LEVELS,
+    ];
+    let (low, high) = (levels.iter().min(), levels.iter().max());
+    matches!((low, high), (Some(low), Some(high)) if high - low >= VIVID_LEVELS)
+}
+
 /// One episode's colours, check by check: which colours are new, and
 /// whether they stay. A colour is new when the episode's first colour check
 /// showed neither it nor a shade of it a level off in a channel (a scene
 /// whose own look is new, light or a spill's shade, is taken as it comes,
-/// and the arm moving shows its colours in other light) and few calibration
-/// episodes showed it; it counts
+/// and the arm moving shows its colours in other light) and either few
+/// calibration episodes showed it or it is [`vivid`] (two of the four
+/// paints are near two of the four sponges' colours, which other episodes
+/// showed; this episode's own sponge is in its first check); it counts
 /// from the second check in a row that shows it. A colour that flickers
 /// for one check (a shade the arm casts in one pose, a blend at an edge) is
 /// no spill; paint stays where it was spilt.
@@ -426,9 +445,9 @@ impl Default for ColourNovelty {
 
 impl ColourNovelty {
     /// Takes one check's colours: the share of its pixels in new bins (those
-    /// the episode's first check did not show and `seen_by`, episodes per
-    /// bin, counts at most `own` times) that the check before showed too.
-    /// 0 at the first check.
+    /// the episode's first check did not show, with their shades, and that
+    /// are vivid or that `seen_by`, episodes per bin, counts at most `own`
+    /// times) that the check before showed too. 0 at the first check.
     pub fn check(&mut self, bins: &ColourBins, seen_by: &[u16], own: u16) -> f32 {
         self.checks += 1;
         let mut stayed = 0u32;
@@ -438,7 +457,7 @@ impl ColourNovelty {
                 for near in neighbours(bin) {
                     self.scene[near] = true;
                 }
-            } else if !self.scene[bin] && seen_by.get(bin).is_none_or(|&e| e <= own) {
+            } else if !self.scene[bin] && (vivid(bin) || seen_by.get(bin).is_none_or(|&e| e <= own)) {
                 if self.new[bin] && self.before[bin] {
                     stayed += n;
                 }
@@ -1110,6 +1129,36 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(colour(&mut senses, &painted), 0.0);
         }
+    }
+
+    #[test]
+    fn a_vivid_colour_counts_even_where_other_episodes_showed_it() {
+        let (grey, orange, green, dim) = ([180, 180, 185], [230, 110, 40], [30, 190, 40], [110, 110, 110]);
+        // Other episodes showed a green sponge and a dim grey.
+        let mut seen_by = vec![0u16; COLOUR_BINS];
+        for colour in [grey, orange, green, dim] {
+            seen_by[usize::from(ColourBins::of(&colour).0[0].0)] = 3;
+        }
+        let mut novelty = ColourNovelty::default();
+        let check = |novelty: &mut ColourNovelty, colours: &[[u8; 3]]| {
+            novelty.check(&ColourBins::of(&frame(colours)), &seen_by, 0)
+        };
+        assert_eq!(check(&mut novelty, &[grey, orange]), 0.0);
+        // Dim grey, two levels off the table's: seen elsewhere, not vivid.
+        for _ in 0..3 {
+            assert_eq!(check(&mut novelty, &[grey, orange, dim]), 0.0);
+        }
+        // Green paint, where this episode's sponge is orange.
+        assert_eq!(check(&mut novelty, &[grey, orange, green]), 0.0);
+        let share = check(&mut novelty, &[grey, orange, green]);
+        assert!((share - 0.34).abs() < 0.011, "{share}");
+        // With a green sponge in the first check, green paint is its colour.
+        let mut novelty = ColourNovelty::default();
+        for _ in 0..3 {
+            assert_eq!(check(&mut novelty, &[grey, green, orange]), 0.0);
+        }
+        assert!(vivid(usize::from(ColourBins::of(&green).0[0].0)));
+        assert!(!vivid(usize::from(ColourBins::of(&grey).0[0].0)));
     }
 
     /// A 96×96 scene: a light table with a dark edge along the top and a
