@@ -1,6 +1,6 @@
-//! The rendered twin: spills fade into the table as they are wiped, and the
-//! same seed renders the same images. These open a real graphics adapter
-//! (Mesa's lavapipe on machines without a GPU).
+//! The rendered twin: spills fade into the table as they are wiped, spilt
+//! paint shows, and the same seed renders the same images. These open a
+//! real graphics adapter (Mesa's lavapipe on machines without a GPU).
 
 use sponge_sim::expert::Expert;
 use sponge_sim::render::{RenderConfig, Renderer};
