@@ -85,17 +85,10 @@ impl Fault {
             Fault::SpillPaint => {
                 let kind = *SpillKind::ALL.choose(rng).unwrap_or(&SpillKind::Coffee);
                 let spills = &env.scene().spills;
-                // Dirt it would put where another spill already is.
-                let on_others = |paint: &Spill| -> f64 {
-                    (0..paint.dirt.len())
-                        .filter(|&i| spills.iter().any(|s| s.dirt[i] > 0.0))
-                        .map(|i| f64::from(paint.dirt[i]))
-                        .sum()
-                };
                 let mut best: Option<(f64, Spill)> = None;
                 for _ in 0..50 {
                     let candidate = Spill::random(kind, spill_centre(rng), rng);
-                    let overlap = on_others(&candidate);
+                    let overlap = candidate.dirt_on(spills);
                     if best.as_ref().is_none_or(|(least, _)| overlap < *least) {
                         best = Some((overlap, candidate));
                     }
@@ -295,10 +288,7 @@ mod tests {
                 "seed {seed}: {} of dirt",
                 paint.remaining()
             );
-            let under: f64 = (0..paint.dirt.len())
-                .filter(|&i| before.iter().any(|s| s.dirt[i] > 0.0))
-                .map(|i| f64::from(paint.dirt[i]))
-                .sum();
+            let under = paint.dirt_on(&before);
             assert!(
                 under < 0.1 * paint.remaining(),
                 "seed {seed}: {under} of its {} of dirt lies on other spills",

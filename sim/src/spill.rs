@@ -245,6 +245,14 @@ impl Spill {
         }
     }
 
+    /// Its dirt in cells where one of `others` has dirt.
+    pub fn dirt_on(&self, others: &[Spill]) -> f64 {
+        (0..self.dirt.len())
+            .filter(|&i| others.iter().any(|s| s.dirt[i] > 0.0))
+            .map(|i| f64::from(self.dirt[i]))
+            .sum()
+    }
+
     /// Dirt left now.
     pub fn remaining(&self) -> f64 {
         self.dirt.iter().map(|&d| d as f64).sum()
@@ -366,6 +374,22 @@ pub fn wipe(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn dirt_on_others_counts_only_the_cells_they_share() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut a = Spill::random(SpillKind::Ink, [0.0, -0.2], &mut rng);
+        let mut b = a.clone();
+        a.dirt.fill(0.0);
+        b.dirt.fill(0.0);
+        a.dirt[10] = 0.5;
+        a.dirt[11] = 0.25;
+        b.dirt[11] = 1.0;
+        b.dirt[12] = 1.0;
+        assert_eq!(a.dirt_on(std::slice::from_ref(&b)), 0.25);
+        assert_eq!(b.dirt_on(std::slice::from_ref(&a)), 1.0);
+        assert_eq!(a.dirt_on(&[]), 0.0);
+    }
 
     #[test]
     fn the_centre_of_the_dirt_left_follows_what_is_wiped() {

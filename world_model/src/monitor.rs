@@ -68,7 +68,7 @@ pub struct Parts {
     #[serde(default)]
     pub pan: f32,
     /// The share of the episode's first picture's sharpest edges that are
-    /// flat now (see [`Registration::blinded`]): a hand or a cloth over the
+    /// flat now (see [`Registration::check`]): a hand or a cloth over the
     /// lens hides the table's edges, the robot's base and the spills
     /// whatever its colour. The arm passing in front hides some, so the
     /// normal range is as many as the arm hides beyond where it started.
@@ -215,6 +215,16 @@ fn gradient(grey: &[f32], side: usize, i: usize) -> f32 {
     (grey[i + 1] - grey[i - 1]).abs() + (grey[i + side] - grey[i - side]).abs()
 }
 
+/// What [`Registration::check`] finds: the parts `shift` and `blind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Registered {
+    /// How much better the picture matches the first one at the shift that
+    /// won two checks in a row than where it is (grey levels of 255).
+    pub shift: f32,
+    /// The share of the first picture's edges where the picture is flat.
+    pub blind: f32,
+}
+
 /// Whether the camera has moved since the episode's first check. Only the
 /// arm moves in the scene, so the table's edges, the robot's base and the
 /// spills stay where the first picture had them; a camera knocked aside
@@ -259,11 +269,12 @@ impl Registration {
         Some((grey, half))
     }
 
-    /// Takes a check's camera frame (square RGB8); returns the part (0 at
-    /// the first frame of the episode, or for a frame that is not square).
-    pub fn check(&mut self, frame: &[u8]) -> f32 {
+    /// Takes a check's camera frame (square RGB8); returns `shift` and
+    /// `blind` (both 0 at the first frame of the episode, or for a frame
+    /// that is not square).
+    pub fn check(&mut self, frame: &[u8]) -> Registered {
         let Some((grey, side)) = Registration::grey(frame) else {
-            return 0.0;
+            return Registered::default();
         };
         let Some((first, first_side)) = &self.first else {
             // The sharpest fifth of the interior pixels, if sharp at all.
@@ -280,10 +291,10 @@ impl Registration {
             edges.retain(|&(gradient, _)| gradient >= MIN_EDGE);
             self.edges = edges.into_iter().map(|(_, i)| i).collect();
             self.first = Some((grey, side));
-            return 0.0;
+            return Registered::default();
         };
         if *first_side != side || self.edges.is_empty() {
-            return 0.0;
+            return Registered::default();
         }
         let mismatch = |dx: isize, dy: isize| -> f32 {
             let mut errors: Vec<f32> = self
@@ -316,24 +327,16 @@ impl Registration {
             _ => 0.0,
         };
         self.last_shift = moved;
-        steady
-    }
-
-    /// The share of the first picture's edges where `frame` (square RGB8)
-    /// is flat: its change of grey there less than half [`MIN_EDGE`] (0
-    /// before the first picture, for a first picture without edges, or for
-    /// a frame of another size).
-    pub fn blinded(&self, frame: &[u8]) -> f32 {
-        match (Registration::grey(frame), &self.first) {
-            (Some((grey, side)), Some((_, first_side))) if side == *first_side && !self.edges.is_empty() => {
-                let flat = self
-                    .edges
-                    .iter()
-                    .filter(|&&i| gradient(&grey, side, i) < 0.5 * MIN_EDGE)
-                    .count();
-                flat as f32 / self.edges.len() as f32
-            }
-            _ => 0.0,
+        // The first picture's edges where the picture is flat now: its
+        // change of grey there less than half [`MIN_EDGE`].
+        let flat = self
+            .edges
+            .iter()
+            .filter(|&&i| gradient(&grey, side, i) < 0.5 * MIN_EDGE)
+            .count();
+        Registered {
+            shift: steady,
+            blind: flat as f32 / self.edges.len() as f32,
         }
     }
 
@@ -381,13 +384,8 @@ impl ColourBins {
 /// A colour bin and those a level off it in any of the channels: the
 /// shades of one colour that light and pose give it.
 fn neighbours(bin: usize) -> impl Iterator<Item = usize> {
-    let level = |shift: usize| (bin / shift) % COLOUR_LEVELS;
     let range = |l: usize| l.saturating_sub(1)..=(l + 1).min(COLOUR_LEVELS - 1);
-    let (r, g, b) = (
-        level(COLOUR_LEVELS * COLOUR_LEVELS),
-        level(COLOUR_LEVELS),
-        level(1),
-    );
+    let [r, g, b] = levels(bin);
     range(r).flat_map(move |r| {
         range(g).flat_map(move |g| range(b).map(move |b| (r * COLOUR_LEVELS + g) * COLOUR_LEVELS + b))
     })
@@ -401,13 +399,18 @@ const VIVID_LEVELS: usize = 3;
 /// sponges are, and the table, the arm, the shadows and a watery spill are
 /// not.
 fn vivid(bin: usize) -> bool {
-    let levels = [
+    let [r, g, b] = levels(bin);
+    r.max(g).max(b) - r.min(g).min(b) >= VIVID_LEVELS
+}
+
+/// A colour bin's red, green and blue levels (of [`COLOUR_LEVELS`]), as
+/// [`ColourBins::of`] numbers them.
+fn levels(bin: usize) -> [usize; 3] {
+    [
         bin / (COLOUR_LEVELS * COLOUR_LEVELS),
         (bin / COLOUR_LEVELS) % COLOUR_LEVELS,
         bin % COLOUR_LEVELS,
-    ];
-    let (low, high) = (levels.iter().min(), levels.iter().max());
-    matches!((low, high), (Some(low), Some(high)) if high - low >= VIVID_LEVELS)
+    ]
 }
 
 /// One episode's colours, check by check: which colours are new, and
@@ -851,8 +854,9 @@ impl Senses {
     ) -> ColourBins {
         self.following.report(parts);
         self.grip.report(parts);
-        parts.blind = self.registration.blinded(frame);
-        parts.shift = self.registration.check(frame);
+        let seen = self.registration.check(frame);
+        parts.shift = seen.shift;
+        parts.blind = seen.blind;
         let bins = ColourBins::of(frame);
         parts.colour = match calibration.filter(|c| !c.colours.is_empty()) {
             Some(c) => self.colours.check(&bins, &c.colours, 0),
@@ -1186,25 +1190,25 @@ mod tests {
     fn the_arm_moving_is_no_shift_and_the_camera_moving_is() {
         let mut registration = Registration::default();
         assert_eq!(
-            registration.check(&scene((0, 0), (30, 50))),
+            registration.check(&scene((0, 0), (30, 50))).shift,
             0.0,
             "the first frame sets the reference"
         );
-        let arm_moved = registration.check(&scene((0, 0), (45, 40)));
+        let arm_moved = registration.check(&scene((0, 0), (45, 40))).shift;
         assert!(arm_moved < 1.0, "the arm alone moved: {arm_moved}");
         // A knock counts from the second check that finds the same shift.
-        let once = registration.check(&scene((6, 4), (45, 40)));
+        let once = registration.check(&scene((6, 4), (45, 40))).shift;
         assert_eq!(once, 0.0, "one check is not yet a knock");
-        let knocked = registration.check(&scene((6, 4), (50, 44)));
+        let knocked = registration.check(&scene((6, 4), (50, 44))).shift;
         assert!(knocked > 10.0, "the camera moved 6 and 4 pixels: {knocked}");
         // The picture back in place, then moved another way: a new shift
         // waits for its second check again.
-        assert_eq!(registration.check(&scene((0, 0), (45, 40))), 0.0);
-        assert_eq!(registration.check(&scene((-6, 4), (45, 40))), 0.0);
+        assert_eq!(registration.check(&scene((0, 0), (45, 40))).shift, 0.0);
+        assert_eq!(registration.check(&scene((-6, 4), (45, 40))).shift, 0.0);
         // The arm moving hides a few of the first picture's edges; a cloth
         // over the left two thirds (as dark as the table's top edge) hides
         // those there.
-        let moved = registration.blinded(&scene((0, 0), (45, 40)));
+        let moved = registration.check(&scene((0, 0), (45, 40))).blind;
         assert!(moved < 0.5, "the arm moved: {moved}");
         let mut covered = scene((0, 0), (30, 50));
         for (p, px) in covered.chunks_exact_mut(3).enumerate() {
@@ -1212,13 +1216,13 @@ mod tests {
                 px.copy_from_slice(&[40, 40, 45]);
             }
         }
-        let blind = registration.blinded(&covered);
+        let blind = registration.check(&covered).blind;
         assert!(blind > moved + 0.3, "covered: {blind}, the arm moved: {moved}");
         // A new episode starts over; a frame that is not square counts nothing.
         registration.reset();
-        assert_eq!(registration.check(&scene((6, 4), (45, 40))), 0.0);
-        assert_eq!(registration.check(&[0u8; 30]), 0.0);
-        assert_eq!(registration.blinded(&[0u8; 30]), 0.0);
+        assert_eq!(registration.check(&scene((6, 4), (45, 40))).shift, 0.0);
+        assert_eq!(registration.check(&[0u8; 30]).shift, 0.0);
+        assert_eq!(registration.check(&[0u8; 30]).blind, 0.0);
     }
 
     #[test]
