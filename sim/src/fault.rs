@@ -174,7 +174,10 @@ mod tests {
         for fault in Fault::ALL {
             assert_eq!(fault.name().parse::<Fault>(), Ok(fault));
         }
-        assert!("spill-more".parse::<Fault>().is_err());
+        assert_eq!("spill-paint".parse::<Fault>(), Ok(Fault::SpillPaint));
+        assert!(!Fault::ALL.contains(&Fault::SpillPaint), "not in --fault all");
+        let unknown = "spill-more".parse::<Fault>().expect_err("no such fault");
+        assert!(unknown.contains("spill-paint"), "{unknown}");
     }
 
     #[test]
