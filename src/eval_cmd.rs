@@ -21,6 +21,7 @@ use sponge_robot::JointVector;
 use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
+use sponge_sim::spill::{CELL_M, Spill};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
 use sponge_world_model::{Anchor, Calibration, ColourBins, Monitor, Parts, Senses, WorldModelRun};
 
@@ -181,6 +182,10 @@ pub struct EpisodeResult {
     pub fault: Option<String>,
     /// When it was injected, seconds.
     pub fault_at_s: Option<f64>,
+    /// The dirt left on the table then, over all spills, as the area it
+    /// would cover fully dirty (cm²): how much a recoloured spill shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirt_left_cm2_at_fault: Option<f64>,
     /// When the monitor raised an alarm (the episode ends there), seconds.
     pub alarm_at_s: Option<f64>,
     /// The most surprising part at the alarm.
@@ -263,6 +268,10 @@ struct Running {
     chunk: Option<Chunk>,
     /// With `--noise episode`: the flow's starting noise of this episode's chunks.
     noise: Option<Vec<f32>>,
+    /// This episode's own noise generator, seeded by its seed: an episode's
+    /// chunks do not depend on which episodes ran beside it, or when they
+    /// ended, so two builds compare episode by episode.
+    rng: StdRng,
     index: usize,
     steps: usize,
     result: EpisodeResult,
@@ -513,11 +522,14 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     (faults[next % faults.len()], (at * fps).round() as usize)
                 });
                 let task = env.scene().instruction.clone();
+                let mut noise_rng = StdRng::seed_from_u64(seed ^ 0x5EED_F10E);
                 *slot = Some(Running {
                     ordinal: next,
                     task: task.clone(),
                     chunk: None,
-                    noise: (args.noise == NoiseMode::Episode).then(|| agent.draw_noise(args.samples)),
+                    noise: (args.noise == NoiseMode::Episode)
+                        .then(|| agent.draw_noise_from(&mut noise_rng, args.samples)),
+                    rng: noise_rng,
                     index: 0,
                     steps: 0,
                     result: EpisodeResult {
@@ -533,6 +545,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         duration_s: 0.0,
                         fault: fault.map(|(f, _)| f.name().to_owned()),
                         fault_at_s: None,
+                        dirt_left_cm2_at_fault: None,
                         alarm_at_s: None,
                         alarm_cause: None,
                         max_surprise: None,
@@ -666,7 +679,15 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 })
                 .collect();
             let noise: Vec<f32> = match args.noise {
-                NoiseMode::Chunk => agent.draw_noise(due.len() * args.samples),
+                NoiseMode::Chunk => {
+                    let mut noise = Vec::new();
+                    for &i in &due {
+                        if let Some(r) = slots[i].as_mut() {
+                            noise.extend(agent.draw_noise_from(&mut r.rng, args.samples));
+                        }
+                    }
+                    noise
+                }
                 NoiseMode::Episode => due
                     .iter()
                     .filter_map(|&i| slots[i].as_ref().and_then(|r| r.noise.as_deref()))
@@ -738,8 +759,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 && r.steps == at
             {
                 let mut rng = StdRng::seed_from_u64(r.result.seed ^ 0xFA17);
-                fault.inject(&mut batch.envs_mut()[i], &mut rng);
+                let env = &mut batch.envs_mut()[i];
+                let cell_cm2 = (CELL_M * 100.0).powi(2);
+                let left: f64 = env.scene().spills.iter().map(Spill::remaining).sum();
+                fault.inject(env, &mut rng);
                 r.result.fault_at_s = Some(at as f64 / fps);
+                r.result.dirt_left_cm2_at_fault = Some(left * cell_cm2);
             }
         }
         let actions: Vec<JointVector> = slots
@@ -990,6 +1015,7 @@ mod tests {
             duration_s,
             fault: fault_at_s.map(|_| "block-arm".to_owned()),
             fault_at_s,
+            dirt_left_cm2_at_fault: None,
             alarm_at_s,
             alarm_cause: None,
             max_surprise: None,

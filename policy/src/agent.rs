@@ -8,8 +8,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::tokenizer::Tokenizer;
@@ -111,8 +111,17 @@ impl Agent {
 
     /// Draws the starting noise of `k` chunks from the agent's seeded generator.
     pub fn draw_noise(&mut self, k: usize) -> Vec<f32> {
+        let len = k * self.noise_len();
+        (0..len).map(|_| StandardNormal.sample(&mut self.rng)).collect()
+    }
+
+    /// As [`Agent::draw_noise`], from the caller's generator: a caller
+    /// running several episodes at once keeps one per episode, so that what
+    /// happens in one episode (it ends early, say) does not change the
+    /// noise another one draws.
+    pub fn draw_noise_from(&self, rng: &mut impl Rng, k: usize) -> Vec<f32> {
         (0..k * self.noise_len())
-            .map(|_| StandardNormal.sample(&mut self.rng))
+            .map(|_| StandardNormal.sample(rng))
             .collect()
     }
 

@@ -74,10 +74,15 @@ pub struct Parts {
     /// normal range is as many as the arm hides beyond where it started.
     #[serde(default)]
     pub blind: f32,
+    /// As `shift`, for the picture warped about its centre (turned,
+    /// stretched or leaned; see [`Registration::view`]): a camera knocked
+    /// and still aimed at the middle of the table.
+    #[serde(default)]
+    pub view: f32,
 }
 
 /// How many parts a check has.
-pub const PARTS: usize = 13;
+pub const PARTS: usize = 14;
 
 impl Parts {
     fn values(&self) -> [f64; PARTS] {
@@ -95,6 +100,7 @@ impl Parts {
             self.grip,
             self.pan,
             self.blind,
+            self.view,
         ]
         .map(f64::from)
     }
@@ -114,6 +120,7 @@ impl Parts {
         "grip",
         "pan",
         "blind",
+        "view",
     ];
 }
 
@@ -221,6 +228,8 @@ pub struct Registered {
     /// How much better the picture matches the first one at the shift that
     /// won two checks in a row than where it is (grey levels of 255).
     pub shift: f32,
+    /// The same for the picture warped about its centre.
+    pub view: f32,
     /// The share of the first picture's edges where the picture is flat.
     pub blind: f32,
 }
@@ -236,7 +245,9 @@ pub struct Registered {
 /// checks in a row. A knock along the line of sight scales the picture
 /// rather than shifting it; trying scales of 0.9–1.1 as well let the arm
 /// make a scaled match win twice in a normal run, and the normal largest
-/// rose from 0 to 2.2 grey levels.
+/// rose from 0 to 2.2 grey levels. `view` ([`Registration::view`]) catches
+/// those instead: small warps about the picture's centre, each held to
+/// beating none at every one of the last checks.
 #[derive(Debug, Clone, Default)]
 pub struct Registration {
     /// The first picture (grey, half size) and its side.
@@ -246,6 +257,45 @@ pub struct Registration {
     /// The shift that matched best at the check before, if any beat none,
     /// and by how much.
     last_shift: Option<((isize, isize), f32)>,
+    /// How much each warp of [`Registration::view`] beat none at the last
+    /// checks, oldest first.
+    warp_gains: Vec<Vec<f32>>,
+}
+
+/// The step of a warp's entries (the change to the identity matrix that
+/// [`Registration::view`] tries): 0.05, so the farthest edges (some 19
+/// pixels from the centre of the half-size picture) move about a pixel a
+/// step.
+const WARP_STEP: f32 = 0.05;
+
+/// How many steps each way [`Registration::view`] tries on each of a
+/// warp's four entries: 2, up to 0.1 (624 warps besides none).
+const WARP_LEVELS: i8 = 2;
+
+/// Over how many checks in a row a warp must beat none for
+/// [`Registration::view`] to count it: the least of its gains there.
+const VIEW_CHECKS: usize = 2;
+
+/// Grey at `(x, y)` of a `side`-wide picture, between pixels by bilinear
+/// interpolation, clamped to the picture.
+fn sample(grey: &[f32], side: usize, x: f32, y: f32) -> f32 {
+    let top = (side - 1) as f32;
+    let (x, y) = (x.clamp(0.0, top), y.clamp(0.0, top));
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(side - 1), (y0 + 1).min(side - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let row = |y: usize| grey[y * side + x0] * (1.0 - fx) + grey[y * side + x1] * fx;
+    row(y0) * (1.0 - fy) + row(y1) * fy
+}
+
+/// The mean of the smaller half of `errors` (reordering them).
+fn better_half_mean(errors: &mut [f32]) -> f32 {
+    let half = errors.len().div_ceil(2);
+    if half == 0 {
+        return 0.0;
+    }
+    errors.select_nth_unstable_by(half - 1, f32::total_cmp);
+    errors[..half].iter().sum::<f32>() / half as f32
 }
 
 impl Registration {
@@ -305,9 +355,7 @@ impl Registration {
                     (grey[moved] - first[i]).abs()
                 })
                 .collect();
-            let half = errors.len().div_ceil(2);
-            errors.select_nth_unstable_by(half - 1, f32::total_cmp);
-            errors[..half].iter().sum::<f32>() / half as f32
+            better_half_mean(&mut errors)
         };
         let here = mismatch(0, 0);
         let (best, shift) = (-MAX_SHIFT..=MAX_SHIFT)
@@ -327,6 +375,7 @@ impl Registration {
             _ => 0.0,
         };
         self.last_shift = moved;
+        let view = Registration::view(&self.edges, &mut self.warp_gains, first, &grey, here);
         // The first picture's edges where the picture is flat now: its
         // change of grey there less than half [`MIN_EDGE`].
         let flat = self
@@ -336,8 +385,53 @@ impl Registration {
             .count();
         Registered {
             shift: steady,
+            view,
             blind: flat as f32 / self.edges.len() as f32,
         }
+    }
+
+    /// How much better `grey` matches `first` warped about the centre than
+    /// where it is (`here`, the better-half mismatch unmoved). A camera
+    /// knocked and turned back to the same point keeps the middle of the
+    /// picture, and the rest turns, stretches or leans around it, which no
+    /// shift matches. Each warp's gain over none is kept for the last
+    /// [`VIEW_CHECKS`] checks; the part is the largest, over the warps, of
+    /// the least of those gains, so a warp must match at every one of those
+    /// checks (the arm's own motion makes some warp match now and then,
+    /// seldom the same one twice).
+    fn view(edges: &[usize], history: &mut Vec<Vec<f32>>, first: &[f32], grey: &[f32], here: f32) -> f32 {
+        let side = grey.len().isqrt();
+        let c = (side - 1) as f32 / 2.0;
+        let edges: Vec<(f32, f32, f32)> = edges
+            .iter()
+            .map(|&i| ((i % side) as f32 - c, (i / side) as f32 - c, first[i]))
+            .collect();
+        // Every warp with entries of -levels..=levels steps, as base-n digits.
+        let n = 2 * WARP_LEVELS as usize + 1;
+        let warps = (0..n.pow(4))
+            .map(|k| [1, n, n * n, n * n * n].map(|place| ((k / place) % n) as i8 - WARP_LEVELS));
+        let mut errors = vec![0.0; edges.len()];
+        let gains: Vec<f32> = warps
+            .filter(|w| *w != [0; 4])
+            .map(|warp| {
+                let [ux, uy, vx, vy] = warp.map(|l| f32::from(l) * WARP_STEP);
+                for (e, &(x, y, was)) in errors.iter_mut().zip(&edges) {
+                    let (u, v) = (c + (1.0 + ux) * x + uy * y, c + vx * x + (1.0 + vy) * y);
+                    *e = (sample(grey, side, u, v) - was).abs();
+                }
+                here - better_half_mean(&mut errors)
+            })
+            .collect();
+        history.push(gains);
+        if history.len() > VIEW_CHECKS {
+            history.remove(0);
+        }
+        if history.len() < VIEW_CHECKS {
+            return 0.0;
+        }
+        (0..history[0].len())
+            .map(|w| history.iter().map(|g| g[w]).fold(f32::INFINITY, f32::min))
+            .fold(0.0, f32::max)
     }
 
     /// Forgets the first picture (a new episode, or the arm held and let go).
@@ -563,7 +657,7 @@ pub const MARGIN: f64 = 1.25;
 /// 128 numbers varies as much as a fault moves it), `change` (the arm's
 /// own motion dominates it) and `still patch` (a few pixels of the arm
 /// dominate it).
-pub const WATCHED: [usize; 7] = [1, 7, 8, 9, 10, 11, 12];
+pub const WATCHED: [usize; 8] = [1, 7, 8, 9, 10, 11, 12, 13];
 
 /// The least scale of each part (its normal range, mean to largest, is
 /// taken as at least this), for the parts that are 0 on most normal runs,
@@ -574,7 +668,9 @@ pub const WATCHED: [usize; 7] = [1, 7, 8, 9, 10, 11, 12];
 /// steady shift; `grip`, a tenth of the held load lost (the policy's jaw
 /// goal is constant on the twin, and a real servo's load reading wobbles
 /// by a few percent).
-const MIN_SCALE: [f64; PARTS] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0005, 0.5, 0.1, 0.0, 0.0];
+const MIN_SCALE: [f64; PARTS] = [
+    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0005, 0.5, 0.1, 0.0, 0.0, 0.5,
+];
 
 impl Calibration {
     /// Fits the calibration to the checks of normal runs: a check counts
@@ -857,6 +953,7 @@ impl Senses {
         let seen = self.registration.check(frame);
         parts.shift = seen.shift;
         parts.blind = seen.blind;
+        parts.view = seen.view;
         let bins = ColourBins::of(frame);
         parts.colour = match calibration.filter(|c| !c.colours.is_empty()) {
             Some(c) => self.colours.check(&bins, &c.colours, 0),
@@ -1223,6 +1320,67 @@ mod tests {
         assert_eq!(registration.check(&scene((6, 4), (45, 40))).shift, 0.0);
         assert_eq!(registration.check(&[0u8; 30]).shift, 0.0);
         assert_eq!(registration.check(&[0u8; 30]).blind, 0.0);
+    }
+
+    /// A tiled table (squares of 12 pixels, two greys) seen by a camera
+    /// turned and stretched about the picture's centre, so that the
+    /// table's point at `q` shows at pixel `centre + w (q - centre)`, and
+    /// a dark arm at `arm`. Each pixel averages 4 × 4 samples, as a
+    /// renderer's smoothing does.
+    fn warped_scene(w: [[f32; 2]; 2], arm: (i32, i32)) -> Vec<u8> {
+        let det = w[0][0] * w[1][1] - w[0][1] * w[1][0];
+        let m = [[w[1][1] / det, -w[0][1] / det], [-w[1][0] / det, w[0][0] / det]];
+        let c = 47.5;
+        let mut frame = Vec::with_capacity(96 * 96 * 3);
+        for y in 0..96i32 {
+            for x in 0..96i32 {
+                let mut light = 0.0;
+                for sub in 0..16 {
+                    let dx = x as f32 + (sub % 4) as f32 / 4.0 - 0.375 - c;
+                    let dy = y as f32 + (sub / 4) as f32 / 4.0 - 0.375 - c;
+                    let wx = c + m[0][0] * dx + m[0][1] * dy;
+                    let wy = c + m[1][0] * dx + m[1][1] * dy;
+                    let tile = (wx / 12.0).floor() + (wy / 12.0).floor();
+                    if tile.rem_euclid(2.0) == 0.0 {
+                        light += 1.0 / 16.0;
+                    }
+                }
+                let grey = (100.0 + 60.0 * light) as u8;
+                let mut px = [grey + 10, grey, grey - 10];
+                if (x - arm.0).abs() < 8 && (y - arm.1).abs() < 14 {
+                    px = [20, 20, 20];
+                }
+                frame.extend_from_slice(&px);
+            }
+        }
+        frame
+    }
+
+    #[test]
+    fn a_camera_turned_about_the_centre_is_a_view_change_and_the_arm_is_not() {
+        let still = [[1.0, 0.0], [0.0, 1.0]];
+        // Turned by about 6° and squeezed by 5% across: no shift matches it.
+        let knocked = [[0.95, 0.1], [-0.1, 1.0]];
+        let mut registration = Registration::default();
+        assert_eq!(registration.check(&warped_scene(still, (30, 50))).view, 0.0);
+        for arm in [(45, 40), (60, 45), (40, 60)] {
+            let moved = registration.check(&warped_scene(still, arm)).view;
+            assert!(moved < 1.0, "the arm alone moved to {arm:?}: {moved}");
+        }
+        // One knocked check is not enough: the check before matched unwarped.
+        let once = registration.check(&warped_scene(knocked, (45, 40))).view;
+        assert!(once < 1.0, "one check is not yet a knock: {once}");
+        let twice = registration.check(&warped_scene(knocked, (50, 44)));
+        assert!(twice.view > 3.0, "turned and stretched twice: {}", twice.view);
+        assert!(
+            twice.view > 2.0 * twice.shift,
+            "a warp matches better than a shift: view {}, shift {}",
+            twice.view,
+            twice.shift
+        );
+        // A new episode starts over.
+        registration.reset();
+        assert_eq!(registration.check(&warped_scene(knocked, (45, 40))).view, 0.0);
     }
 
     #[test]
