@@ -112,7 +112,7 @@ impl Agent {
     /// Draws the starting noise of `k` chunks from the agent's seeded generator.
     pub fn draw_noise(&mut self, k: usize) -> Vec<f32> {
         let len = k * self.noise_len();
-        (0..len).map(|_| StandardNormal.sample(&mut self.rng)).collect()
+        standard_normal(&mut self.rng, len)
     }
 
     /// As [`Agent::draw_noise`], from the caller's generator: a caller
@@ -120,9 +120,7 @@ impl Agent {
     /// happens in one episode (it ends early, say) does not change the
     /// noise another one draws.
     pub fn draw_noise_from(&self, rng: &mut impl Rng, k: usize) -> Vec<f32> {
-        (0..k * self.noise_len())
-            .map(|_| StandardNormal.sample(rng))
-            .collect()
+        standard_normal(rng, k * self.noise_len())
     }
 
     /// As [`Agent::act`], from given starting noise (`inputs.len() × k ×`
@@ -291,6 +289,11 @@ pub fn smooth(chunk: &[Vec<f32>], window: usize) -> Chunk {
             mean
         })
         .collect()
+}
+
+/// `len` draws of the standard normal distribution from `rng`.
+fn standard_normal(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| StandardNormal.sample(rng)).collect()
 }
 
 #[cfg(test)]

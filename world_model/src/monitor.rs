@@ -4,6 +4,7 @@
 //! normal runs. Above the calibrated threshold for `persistence` checks in
 //! a row, it raises an alarm, and the executor holds the arm.
 
+use std::collections::VecDeque;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -259,7 +260,7 @@ pub struct Registration {
     last_shift: Option<((isize, isize), f32)>,
     /// How much each warp of [`Registration::view`] beat none at the last
     /// checks, oldest first.
-    warp_gains: Vec<Vec<f32>>,
+    warp_gains: VecDeque<Vec<f32>>,
 }
 
 /// The step of a warp's entries (the change to the identity matrix that
@@ -399,7 +400,13 @@ impl Registration {
     /// the least of those gains, so a warp must match at every one of those
     /// checks (the arm's own motion makes some warp match now and then,
     /// seldom the same one twice).
-    fn view(edges: &[usize], history: &mut Vec<Vec<f32>>, first: &[f32], grey: &[f32], here: f32) -> f32 {
+    fn view(
+        edges: &[usize],
+        history: &mut VecDeque<Vec<f32>>,
+        first: &[f32],
+        grey: &[f32],
+        here: f32,
+    ) -> f32 {
         let side = grey.len().isqrt();
         let c = (side - 1) as f32 / 2.0;
         let edges: Vec<(f32, f32, f32)> = edges
@@ -422,9 +429,9 @@ impl Registration {
                 here - better_half_mean(&mut errors)
             })
             .collect();
-        history.push(gains);
+        history.push_back(gains);
         if history.len() > VIEW_CHECKS {
-            history.remove(0);
+            history.pop_front();
         }
         if history.len() < VIEW_CHECKS {
             return 0.0;
