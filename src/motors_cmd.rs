@@ -25,8 +25,9 @@ pub struct EmulateArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
     ids: Vec<u8>,
     /// Injected fault, KIND=VALUE (repeatable): drop=RATE, corrupt=RATE,
-    /// late=RATE (RATE in 0..1), overheat=ID, overload=ID, voltage=ID,
-    /// vanish=SECONDS (the port disappears, as an unplugged adapter).
+    /// late=RATE (RATE in 0..1), late-by=SECONDS (how late; default 0.05),
+    /// overheat=ID, overload=ID, voltage=ID, vanish=SECONDS (the port
+    /// disappears, as an unplugged adapter).
     #[arg(long = "fault", value_name = "KIND=VALUE")]
     faults: Vec<String>,
     /// Seed of the fault injection.

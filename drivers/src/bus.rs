@@ -35,6 +35,9 @@ pub struct BusStats {
     pub timeouts: u64,
     /// Bytes skipped as garbage, and frames that were not the reply expected.
     pub corrupt: u64,
+    /// Bytes that came after their request had timed out, discarded before
+    /// the next request (see [`BusConfig::settle`]).
+    pub stale: u64,
 }
 
 /// Tuning of the bus.
@@ -47,7 +50,18 @@ pub struct BusConfig {
     /// Added to the wire time of request and reply to get the timeout:
     /// USB adapter latency and the servo's turn-around.
     pub latency_margin: Duration,
+    /// After a request timed out with its reply short of bytes (missing,
+    /// not garbled), how long the line must stay quiet before a different
+    /// request is sent. A status packet does not say which
+    /// request it answers, so a reply that comes after its timeout would
+    /// otherwise be taken as the answer to the next request: a wrong
+    /// position or limit, read from the wrong register.
+    pub settle: Duration,
 }
+
+/// The longest the bus waits for a chattering line to go quiet, in
+/// multiples of [`BusConfig::settle`], before it sends anyway.
+const SETTLE_LIMIT: u32 = 10;
 
 impl Default for BusConfig {
     fn default() -> BusConfig {
@@ -55,6 +69,7 @@ impl Default for BusConfig {
             baud: 1_000_000,
             retries: 3,
             latency_margin: Duration::from_millis(5),
+            settle: Duration::from_millis(20),
         }
     }
 }
@@ -66,6 +81,13 @@ pub struct Bus {
     config: BusConfig,
     parser: FrameParser,
     tx: Vec<u8>,
+    /// The last packet sent.
+    last_tx: Vec<u8>,
+    /// A reply fell short of its bytes since the line last settled: the rest
+    /// may still come.
+    unsettled: bool,
+    /// Bytes read from the line.
+    received: u64,
     last_status: [ServoStatus; 256],
     /// Counters.
     pub stats: BusStats,
@@ -92,6 +114,9 @@ impl Bus {
             config,
             parser: FrameParser::new(),
             tx: Vec::with_capacity(64),
+            last_tx: Vec::with_capacity(64),
+            unsettled: false,
+            received: 0,
             last_status: [ServoStatus::default(); 256],
             stats: BusStats::default(),
         })
@@ -130,17 +155,57 @@ impl Bus {
         Duration::from_micros(bytes as u64 * BITS_PER_BYTE * 1_000_000 / u64::from(self.config.baud.max(1)))
     }
 
-    /// Sends a packet, discarding anything unread before it.
-    fn send(&mut self, packet: &InstructionPacket) -> Result<()> {
+    /// Sends a packet, discarding anything unread before it. After a
+    /// timeout, a different request that `expects_reply` first waits for the
+    /// line to settle; a retry of the same request does not, since a late
+    /// reply answers it too, and neither does a packet that no servo answers.
+    fn send(&mut self, packet: &InstructionPacket, expects_reply: bool) -> Result<()> {
+        self.tx.clear();
+        packet.write_into(&mut self.tx)?;
+        if expects_reply && self.unsettled && self.tx != self.last_tx {
+            self.settle()?;
+        }
         self.port
             .clear(ClearBuffer::Input)
             .map_err(|e| self.port_error(format!("clearing input failed: {e}")))?;
         self.parser.clear();
-        self.tx.clear();
-        packet.write_into(&mut self.tx)?;
         self.stats.sent += 1;
-        let result = self.port.write_all(&self.tx).and_then(|()| self.port.flush());
+        std::mem::swap(&mut self.tx, &mut self.last_tx);
+        let result = self
+            .port
+            .write_all(&self.last_tx)
+            .and_then(|()| self.port.flush());
         result.map_err(|e| self.port_error(format!("write failed: {e}")))
+    }
+
+    /// Reads and discards until nothing has come for [`BusConfig::settle`]
+    /// (or, on a line that never goes quiet, [`SETTLE_LIMIT`] times that).
+    fn settle(&mut self) -> Result<()> {
+        let quiet = self.config.settle;
+        let started = Instant::now();
+        let mut last_byte = started;
+        let mut buf = [0u8; 256];
+        loop {
+            let now = Instant::now();
+            let quiet_for = now - last_byte;
+            if quiet_for >= quiet || now - started >= quiet * SETTLE_LIMIT {
+                break;
+            }
+            self.port
+                .set_timeout(quiet - quiet_for)
+                .map_err(|e| self.port_error(e))?;
+            match self.port.read(&mut buf) {
+                Ok(0) => std::thread::sleep(Duration::from_millis(1)),
+                Ok(n) => {
+                    self.stats.stale += n as u64;
+                    last_byte = Instant::now();
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e) => return Err(self.port_error(format!("read failed: {e}"))),
+            }
+        }
+        self.unsettled = false;
+        Ok(())
     }
 
     /// Collects status packets from `expected` (ID, parameter bytes) until all
@@ -193,13 +258,26 @@ impl Bus {
                 .map_err(|e| self.port_error(e))?;
             match self.port.read(&mut buf) {
                 Ok(0) => at_end = true,
-                Ok(n) => self.parser.push(&buf[..n]),
+                Ok(n) => {
+                    self.received += n as u64;
+                    self.parser.push(&buf[..n]);
+                }
                 Err(e) if e.kind() == ErrorKind::TimedOut => at_end = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.port_error(format!("read failed: {e}"))),
             }
         }
         Ok(got)
+    }
+
+    /// After a reply went missing: if fewer than `expected` bytes came since
+    /// `received_before`, part of the reply may still come, late, and the
+    /// line must settle before the next request. (All the bytes having come,
+    /// the reply was garbled, not late.)
+    fn note_short_reply(&mut self, received_before: u64, expected: usize) {
+        if self.received - received_before < expected as u64 {
+            self.unsettled = true;
+        }
     }
 
     /// Sends `packet` and waits for one reply of `reply_len` parameter bytes
@@ -217,13 +295,15 @@ impl Bus {
             if attempt > 0 {
                 self.stats.retries += 1;
             }
-            self.send(packet)?;
+            self.send(packet, true)?;
             let corrupt_before = self.stats.corrupt;
+            let received_before = self.received;
             let mut got = self.receive(&[(packet.id, reply_len)], Instant::now() + timeout)?;
             if let Some(frame) = got.pop().flatten() {
                 return Ok(frame);
             }
             self.stats.timeouts += 1;
+            self.note_short_reply(received_before, reply_len + OVERHEAD);
             if attempt + 1 == attempts {
                 return Err(if self.stats.corrupt > corrupt_before {
                     Error::Corrupt {
@@ -256,7 +336,7 @@ impl Bus {
 
     /// Broadcast PING: the IDs of every servo that answers within `window`.
     pub fn broadcast_ping(&mut self, window: Duration) -> Result<Vec<u8>> {
-        self.send(&InstructionPacket::ping(BROADCAST_ID))?;
+        self.send(&InstructionPacket::ping(BROADCAST_ID), true)?;
         let deadline = Instant::now() + window;
         let mut ids = Vec::new();
         let mut buf = [0u8; 256];
@@ -319,7 +399,7 @@ impl Bus {
         let what = || format!("WRITE of {value} to {register}");
         let packet = InstructionPacket::write(id, register.address, &data);
         if id == BROADCAST_ID {
-            return self.send(&packet);
+            return self.send(&packet, false);
         }
         let frame = self.transact(&packet, 0, &what)?;
         let status = ServoStatus(frame.kind);
@@ -352,14 +432,22 @@ impl Bus {
             let reply_bytes = pending.len() * (len + OVERHEAD);
             let timeout =
                 self.wire_time(packet.params.len() + OVERHEAD + reply_bytes) + self.config.latency_margin;
-            self.send(&packet)?;
+            self.send(&packet, true)?;
             let expected: Vec<(u8, usize)> = pending_ids.iter().map(|id| (*id, len)).collect();
+            let received_before = self.received;
             let got = self.receive(&expected, Instant::now() + timeout)?;
+            let mut complete = true;
             for (slot, frame) in pending.iter().zip(got) {
                 match frame {
                     Some(frame) => values[*slot] = Some(register.decode(&frame.params)?),
-                    None => self.stats.timeouts += 1,
+                    None => {
+                        self.stats.timeouts += 1;
+                        complete = false;
+                    }
                 }
+            }
+            if !complete {
+                self.note_short_reply(received_before, reply_bytes);
             }
         }
         values
@@ -389,10 +477,7 @@ impl Bus {
             .map(|(id, value)| Ok((*id, register.encode(*value)?)))
             .collect::<Result<Vec<_>>>()?;
         let writes: Vec<(u8, &[u8])> = encoded.iter().map(|(id, data)| (*id, data.as_slice())).collect();
-        self.send(&InstructionPacket::sync_write(
-            register.address,
-            register.size,
-            &writes,
-        )?)
+        let packet = InstructionPacket::sync_write(register.address, register.size, &writes)?;
+        self.send(&packet, false)
     }
 }

@@ -108,6 +108,53 @@ fn ten_percent_corrupted_replies_are_retried() {
 }
 
 #[test]
+fn a_reply_that_comes_after_its_timeout_is_never_taken_for_the_next_answer() {
+    // Every reply 8 ms late: past the bus's timeout (about 5 ms), so without
+    // care each lands while the bus waits for the answer to a later request.
+    let faults = Faults::parse(&["late=1", "late-by=0.008"]).unwrap();
+    let (emulator, mut bus) = start("late", faults);
+    let limits = |register| -> Vec<i32> {
+        let mut emulated = emulator.bus();
+        IDS.iter()
+            .map(|id| emulated.servo_mut(*id).expect("servo").get(register))
+            .collect()
+    };
+    let (mins, maxs) = (limits(reg::MIN_POSITION_LIMIT), limits(reg::MAX_POSITION_LIMIT));
+    assert!(mins.iter().zip(&maxs).all(|(min, max)| min != max));
+    let mut answered = 0;
+    for _ in 0..4 {
+        // The calibration check's reads: either the right value or a timeout.
+        for (register, truth) in [(reg::MIN_POSITION_LIMIT, &mins), (reg::MAX_POSITION_LIMIT, &maxs)] {
+            match bus.sync_read(register, &IDS) {
+                Ok(values) => {
+                    assert_eq!(&values, truth, "SYNC_READ of {register}");
+                    answered += 1;
+                }
+                Err(e) => assert!(matches!(e, Error::Timeout { .. }), "{e}"),
+            }
+            match bus.read(2, register) {
+                Ok(value) => {
+                    assert_eq!(value, truth[1], "READ of {register}");
+                    answered += 1;
+                }
+                Err(e) => assert!(matches!(e, Error::Timeout { .. }), "{e}"),
+            }
+        }
+    }
+    // A retry of the same request takes the late reply: the reads still work.
+    assert!(answered >= 8, "{answered} of 16 reads answered; {:?}", bus.stats);
+    assert!(
+        bus.stats.stale > 0,
+        "late replies were discarded: {:?}",
+        bus.stats
+    );
+
+    emulator.bus().set_faults(Faults::default());
+    assert_eq!(bus.sync_read(reg::MAX_POSITION_LIMIT, &IDS).unwrap(), maxs);
+    assert_eq!(bus.sync_read(reg::MIN_POSITION_LIMIT, &IDS).unwrap(), mins);
+}
+
+#[test]
 fn servo_error_bits_are_reported_by_servo() {
     let faults = Faults::parse(&["overload=3"]).unwrap();
     let (_emulator, mut bus) = start("errbits", faults);

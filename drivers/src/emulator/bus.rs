@@ -217,7 +217,7 @@ impl EmulatedBus {
             self.stats.replies += 1;
         }
         if !bytes.is_empty() && self.rng.random_bool(self.faults.late_rate) {
-            delay_s += Faults::LATE_BY_S;
+            delay_s += self.faults.late_by_s();
             self.stats.late += 1;
         }
         Response { bytes, delay_s }
