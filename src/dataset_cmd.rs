@@ -268,23 +268,40 @@ pub fn run(command: &DatasetCommand) -> anyhow::Result<()> {
         }
         DatasetCommand::Convert { input, out } => {
             let bar = episode_bar("converting");
-            sponge_datasets::convert::convert_v2(input, out, |done, total| {
+            let converted = sponge_datasets::convert::convert_v2(input, out, |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
-            println!("{} written (LeRobot v3.0)", out.display());
+            println!(
+                "{} written (LeRobot v3.0, {} episodes)",
+                out.display(),
+                converted.episodes
+            );
+            if !converted.not_carried.is_empty() {
+                eprintln!(
+                    "warning: not carried over (sponge's datasets do not record them): {}",
+                    converted.not_carried.join(", ")
+                );
+            }
             Ok(())
         }
         DatasetCommand::Merge { inputs, out } => {
             let paths: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
             let bar = episode_bar("merging");
-            sponge_datasets::merge::merge(&paths, out, |done, total| {
+            let merged = sponge_datasets::merge::merge(&paths, out, |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
-            println!("{} written", out.display());
+            println!("{} written: {} episodes", out.display(), merged.episodes);
+            if merged.reencoded > 0 {
+                println!(
+                    "the videos of {} episodes were encoded again (another codec, or not cut exactly); \
+                     the rest were copied as they were",
+                    merged.reencoded
+                );
+            }
             Ok(())
         }
         DatasetCommand::Validate { dir } => {

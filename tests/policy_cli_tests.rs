@@ -104,6 +104,32 @@ fn train_then_eval_in_the_twin_writes_figures_and_a_gif() {
     let (a, b) = (once("a.json"), once("b.json"));
     assert_eq!(a["target_fraction"], b["target_fraction"]);
     assert_eq!(a["peak_force_n"], b["peak_force_n"]);
+
+    // Each episode draws its policy noise from its own generator: the second
+    // episode of the batch of two above plays out the same alone.
+    let alone = dir.join("alone.json");
+    let output = sponge(&[
+        "eval",
+        "--policy",
+        run,
+        "--episodes",
+        "1",
+        "--seed",
+        "1000001",
+        "--json",
+        alone.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let alone: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&alone).expect("json")).expect("valid json");
+    let (alone, batched) = (&alone["episodes"][0], &episodes[1]);
+    assert_eq!(alone["seed"], batched["seed"]);
+    for key in ["target_fraction", "peak_force_n", "arm_on_table_steps"] {
+        assert_eq!(
+            alone[key], batched[key],
+            "{key}: alone {alone}, batched {batched}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::reader::read_png_column;
 use crate::table::{self, column};
-use crate::writer::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter, FrameInput};
+use crate::writer::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter, ENVIRONMENT_STATE, FrameInput};
 use crate::{Error, Result, video};
 
 fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
@@ -49,9 +49,34 @@ fn fill(template: &str, chunk: u64, episode: u64, key: &str) -> String {
         .replace("{video_key}", key)
 }
 
+/// The features a v3.0 dataset written here carries, besides cameras.
+const CARRIED: [&str; 10] = [
+    "action",
+    "observation.state",
+    ENVIRONMENT_STATE,
+    "timestamp",
+    "frame_index",
+    "episode_index",
+    "index",
+    "task_index",
+    "next.reward",
+    "next.done",
+];
+
+/// What a conversion did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Converted {
+    /// Episodes written.
+    pub episodes: usize,
+    /// Features of the input that the v3.0 dataset does not carry (sorted):
+    /// the writer records joints, cameras, the environment state, the
+    /// reward and done flags, and the index columns, nothing else.
+    pub not_carried: Vec<String>,
+}
+
 /// Converts the v2.x dataset at `input` into a new v3.0 dataset at `out`.
 /// `progress` sees (episodes done, episodes in all).
-pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usize)) -> Result<()> {
+pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usize)) -> Result<Converted> {
     let info_path = input.join("meta/info.json");
     let text = std::fs::read_to_string(&info_path).map_err(|e| Error::io(&info_path, e))?;
     let info: Value =
@@ -79,11 +104,24 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
     if joint_names.is_empty() {
         return Err(Error::format(&info_path, "the action feature has no names"));
     }
+    let environment_names = features.get(ENVIRONMENT_STATE).map(|feature| {
+        let listed = names(feature);
+        if listed.is_empty() {
+            let size = feature["shape"][0].as_u64().unwrap_or(0);
+            (0..size).map(|i| format!("e{i}")).collect()
+        } else {
+            listed
+        }
+    });
     let mut cameras = Vec::new();
     let mut storage = CameraStorage::Video;
+    let mut not_carried = Vec::new();
     for (key, feature) in features {
         let dtype = feature["dtype"].as_str().unwrap_or("");
         if dtype != "video" && dtype != "image" {
+            if !CARRIED.contains(&key.as_str()) {
+                not_carried.push(key.clone());
+            }
             continue;
         }
         let name = key.strip_prefix("observation.images.").unwrap_or(key).to_owned();
@@ -117,9 +155,10 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
         cameras: cameras.iter().map(|(_, _, c)| c.clone()).collect(),
         storage,
         reward_done: features.contains_key("next.reward"),
-        environment_state: Vec::new(),
+        environment_state: environment_names.unwrap_or_default(),
         codec: None,
     };
+    not_carried.sort();
 
     let tasks_path = input.join("meta/tasks.jsonl");
     let mut tasks: Vec<(u64, String)> = read_jsonl(&tasks_path)?
@@ -148,6 +187,7 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
         let (_, batches) = table::read_parquet(&data_path)?;
         let mut state = Vec::new();
         let mut action = Vec::new();
+        let mut environment = Vec::new();
         let mut reward = Vec::new();
         let mut done_flags = Vec::new();
         let mut task_index = None;
@@ -163,6 +203,13 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
                 "action",
                 &data_path,
             )?);
+            if !spec.environment_state.is_empty() {
+                environment.extend(table::vector_rows(
+                    column(batch, ENVIRONMENT_STATE, &data_path)?,
+                    ENVIRONMENT_STATE,
+                    &data_path,
+                )?);
+            }
             if task_index.is_none() && batch.num_rows() > 0 {
                 task_index = table::i64_values(batch, "task_index", &data_path)?
                     .first()
@@ -194,6 +241,10 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
                 format!("{} rows, episodes.jsonl says {length}", state.len()),
             ));
         }
+        let environment: Vec<Vec<f32>> = environment
+            .iter()
+            .map(|row| row.iter().map(|v| *v as f32).collect())
+            .collect();
         let mut frames: Vec<Vec<Vec<u8>>> = Vec::with_capacity(cameras.len());
         for (c, (key, is_video, camera)) in cameras.iter().enumerate() {
             if *is_video {
@@ -226,11 +277,15 @@ pub fn convert_v2(input: &Path, out: &Path, mut progress: impl FnMut(usize, usiz
                 images: &images,
                 reward: reward.get(f).map_or(0.0, |r| *r as f32),
                 done: done_flags.get(f).copied().unwrap_or(false),
-                environment_state: &[],
+                environment_state: environment.get(f).map_or(&[], Vec::as_slice),
             })?;
         }
         writer.finish_episode()?;
         progress(done + 1, episodes.len());
     }
-    writer.close()
+    writer.close()?;
+    Ok(Converted {
+        episodes: episodes.len(),
+        not_carried,
+    })
 }

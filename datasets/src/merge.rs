@@ -1,15 +1,33 @@
 //! Merging datasets with the same features into a new one.
+//!
+//! Camera videos are copied, not encoded again, where the input's codec is
+//! the output's: each episode's segment is cut out of its file without
+//! re-encoding and checked frame for frame against the decoded original.
+//! Where that cannot be done (another codec, a segment not starting on a
+//! keyframe), the frames are encoded again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::reader::Dataset;
+use crate::layout;
+use crate::reader::{Dataset, Episode};
+use crate::video;
 use crate::writer::{DatasetSpec, DatasetWriter, FrameInput};
 use crate::{Error, Result};
+
+/// What a merge did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Episodes written.
+    pub episodes: usize,
+    /// Of those, episodes whose videos were encoded again rather than copied
+    /// (0 for datasets without videos).
+    pub reencoded: usize,
+}
 
 /// Writes every episode of `inputs`, in order, into a new dataset at `out`.
 /// The inputs must share fps, joints and cameras. `progress` sees
 /// (episodes done, episodes in all).
-pub fn merge(inputs: &[&Path], out: &Path, mut progress: impl FnMut(usize, usize)) -> Result<()> {
+pub fn merge(inputs: &[&Path], out: &Path, mut progress: impl FnMut(usize, usize)) -> Result<Merged> {
     let datasets: Vec<Dataset> = inputs.iter().map(|p| Dataset::open(p)).collect::<Result<_>>()?;
     let Some(first) = datasets.first() else {
         return Err(Error::Usage("nothing to merge".into()));
@@ -47,26 +65,85 @@ pub fn merge(inputs: &[&Path], out: &Path, mut progress: impl FnMut(usize, usize
     }
     let total: usize = datasets.iter().map(|d| d.episodes().len()).sum();
     let mut writer = DatasetWriter::create(out, spec.clone())?;
-    let mut done = 0;
+    let out_codec = writer.codec();
+    let mut merged = Merged::default();
     for dataset in &datasets {
+        let (_, codec) = DatasetSpec::from_info(dataset.info())?;
+        let copy_videos = !spec.cameras.is_empty() && codec.is_some() && codec == out_codec;
         for index in 0..dataset.episodes().len() {
-            copy_episode(dataset, index, &spec, &mut writer)?;
-            done += 1;
-            progress(done, total);
+            let copied = copy_episode(dataset, index, &spec, copy_videos, &mut writer)?;
+            if !copied && out_codec.is_some() && !spec.cameras.is_empty() {
+                merged.reencoded += 1;
+            }
+            merged.episodes += 1;
+            progress(merged.episodes, total);
         }
     }
-    writer.close()
+    writer.close()?;
+    Ok(merged)
 }
 
-/// Copies episode `index` of `dataset` into `writer` (whose cameras are `spec`'s).
+/// Cuts episode `index`'s segment out of each camera's video without
+/// re-encoding. `None` when a copy does not decode to exactly the frames
+/// read (then the caller encodes them again).
+fn copied_videos(
+    dataset: &Dataset,
+    index: usize,
+    episode: &Episode,
+    spec: &DatasetSpec,
+    writer: &DatasetWriter,
+) -> Result<Option<Vec<PathBuf>>> {
+    let meta = &dataset.episodes()[index];
+    let frames = episode.state.len();
+    let mut copies: Vec<PathBuf> = Vec::new();
+    let mut exact = true;
+    for camera in &spec.cameras {
+        let key = camera.key();
+        let (Some(span), Some(read)) = (meta.videos.get(&key), episode.images.get(&key)) else {
+            exact = false;
+            break;
+        };
+        let source = layout::video_path(dataset.root(), &key, span.file);
+        let copy = writer.scratch_path(&format!("merge-{index:06}-{}.mp4", camera.name))?;
+        copies.push(copy.clone());
+        let same = video::extract(&source, span.from_timestamp, frames as u64, spec.fps, &copy)
+            .and_then(|()| video::decode(&copy, 0.0, frames, camera.width, camera.height, spec.fps))
+            .is_ok_and(|decoded| &decoded == read);
+        if !same {
+            exact = false;
+            break;
+        }
+    }
+    if exact {
+        return Ok(Some(copies));
+    }
+    for copy in copies {
+        let _ = std::fs::remove_file(copy);
+    }
+    Ok(None)
+}
+
+/// Copies episode `index` of `dataset` into `writer` (whose cameras are
+/// `spec`'s), its videos as they are when `copy_videos` and the copy is
+/// exact. Returns whether the videos were copied (rather than encoded again).
 pub fn copy_episode(
     dataset: &Dataset,
     index: usize,
     spec: &DatasetSpec,
+    copy_videos: bool,
     writer: &mut DatasetWriter,
-) -> Result<()> {
+) -> Result<bool> {
     let episode = dataset.read_episode(index)?;
-    writer.start_episode(&episode.task)?;
+    let copies = if copy_videos {
+        copied_videos(dataset, index, &episode, spec, writer)?
+    } else {
+        None
+    };
+    let copied = copies.is_some();
+    match copies {
+        Some(videos) => writer.start_episode_with_videos(&episode.task, videos)?,
+        None => writer.start_episode(&episode.task)?,
+    }
     for f in 0..episode.state.len() {
         let images: Vec<&[u8]> = spec
             .cameras
@@ -94,5 +171,5 @@ pub fn copy_episode(
         })?;
     }
     writer.finish_episode()?;
-    Ok(())
+    Ok(copied)
 }

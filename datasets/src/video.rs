@@ -1,6 +1,7 @@
 //! Video through ffmpeg: encoding an episode's RGB frames, concatenating
-//! episodes into one file per camera, decoding a segment back to RGB, and
-//! probing frame counts. LeRobot's defaults: AV1 (SVT-AV1), yuv420p, a
+//! episodes into one file per camera, copying an episode's segment out
+//! without re-encoding, decoding a segment back to RGB, and probing frame
+//! counts. LeRobot's defaults: AV1 (SVT-AV1), yuv420p, a
 //! keyframe every 2 frames, CRF 30; H.264 (CRF 23, no B-frames) for large
 //! frames recorded live, or when no AV1 encoder is there.
 
@@ -290,6 +291,47 @@ pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
     // The list is scratch.
     let _ = std::fs::remove_file(&list);
     result.map(|_| ())
+}
+
+/// Copies `frames` frames starting at `from_s` seconds out of `path` into
+/// `out`, without re-encoding. The segment must start on a keyframe, as
+/// every episode in a file written here does (each is encoded on its own,
+/// then joined); the copy's frame count is checked. A segment that does not
+/// start on a keyframe would come out starting at the one before, so a
+/// caller that must be exact compares decoded frames (merge does).
+pub fn extract(path: &Path, from_s: f64, frames: u64, fps: u32, out: &Path) -> Result<()> {
+    // A quarter frame late: the keyframe at or before that is the first
+    // frame wanted, whatever the rounding of `from_s`. Stream copy keeps the
+    // packets from that keyframe on.
+    let seek = from_s + 0.25 / f64::from(fps);
+    run(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-ss",
+                &format!("{seek:.6}"),
+                "-i",
+            ])
+            .arg(path)
+            .args(["-map", "0:v:0", "-c", "copy", "-frames:v", &frames.to_string()])
+            .args(["-avoid_negative_ts", "make_zero", "-f", "mp4"])
+            .arg(out),
+        path,
+    )?;
+    let copied = probe(out)?;
+    if copied.frames != frames {
+        return Err(video_error(
+            path,
+            format!(
+                "copying {frames} frames from {from_s:.3} s gave {} frames",
+                copied.frames
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes `frames` RGB frames of `width` × `height` starting at `from_s` seconds.

@@ -251,6 +251,8 @@ struct EpisodeBuffer {
     pngs: Vec<Vec<Vec<u8>>>,
     encoders: Vec<VideoEncoder>,
     staged_videos: Vec<PathBuf>,
+    /// The staged videos came encoded ([`DatasetWriter::start_episode_with_videos`]).
+    encoded: bool,
     camera_samples: Vec<Vec<Vec<u8>>>,
 }
 
@@ -439,6 +441,11 @@ impl DatasetWriter {
         &self.spec
     }
 
+    /// The codec of the dataset's videos (`None` when images are PNG).
+    pub fn codec(&self) -> Option<Codec> {
+        self.codec
+    }
+
     /// Episodes committed so far.
     pub fn episodes(&self) -> usize {
         self.episodes.len()
@@ -451,7 +458,46 @@ impl DatasetWriter {
 
     /// Starts recording an episode of `task`.
     pub fn start_episode(&mut self, task: &str) -> Result<()> {
+        self.begin_episode(task, None)
+    }
+
+    /// Starts an episode of `task` whose camera videos are already encoded:
+    /// one mp4 per camera, in the spec's order, in this dataset's codec and
+    /// frame size, each with as many frames as the episode will get. They
+    /// are joined to the dataset's videos as they are, with no second
+    /// encoding (and no second loss of quality). The frames added still
+    /// carry their images, for the statistics. The writer takes the files:
+    /// they are gone once the episode is finished or discarded.
+    pub fn start_episode_with_videos(&mut self, task: &str, videos: Vec<PathBuf>) -> Result<()> {
+        if self.codec.is_none() || videos.len() != self.spec.cameras.len() {
+            let given = videos.len();
+            // The writer owns them, used or not.
+            for path in videos {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(Error::Usage(format!(
+                "{given} encoded videos for a dataset with {} cameras stored as {}",
+                self.spec.cameras.len(),
+                if self.codec.is_some() { "video" } else { "PNG" }
+            )));
+        }
+        self.begin_episode(task, Some(videos))
+    }
+
+    /// A path for a scratch file of `name` in the writer's staging folder,
+    /// which [`DatasetWriter::close`] and [`DatasetWriter::resume`] clear
+    /// (for videos to give [`DatasetWriter::start_episode_with_videos`]).
+    pub fn scratch_path(&self, name: &str) -> Result<PathBuf> {
+        let staging = staging_dir(&self.root);
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        Ok(staging.join(format!("{name}{TMP_SUFFIX}")))
+    }
+
+    fn begin_episode(&mut self, task: &str, encoded: Option<Vec<PathBuf>>) -> Result<()> {
         if self.episode.is_some() {
+            for path in encoded.into_iter().flatten() {
+                let _ = std::fs::remove_file(path);
+            }
             return Err(Error::Usage(
                 "an episode is already being recorded: finish or discard it first".into(),
             ));
@@ -473,9 +519,13 @@ impl DatasetWriter {
             pngs: vec![Vec::new(); cameras],
             encoders: Vec::new(),
             staged_videos: Vec::new(),
+            encoded: false,
             camera_samples: vec![Vec::new(); cameras],
         };
-        if let Some(codec) = self.codec {
+        if let Some(videos) = encoded {
+            buffer.staged_videos = videos;
+            buffer.encoded = true;
+        } else if let Some(codec) = self.codec {
             let staging = staging_dir(&self.root);
             std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
             for camera in &self.spec.cameras {
@@ -540,7 +590,7 @@ impl DatasetWriter {
         for (i, image) in frame.images.iter().enumerate() {
             if let Some(encoder) = episode.encoders.get_mut(i) {
                 encoder.push(image)?;
-            } else {
+            } else if self.codec.is_none() {
                 episode.pngs[i].push(encode_png(image, &self.spec.cameras[i])?);
             }
             if episode.frames % stats::SAMPLE_EVERY == 0 {
@@ -628,6 +678,25 @@ impl DatasetWriter {
         }
         for encoder in std::mem::take(&mut episode.encoders) {
             encoder.finish()?;
+        }
+        if episode.encoded {
+            for (camera, path) in self.spec.cameras.iter().zip(&episode.staged_videos) {
+                let found = video::probe(path)?;
+                if found.frames != episode.frames
+                    || (found.width, found.height) != (camera.width, camera.height)
+                {
+                    return Err(Error::Usage(format!(
+                        "the encoded video of camera {} is {}x{} with {} frames; the episode has {} frames of {}x{}",
+                        camera.name,
+                        found.width,
+                        found.height,
+                        found.frames,
+                        episode.frames,
+                        camera.width,
+                        camera.height
+                    )));
+                }
+            }
         }
         let mut commit = Commit::new(&self.root);
         let result = self.stage_episode(&mut commit, &episode);

@@ -343,6 +343,54 @@ fn merged_dataset_holds_both_in_order_and_validates() {
 }
 
 #[test]
+fn merging_copies_video_as_it_is_and_encodes_only_another_codec_again() {
+    let (a, b, c, out) = (
+        temp_dir("vmerge-a"),
+        temp_dir("vmerge-b"),
+        temp_dir("vmerge-c"),
+        temp_dir("vmerge-out"),
+    );
+    // Odd lengths: episodes start on odd frames of their files, between the
+    // every-other-frame keyframes.
+    write(&a, CameraStorage::Video, &[5, 7, 3]);
+    write(&b, CameraStorage::Video, &[9]);
+    write_with(&c, CameraStorage::Video, Some(Codec::H264), &[6, 5]);
+    let merged = sponge_datasets::merge::merge(&[&a, &b, &c], &out, |_, _| {}).unwrap();
+    assert_eq!(merged.episodes, 6);
+    assert_eq!(merged.reencoded, 2, "only the H.264 episodes are encoded again");
+    assert_eq!(sponge_datasets::validate::validate(&out), Vec::new());
+    let merged = Dataset::open(&out).unwrap();
+    assert_eq!(merged.info().total_frames, 35);
+    let sources = [(&a, 0), (&a, 1), (&a, 2), (&b, 0), (&c, 0), (&c, 1)];
+    for (e, (dir, index)) in sources.into_iter().enumerate() {
+        let source = Dataset::open(dir).unwrap().read_episode(index).unwrap();
+        let copied = merged.read_episode(e).unwrap();
+        assert_eq!(copied.state, source.state, "episode {e}");
+        assert_eq!(copied.environment_state, source.environment_state);
+        let (was, now) = (
+            &source.images["observation.images.front"],
+            &copied.images["observation.images.front"],
+        );
+        assert_eq!(was.len(), now.len());
+        for (f, (was, now)) in was.iter().zip(now).enumerate() {
+            if e < 4 {
+                // The same bits, decoded the same: no second loss of quality.
+                assert!(was == now, "episode {e} frame {f} changed in the copy");
+            } else {
+                assert!(
+                    psnr(was, now) > 35.0,
+                    "episode {e} frame {f}: {:.1} dB",
+                    psnr(was, now)
+                );
+            }
+        }
+    }
+    for dir in [a, b, c, out] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
 fn recomputed_stats_equal_those_written_while_recording() {
     let dir = temp_dir("restat");
     write(&dir, CameraStorage::Png, &[8, 13]);

@@ -125,6 +125,10 @@ def build(root):
     (root / "meta/stats.json").write_text(json.dumps(stats, indent=4))
 
 
+def environment(episode, frame):
+    return [float(episode * 10 + frame) + 0.25, -float(frame)]
+
+
 def build_v21(root):
     """LeRobot v2.1: one parquet and one mp4 per episode, jsonl metadata."""
     (root / "meta").mkdir(parents=True)
@@ -142,6 +146,10 @@ def build_v21(root):
             "episode_index": pa.array([e] * length, type=pa.int64()),
             "index": pa.array(list(range(index, index + length)), type=pa.int64()),
             "task_index": pa.array([e] * length, type=pa.int64()),
+            # As in LeRobot's simulation datasets (PushT, ALOHA): a state of the scene.
+            "observation.environment_state": pa.array([environment(e, f) for f in frames], type=pa.list_(pa.float32())),
+            # A feature sponge's datasets do not record: named in a warning.
+            "observation.velocity": pa.array([[0.0] * 6 for _ in frames], type=pa.list_(pa.float32())),
         })
         index += length
         pq.write_table(table, root / f"data/chunk-000/episode_{e:06d}.parquet")
@@ -165,6 +173,8 @@ def build_v21(root):
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
         "features": {
             "action": motors, "observation.state": motors,
+            "observation.environment_state": {"dtype": "float32", "shape": [2], "names": None},
+            "observation.velocity": motors,
             "observation.images.laptop": {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"],
                                           "info": {"video.fps": FPS, "video.codec": "h264"}},
             "timestamp": scalar("float32"), "frame_index": scalar("int64"), "episode_index": scalar("int64"),
@@ -206,9 +216,19 @@ def main(sponge, work):
     new = pathlib.Path(work) / "converted-v30"
     converted = subprocess.run([sponge, "dataset", "convert", str(old), "--out", str(new)], capture_output=True, text=True)
     check("sponge converts v2.1 to v3.0", converted.returncode == 0, converted.stdout + converted.stderr)
+    check("the conversion names the feature it does not carry",
+          "not carried over" in converted.stderr and "observation.velocity" in converted.stderr
+          and "environment_state" not in converted.stderr, converted.stderr)
     validate = subprocess.run([sponge, "dataset", "validate", str(new)], capture_output=True, text=True)
     check("the converted dataset validates", validate.returncode == 0, validate.stdout + validate.stderr)
     check_episodes(sponge, new, "converted from v2.1")
+    for e, length in enumerate(LENGTHS):
+        shown = subprocess.run([sponge, "dataset", "show", str(new), "--episode", str(e), "--json"],
+                               capture_output=True, text=True)
+        got = json.loads(shown.stdout) if shown.returncode == 0 else {}
+        check(f"converted from v2.1: episode {e} environment state carried over",
+              got.get("observation.environment_state") == [environment(e, f) for f in range(length)],
+              str(got.get("observation.environment_state"))[:200])
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if passed == len(results) else 1
