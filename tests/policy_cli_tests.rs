@@ -81,47 +81,32 @@ fn train_then_eval_in_the_twin_writes_figures_and_a_gif() {
     assert_eq!(figures["summary"]["noise"], "chunk");
     assert_eq!(figures["summary"]["replan"], 10);
 
-    // One noise per episode: the same run and seed give the same episode.
-    let once = |name: &str| {
+    // One episode, evaluated with `extra` settings: its JSON.
+    let once = |name: &str, extra: &[&str]| {
         let path = dir.join(name);
-        let output = sponge(&[
-            "eval",
-            "--policy",
-            run,
-            "--episodes",
-            "1",
-            "--noise",
-            "episode",
-            "--json",
-            path.to_str().expect("utf-8"),
-        ]);
+        let mut args = vec!["eval", "--policy", run, "--episodes", "1"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--json", path.to_str().expect("utf-8")]);
+        let output = sponge(&args);
         assert!(output.status.success(), "{}", text(&output));
         let figures: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("json")).expect("valid json");
-        assert_eq!(figures["summary"]["noise"], "episode");
-        figures["episodes"][0].clone()
+        figures
     };
-    let (a, b) = (once("a.json"), once("b.json"));
+
+    // One noise per episode: the same run and seed give the same episode.
+    let (a, b) = (
+        once("a.json", &["--noise", "episode"]),
+        once("b.json", &["--noise", "episode"]),
+    );
+    assert_eq!(a["summary"]["noise"], "episode");
+    let (a, b) = (&a["episodes"][0], &b["episodes"][0]);
     assert_eq!(a["target_fraction"], b["target_fraction"]);
     assert_eq!(a["peak_force_n"], b["peak_force_n"]);
 
     // Each episode draws its policy noise from its own generator: the second
     // episode of the batch of two above plays out the same alone.
-    let alone = dir.join("alone.json");
-    let output = sponge(&[
-        "eval",
-        "--policy",
-        run,
-        "--episodes",
-        "1",
-        "--seed",
-        "1000001",
-        "--json",
-        alone.to_str().expect("utf-8"),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
-    let alone: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&alone).expect("json")).expect("valid json");
+    let alone = once("alone.json", &["--seed", "1000001"]);
     let (alone, batched) = (&alone["episodes"][0], &episodes[1]);
     assert_eq!(alone["seed"], batched["seed"]);
     // (The peak force is a float of the contact's detail: equal only for the same moves.)

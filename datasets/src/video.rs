@@ -254,6 +254,13 @@ fn run(command: &mut Command, path: &Path) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
+/// ffmpeg, quiet but for errors, overwriting its output.
+fn ffmpeg() -> Command {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    command
+}
+
 /// Joins `parts` (same codec and size) into `out` without re-encoding.
 pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
     let mut list = out.as_os_str().to_owned();
@@ -271,18 +278,8 @@ pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
     }
     std::fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
     let result = run(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "concat",
-                "-safe",
-                "0",
-                "-i",
-            ])
+        ffmpeg()
+            .args(["-f", "concat", "-safe", "0", "-i"])
             .arg(&list)
             .args(["-c", "copy", "-f", "mp4"])
             .arg(out),
@@ -305,16 +302,8 @@ pub fn extract(path: &Path, from_s: f64, frames: u64, fps: u32, out: &Path) -> R
     // packets from that keyframe on.
     let seek = from_s + 0.25 / f64::from(fps);
     run(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-ss",
-                &format!("{seek:.6}"),
-                "-i",
-            ])
+        ffmpeg()
+            .args(["-ss", &format!("{seek:.6}"), "-i"])
             .arg(path)
             .args(["-map", "0:v:0", "-c", "copy", "-frames:v", &frames.to_string()])
             .args(["-avoid_negative_ts", "make_zero", "-f", "mp4"])
