@@ -352,6 +352,34 @@ fn check_videos(check: &mut Checker<'_>, info: &Info, episodes: &[EpisodeMeta]) 
             }
             let mut expected_from = 0.0;
             let mut frames = 0;
+            // Each episode's first frame must be shown at its from_timestamp:
+            // readers (LeRobot's, sponge's) find frames by time.
+            match video::frame_times(&path) {
+                Err(e) => check.error(e),
+                Ok(times) => {
+                    let mut first = 0;
+                    for episode in &in_file {
+                        let from = episode.videos[key].from_timestamp;
+                        if let Some(shown) = times.get(first)
+                            && (shown - from).abs() > TIMESTAMP_TOLERANCE_S
+                        {
+                            check.report(
+                                &path,
+                                format!(
+                                    "episode {}'s first frame is shown at {shown:.4} s, its from_timestamp is \
+                                     {from:.4} s ({:+.2} frames): frames read by time come from the wrong \
+                                     place (sponge before 2026-12-02 wrote videos that drift like this; \
+                                     write the dataset again)",
+                                    episode.episode_index,
+                                    (shown - from) * fps
+                                ),
+                            );
+                            break;
+                        }
+                        first += episode.length as usize;
+                    }
+                }
+            }
             for episode in &in_file {
                 let span = episode.videos[key];
                 if (span.from_timestamp - expected_from).abs() > TIMESTAMP_TOLERANCE_S

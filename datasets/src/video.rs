@@ -261,19 +261,26 @@ fn ffmpeg() -> Command {
     command
 }
 
-/// Joins `parts` (same codec and size) into `out` without re-encoding.
-pub fn concat(parts: &[&Path], out: &Path) -> Result<()> {
+/// Joins `parts` (same codec and size; each with its frame count) into
+/// `out` without re-encoding, each part starting exactly at the frames
+/// before it over `fps`. (Left to itself, ffmpeg starts each part at the
+/// previous one's container duration, which mp4 rounds up to the
+/// millisecond: the parts would drift later by a fraction of a frame per
+/// join, a whole frame after some 50 episodes, and frames read by
+/// timestamp would come from the wrong episode.)
+pub fn concat(parts: &[(&Path, u64)], fps: u32, out: &Path) -> Result<()> {
     let mut list = out.as_os_str().to_owned();
     list.push(".concat");
     list.push(crate::commit::TMP_SUFFIX);
     let list = std::path::PathBuf::from(list);
     // ffmpeg resolves relative entries against the list's own folder: list absolute paths.
     let mut text = String::new();
-    for part in parts {
+    for (part, frames) in parts {
         let absolute = std::path::absolute(part).map_err(|e| Error::io(part, e))?;
         text.push_str(&format!(
-            "file '{}'\n",
-            absolute.display().to_string().replace('\'', "'\\''")
+            "file '{}'\nduration {:.9}\n",
+            absolute.display().to_string().replace('\'', "'\\''"),
+            *frames as f64 / f64::from(fps.max(1))
         ));
     }
     std::fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
@@ -368,6 +375,29 @@ pub fn decode(
         ));
     }
     Ok(raw.chunks_exact(frame_bytes).map(<[u8]>::to_vec).collect())
+}
+
+/// The presentation times of a video file's frames, seconds, in order.
+pub fn frame_times(path: &Path) -> Result<Vec<f64>> {
+    let out = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+            .arg(path),
+        path,
+    )?;
+    let mut times = String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.trim()
+                .trim_end_matches(',')
+                .parse::<f64>()
+                .map_err(|_| video_error(path, format!("bad packet time {line:?} from ffprobe")))
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times)
 }
 
 /// What [`probe`] found in a video file.

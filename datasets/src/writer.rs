@@ -747,7 +747,11 @@ impl DatasetWriter {
             let target = layout::video_path(&self.root, &camera.key(), file);
             let staged = commit.stage_path(&target)?;
             if frames_before > 0 {
-                video::concat(&[&target, episode_video], &staged)?;
+                video::concat(
+                    &[(&target, frames_before), (episode_video, episode.frames)],
+                    self.spec.fps,
+                    &staged,
+                )?;
             } else {
                 std::fs::copy(episode_video, &staged).map_err(|e| Error::io(&staged, e))?;
             }

@@ -158,6 +158,30 @@ fn video_episodes_round_trip_within_35_db() {
 }
 
 #[test]
+fn forty_joined_episodes_are_shown_exactly_at_their_timestamps() {
+    // Each episode is encoded on its own and joined to the camera's file;
+    // the joins must not drift (mp4 rounds a file's duration up to the
+    // millisecond: 0.7 ms a join, a frame after 50 joins).
+    let dir = temp_dir("joins");
+    let lengths = [7; 40];
+    write(&dir, CameraStorage::Video, &lengths);
+    let times = sponge_datasets::video::frame_times(
+        &dir.join("videos/observation.images.front/chunk-000/file-000.mp4"),
+    )
+    .unwrap();
+    assert_eq!(times.len(), 280);
+    for (f, shown) in times.iter().enumerate() {
+        let due = f as f64 / 30.0;
+        assert!(
+            (shown - due).abs() < 1e-4,
+            "frame {f} shown at {shown:.6} s, due at {due:.6} s"
+        );
+    }
+    check(&dir, &lengths, 35.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn h264_episodes_round_trip_within_35_db() {
     let dir = temp_dir("h264");
     let lengths = [12, 20];

@@ -95,6 +95,28 @@ fn video_one_frame_short_is_named() {
 }
 
 #[test]
+fn video_frames_shown_off_their_timestamps_are_named() {
+    let dir = make("drift", CameraStorage::Video);
+    let path = dir.join(VIDEO);
+    let late = dir.join("late.mp4");
+    // Every frame a frame late, as an older sponge's joins drifted.
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-itsoffset", "0.0333333", "-i"])
+        .arg(&path)
+        .args(["-c", "copy"])
+        .arg(&late)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::rename(&late, &path).unwrap();
+    expect_problem(
+        &dir,
+        VIDEO,
+        &["episode 0's first frame is shown at 0.03", "from the wrong place"],
+    );
+}
+
+#[test]
 fn frame_total_off_by_one_is_named() {
     let dir = make("offbyone", CameraStorage::Png);
     let info_path = dir.join("meta/info.json");
