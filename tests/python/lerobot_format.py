@@ -7,6 +7,7 @@ Usage: python lerobot_format.py VIDEO_DATASET PNG_DATASET
 
 import json
 import pathlib
+import subprocess
 import sys
 
 import pandas as pd
@@ -80,6 +81,20 @@ def check_dataset(root, camera_dtype):
     if camera_dtype == "video":
         for name in ["chunk_index", "file_index", "from_timestamp", "to_timestamp"]:
             check(f"{root.name}: episodes videos/.../{name}", f"videos/observation.images.front/{name}" in episodes.schema.names)
+        # LeRobot finds a frame by its time and refuses one more than 0.1 ms off:
+        # every episode's first frame must be shown at its from_timestamp (ffprobe's packet times).
+        froms = episodes.column("videos/observation.images.front/from_timestamp").to_pylist()
+        files = episodes.column("videos/observation.images.front/file_index").to_pylist()
+        for file_index in sorted(set(files)):
+            video = root / f"videos/observation.images.front/chunk-000/file-{file_index:03d}.mp4"
+            probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+                                    "-of", "csv=p=0", str(video)], capture_output=True, text=True)
+            shown = sorted(float(line.strip().rstrip(",")) for line in probe.stdout.splitlines() if line.strip())
+            starts = [f for f, i in zip(froms, files) if i == file_index]
+            off = [(f, min(shown, key=lambda t: abs(t - f))) for f in starts]
+            check(f"{root.name}: file {file_index}: every episode starts on a frame within 0.1 ms",
+                  probe.returncode == 0 and all(abs(t - f) < 1e-4 for f, t in off),
+                  str([(round(f, 6), round(t, 6)) for f, t in off if abs(t - f) >= 1e-4][:3]))
     check(f"{root.name}: episodes stats columns", "stats/action/mean" in episodes.schema.names)
     lengths = episodes.column("length").to_pylist()
     check(f"{root.name}: episode lengths sum to total_frames", sum(lengths) == info["total_frames"])
