@@ -242,10 +242,21 @@ fn sim_teleop_twin_follows_an_emulated_leader_and_the_recording_validates() {
     let settled = &pairs[pairs.len() / 3..];
     for joint in [Joint::ShoulderPan, Joint::ElbowFlex] {
         let j = joint.index();
-        let (lo, hi) = settled.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, twin)| {
-            (lo.min(twin[j]), hi.max(twin[j]))
-        });
-        assert!(hi - lo > 0.4, "{joint}: the twin moved only {:.2} rad", hi - lo);
+        let swing = |pick: &dyn Fn(&(JointVector, JointVector)) -> f64| {
+            let (lo, hi) = settled.iter().fold((f64::MAX, f64::MIN), |(lo, hi), pair| {
+                (lo.min(pick(pair)), hi.max(pick(pair)))
+            });
+            hi - lo
+        };
+        let (leader_swing, twin_swing) = (swing(&|(lead, _)| lead[j]), swing(&|(_, twin)| twin[j]));
+        assert!(
+            leader_swing > 0.3,
+            "{joint}: the leader moved only {leader_swing:.2} rad"
+        );
+        assert!(
+            twin_swing > 0.8 * leader_swing,
+            "{joint}: the twin moved only {twin_swing:.2} rad, the leader {leader_swing:.2} rad"
+        );
         let mut errors: Vec<f64> = settled
             .iter()
             .map(|(lead, twin)| (lead[j] - twin[j]).abs())
@@ -253,8 +264,8 @@ fn sim_teleop_twin_follows_an_emulated_leader_and_the_recording_validates() {
         errors.sort_by(f64::total_cmp);
         let median = errors[errors.len() / 2];
         eprintln!(
-            "{joint}: twin swung {:.2} rad; median gap to the leader 150 ms earlier {median:.3} rad",
-            hi - lo
+            "{joint}: twin swung {twin_swing:.2} rad, the leader {leader_swing:.2} rad; \
+             median gap to the leader 150 ms earlier {median:.3} rad"
         );
         assert!(median < 0.12, "{joint}: median tracking error {median:.3} rad");
     }
