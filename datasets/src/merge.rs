@@ -66,13 +66,14 @@ pub fn merge(inputs: &[&Path], out: &Path, mut progress: impl FnMut(usize, usize
     let total: usize = datasets.iter().map(|d| d.episodes().len()).sum();
     let mut writer = DatasetWriter::create(out, spec.clone())?;
     let out_codec = writer.codec();
+    let has_videos = out_codec.is_some() && !spec.cameras.is_empty();
     let mut merged = Merged::default();
     for dataset in &datasets {
         let (_, codec) = DatasetSpec::from_info(dataset.info())?;
-        let copy_videos = !spec.cameras.is_empty() && codec.is_some() && codec == out_codec;
+        let copy_videos = has_videos && codec == out_codec;
         for index in 0..dataset.episodes().len() {
             let copied = copy_episode(dataset, index, &spec, copy_videos, &mut writer)?;
-            if !copied && out_codec.is_some() && !spec.cameras.is_empty() {
+            if has_videos && !copied {
                 merged.reencoded += 1;
             }
             merged.episodes += 1;
@@ -96,31 +97,27 @@ fn copied_videos(
     let meta = &dataset.episodes()[index];
     let frames = episode.state.len();
     let mut copies: Vec<PathBuf> = Vec::new();
-    let mut exact = true;
     for camera in &spec.cameras {
         let key = camera.key();
-        let (Some(span), Some(read)) = (meta.videos.get(&key), episode.images.get(&key)) else {
-            exact = false;
-            break;
+        let exact = match (meta.videos.get(&key), episode.images.get(&key)) {
+            (Some(span), Some(read)) => {
+                let source = layout::video_path(dataset.root(), &key, span.file);
+                let copy = writer.scratch_path(&format!("merge-{index:06}-{}.mp4", camera.name))?;
+                copies.push(copy.clone());
+                video::extract(&source, span.from_timestamp, frames as u64, spec.fps, &copy)
+                    .and_then(|()| video::decode(&copy, 0.0, frames, camera.width, camera.height, spec.fps))
+                    .is_ok_and(|decoded| &decoded == read)
+            }
+            _ => false,
         };
-        let source = layout::video_path(dataset.root(), &key, span.file);
-        let copy = writer.scratch_path(&format!("merge-{index:06}-{}.mp4", camera.name))?;
-        copies.push(copy.clone());
-        let same = video::extract(&source, span.from_timestamp, frames as u64, spec.fps, &copy)
-            .and_then(|()| video::decode(&copy, 0.0, frames, camera.width, camera.height, spec.fps))
-            .is_ok_and(|decoded| &decoded == read);
-        if !same {
-            exact = false;
-            break;
+        if !exact {
+            for copy in copies {
+                let _ = std::fs::remove_file(copy);
+            }
+            return Ok(None);
         }
     }
-    if exact {
-        return Ok(Some(copies));
-    }
-    for copy in copies {
-        let _ = std::fs::remove_file(copy);
-    }
-    Ok(None)
+    Ok(Some(copies))
 }
 
 /// Copies episode `index` of `dataset` into `writer` (whose cameras are

@@ -354,44 +354,22 @@ fn check_videos(check: &mut Checker<'_>, info: &Info, episodes: &[EpisodeMeta]) 
             let mut frames = 0;
             // Each episode's first frame must be shown at its from_timestamp:
             // readers (LeRobot's, sponge's) find frames by time.
-            match video::frame_times(&path) {
-                Err(e) => check.error(e),
-                Ok(times) => {
-                    // (episode, shown at, from_timestamp) of those off, in order.
-                    let mut off: Vec<(u64, f64, f64)> = Vec::new();
-                    let mut first = 0;
-                    for episode in &in_file {
-                        let from = episode.videos[key].from_timestamp;
-                        if let Some(shown) = times.get(first)
-                            && (shown - from).abs() > TIMESTAMP_TOLERANCE_S
-                        {
-                            off.push((episode.episode_index, *shown, from));
-                        }
-                        first += episode.length as usize;
-                    }
-                    let worst = off
-                        .iter()
-                        .max_by(|a, b| (a.1 - a.2).abs().total_cmp(&(b.1 - b.2).abs()));
-                    if let (Some(&(episode, shown, from)), Some(&(worst_episode, worst_shown, worst_from))) =
-                        (off.first(), worst)
-                    {
-                        check.report(
-                            &path,
-                            format!(
-                                "episode {episode}'s first frame is shown at {shown:.4} s, its from_timestamp is \
-                                 {from:.4} s ({:+.2} frames); {} episodes are off, episode {worst_episode} most \
-                                 ({:+.2} frames): frames read by time come from the wrong place (sponge before \
-                                 2026-12-02 wrote videos that drift like this; write the dataset again)",
-                                (shown - from) * fps,
-                                off.len(),
-                                (worst_shown - worst_from) * fps
-                            ),
-                        );
-                    }
+            let times = match video::frame_times(&path) {
+                Ok(times) => times,
+                Err(e) => {
+                    check.error(e);
+                    Vec::new()
                 }
-            }
+            };
+            // (episode, shown at, from_timestamp) of those off, in order.
+            let mut off: Vec<(u64, f64, f64)> = Vec::new();
             for episode in &in_file {
                 let span = episode.videos[key];
+                if let Some(shown) = times.get(frames as usize)
+                    && (shown - span.from_timestamp).abs() > TIMESTAMP_TOLERANCE_S
+                {
+                    off.push((episode.episode_index, *shown, span.from_timestamp));
+                }
                 if (span.from_timestamp - expected_from).abs() > TIMESTAMP_TOLERANCE_S
                     || (span.to_timestamp - span.from_timestamp - episode.length as f64 / fps).abs()
                         > TIMESTAMP_TOLERANCE_S
@@ -410,6 +388,25 @@ fn check_videos(check: &mut Checker<'_>, info: &Info, episodes: &[EpisodeMeta]) 
                 }
                 expected_from = span.to_timestamp;
                 frames += episode.length;
+            }
+            let worst = off
+                .iter()
+                .max_by(|a, b| (a.1 - a.2).abs().total_cmp(&(b.1 - b.2).abs()));
+            if let (Some(&(episode, shown, from)), Some(&(worst_episode, worst_shown, worst_from))) =
+                (off.first(), worst)
+            {
+                check.report(
+                    &path,
+                    format!(
+                        "episode {episode}'s first frame is shown at {shown:.4} s, its from_timestamp is \
+                         {from:.4} s ({:+.2} frames); {} episodes are off, episode {worst_episode} most \
+                         ({:+.2} frames): frames read by time come from the wrong place (sponge before \
+                         2026-12-02 wrote videos that drift like this; write the dataset again)",
+                        (shown - from) * fps,
+                        off.len(),
+                        (worst_shown - worst_from) * fps
+                    ),
+                );
             }
             match video::probe(&path) {
                 Err(e) => check.error(e),

@@ -251,8 +251,6 @@ struct EpisodeBuffer {
     pngs: Vec<Vec<Vec<u8>>>,
     encoders: Vec<VideoEncoder>,
     staged_videos: Vec<PathBuf>,
-    /// The staged videos came encoded ([`DatasetWriter::start_episode_with_videos`]).
-    encoded: bool,
     camera_samples: Vec<Vec<Vec<u8>>>,
 }
 
@@ -519,12 +517,10 @@ impl DatasetWriter {
             pngs: vec![Vec::new(); cameras],
             encoders: Vec::new(),
             staged_videos: Vec::new(),
-            encoded: false,
             camera_samples: vec![Vec::new(); cameras],
         };
         if let Some(videos) = encoded {
             buffer.staged_videos = videos;
-            buffer.encoded = true;
         } else if let Some(codec) = self.codec {
             let staging = staging_dir(&self.root);
             std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
@@ -676,10 +672,12 @@ impl DatasetWriter {
                 "the episode has no frames; nothing was saved".into(),
             ));
         }
+        // Videos without encoders came encoded (`start_episode_with_videos`).
+        let encoded = self.codec.is_some() && episode.encoders.is_empty();
         for encoder in std::mem::take(&mut episode.encoders) {
             encoder.finish()?;
         }
-        if episode.encoded {
+        if encoded {
             for (camera, path) in self.spec.cameras.iter().zip(&episode.staged_videos) {
                 let found = video::probe(path)?;
                 if found.frames != episode.frames

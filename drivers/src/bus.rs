@@ -86,8 +86,6 @@ pub struct Bus {
     /// A reply fell short of its bytes since the line last settled: the rest
     /// may still come.
     unsettled: bool,
-    /// Bytes read from the line.
-    received: u64,
     last_status: [ServoStatus; 256],
     /// Counters.
     pub stats: BusStats,
@@ -116,7 +114,6 @@ impl Bus {
             tx: Vec::with_capacity(64),
             last_tx: Vec::with_capacity(64),
             unsettled: false,
-            received: 0,
             last_status: [ServoStatus::default(); 256],
             stats: BusStats::default(),
         })
@@ -210,9 +207,15 @@ impl Bus {
 
     /// Collects status packets from `expected` (ID, parameter bytes) until all
     /// came or `deadline` passed. Frames that are not an expected reply are
-    /// taken back and rescanned. Returns the replies by position in `expected`.
-    fn receive(&mut self, expected: &[(u8, usize)], deadline: Instant) -> Result<Vec<Option<Frame>>> {
+    /// taken back and rescanned. Returns the replies by position in `expected`,
+    /// and how many bytes came.
+    fn receive(
+        &mut self,
+        expected: &[(u8, usize)],
+        deadline: Instant,
+    ) -> Result<(Vec<Option<Frame>>, usize)> {
         let mut got: Vec<Option<Frame>> = vec![None; expected.len()];
+        let mut received = 0;
         let mut missing = expected.len();
         let mut buf = [0u8; 256];
         let mut at_end = false;
@@ -259,7 +262,7 @@ impl Bus {
             match self.port.read(&mut buf) {
                 Ok(0) => at_end = true,
                 Ok(n) => {
-                    self.received += n as u64;
+                    received += n;
                     self.parser.push(&buf[..n]);
                 }
                 Err(e) if e.kind() == ErrorKind::TimedOut => at_end = true,
@@ -267,15 +270,15 @@ impl Bus {
                 Err(e) => return Err(self.port_error(format!("read failed: {e}"))),
             }
         }
-        Ok(got)
+        Ok((got, received))
     }
 
-    /// After a reply went missing: if fewer than `expected` bytes came since
-    /// `received_before`, part of the reply may still come, late, and the
-    /// line must settle before the next request. (All the bytes having come,
-    /// the reply was garbled, not late.)
-    fn note_short_reply(&mut self, received_before: u64, expected: usize) {
-        if self.received - received_before < expected as u64 {
+    /// After a reply went missing: if fewer than the `expected` bytes were
+    /// `received`, part of the reply may still come, late, and the line must
+    /// settle before the next request. (All the bytes having come, the reply
+    /// was garbled, not late.)
+    fn note_short_reply(&mut self, received: usize, expected: usize) {
+        if received < expected {
             self.unsettled = true;
         }
     }
@@ -297,13 +300,12 @@ impl Bus {
             }
             self.send(packet, true)?;
             let corrupt_before = self.stats.corrupt;
-            let received_before = self.received;
-            let mut got = self.receive(&[(packet.id, reply_len)], Instant::now() + timeout)?;
+            let (mut got, received) = self.receive(&[(packet.id, reply_len)], Instant::now() + timeout)?;
             if let Some(frame) = got.pop().flatten() {
                 return Ok(frame);
             }
             self.stats.timeouts += 1;
-            self.note_short_reply(received_before, reply_len + OVERHEAD);
+            self.note_short_reply(received, reply_len + OVERHEAD);
             if attempt + 1 == attempts {
                 return Err(if self.stats.corrupt > corrupt_before {
                     Error::Corrupt {
@@ -434,8 +436,7 @@ impl Bus {
                 self.wire_time(packet.params.len() + OVERHEAD + reply_bytes) + self.config.latency_margin;
             self.send(&packet, true)?;
             let expected: Vec<(u8, usize)> = pending_ids.iter().map(|id| (*id, len)).collect();
-            let received_before = self.received;
-            let got = self.receive(&expected, Instant::now() + timeout)?;
+            let (got, received) = self.receive(&expected, Instant::now() + timeout)?;
             let mut complete = true;
             for (slot, frame) in pending.iter().zip(got) {
                 match frame {
@@ -447,7 +448,7 @@ impl Bus {
                 }
             }
             if !complete {
-                self.note_short_reply(received_before, reply_bytes);
+                self.note_short_reply(received, reply_bytes);
             }
         }
         values
