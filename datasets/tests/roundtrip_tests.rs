@@ -415,6 +415,56 @@ fn merging_copies_video_as_it_is_and_encodes_only_another_codec_again() {
 }
 
 #[test]
+fn encoded_videos_that_do_not_fit_the_episode_are_refused_and_nothing_is_saved() {
+    let (a, out) = (temp_dir("encoded-src"), temp_dir("encoded-out"));
+    let spec = write(&a, CameraStorage::Video, &[5]);
+    let source = a.join("videos/observation.images.front/chunk-000/file-000.mp4");
+    let mut writer = DatasetWriter::create(&out, spec).unwrap();
+
+    let err = writer
+        .start_episode_with_videos("wipe up the coffee", Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0 encoded videos") && err.contains("1 cameras"),
+        "{err}"
+    );
+
+    // A copy one frame short of the episode it is given to.
+    let short = writer.scratch_path("short.mp4").unwrap();
+    sponge_datasets::video::extract(&source, 0.0, 4, 30, &short).unwrap();
+    writer
+        .start_episode_with_videos("wipe up the coffee", vec![short.clone()])
+        .unwrap();
+    for f in 0..5 {
+        let image = picture(96, 96, f, 0);
+        let s = state(0, f);
+        writer
+            .add_frame(&FrameInput {
+                state: &s,
+                action: &s,
+                images: &[&image],
+                reward: 0.0,
+                done: false,
+                environment_state: &scene(0, f, 5),
+            })
+            .unwrap();
+    }
+    let err = writer.finish_episode().unwrap_err().to_string();
+    assert!(
+        err.contains("camera front") && err.contains("4 frames") && err.contains("5 frames"),
+        "{err}"
+    );
+    assert_eq!(writer.episodes(), 0, "nothing was saved");
+    assert!(!short.exists(), "the writer removed the file it was given");
+    writer.close().unwrap();
+    assert_eq!(Dataset::open(&out).unwrap().info().total_episodes, 0);
+    for dir in [a, out] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
 fn recomputed_stats_equal_those_written_while_recording() {
     let dir = temp_dir("restat");
     write(&dir, CameraStorage::Png, &[8, 13]);
