@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use sponge_datasets::DatasetWriter;
-use sponge_policy::agent::{Agent, Chunk, Input};
+use sponge_policy::agent::{Agent, Chunk, History, Input};
 use sponge_robot::JointVector;
 use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
@@ -281,6 +281,8 @@ struct Running {
     /// What the world model kept of the last check, and the actions executed since.
     anchor: Option<Anchor>,
     executed: Vec<Vec<f32>>,
+    /// The joint states so far, for a policy that sees motion.
+    history: History,
     /// The joints, the view and the colours against what came before.
     senses: Senses,
     monitor: Option<Monitor>,
@@ -556,6 +558,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     fault,
                     anchor: None,
                     executed: Vec::new(),
+                    history: History::for_run(&run),
                     senses: Senses::so100(fps),
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
@@ -569,7 +572,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         }
         if reset_any {
             for (i, observation) in batch.observe()?.into_iter().enumerate() {
-                if slots[i].as_ref().is_some_and(|r| r.steps == 0) {
+                if let Some(r) = slots[i].as_mut().filter(|r| r.steps == 0) {
+                    r.history.clear();
+                    r.history.push(0.0, &joints_to_dataset_f32(&observation.state));
                     observations[i] = observation;
                 }
             }
@@ -669,12 +674,21 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 .iter()
                 .map(|&i| observations[i].images.iter().map(Vec::as_slice).collect())
                 .collect();
+            let earlier: Vec<Vec<f32>> = due
+                .iter()
+                .map(|&i| {
+                    slots[i]
+                        .as_ref()
+                        .map_or(Vec::new(), |r| r.history.earlier().to_vec())
+                })
+                .collect();
             let inputs: Vec<Input> = due
                 .iter()
                 .enumerate()
                 .map(|(j, _)| Input {
                     images: &views[j],
                     state: &states[j],
+                    earlier: &earlier[j],
                     task: &tasks[j],
                 })
                 .collect();
@@ -816,6 +830,10 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 .map(|(_, f)| *f)
                 .reduce(f64::max);
             let seen = std::mem::replace(&mut observations[i], step.observation);
+            running.history.push(
+                running.steps as f64 / fps,
+                &joints_to_dataset_f32(&observations[i].state),
+            );
             if let Some(recorded) = running.recorded.as_mut() {
                 recorded.push(Frame {
                     state: joints_to_dataset_f32(&seen.state).to_vec(),

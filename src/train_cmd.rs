@@ -69,6 +69,12 @@ pub struct TrainArgs {
     /// drawn for; the policy adds the state back when it acts).
     #[arg(long, default_value = "absolute")]
     actions: sponge_policy::ActionFrame,
+    /// Let the policy see how the joints moved over the last N frames (the
+    /// state less the state N frames before, as a second input to the state
+    /// token; 0: the state alone). One frame does not show which way a sweep
+    /// goes or whether the sponge is going down or coming up.
+    #[arg(long, default_value_t = PolicyConfig::default().motion_frames)]
+    motion_frames: usize,
     /// Actions per chunk (at the dataset's rate: 50 is 1.7 s at 30 Hz).
     #[arg(long, default_value_t = PolicyConfig::default().horizon)]
     horizon: usize,
@@ -223,6 +229,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         vision,
         text,
         actions: args.actions,
+        motion_frames: args.motion_frames,
         horizon: args.horizon,
         actions_per_token: args.actions_per_token,
         d_model: args.width,

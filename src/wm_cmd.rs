@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sponge_policy::agent::{Agent, Input};
+use sponge_policy::agent::{Agent, History, Input};
 use sponge_policy::train::TrainConfig;
 use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
@@ -258,11 +258,13 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
     let mut senses = Senses::so100(fps);
+    let mut history = History::for_run(&run);
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();
     println!("seed {}: {task:?}", args.seed);
     for t in 0..steps {
         let state = joints_to_dataset_f32(&observation.state).to_vec();
+        history.push(t as f64 / fps, &state);
         let front = observation.images.first().context("no camera image")?.clone();
         let (frame, joints, text) = (front.as_slice(), state.as_slice(), task.as_str());
         if t % segment == 0 {
@@ -314,6 +316,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                 &[Input {
                     images: &images,
                     state: &state,
+                    earlier: history.earlier(),
                     task: &task,
                 }],
                 1,

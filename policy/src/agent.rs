@@ -23,8 +23,66 @@ pub struct Input<'a> {
     pub images: &'a [&'a [u8]],
     /// Joint positions in dataset units (degrees, gripper 0..100).
     pub state: &'a [f32],
+    /// For a policy that sees motion (`motion_frames` > 0), the joint
+    /// positions that many frames before (the first ones, early in an
+    /// episode; [`History`] keeps them); ignored by other policies.
+    pub earlier: &'a [f32],
     /// The instruction.
     pub task: &'a str,
+}
+
+/// The joint states an episode went through, by time, for a policy that
+/// sees motion: [`History::earlier`] gives the one a given time ago.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// `(seconds, state)`, oldest first, spanning a little more than `keep_s`.
+    states: std::collections::VecDeque<(f64, Vec<f32>)>,
+    keep_s: f64,
+}
+
+impl History {
+    /// A history that keeps what `ago_s` back needs.
+    pub fn new(ago_s: f64) -> History {
+        History {
+            states: Default::default(),
+            keep_s: ago_s.max(0.0),
+        }
+    }
+
+    /// A history for `run`'s policy (`motion_frames` at its fps).
+    pub fn for_run(run: &RunConfig) -> History {
+        History::new(run.policy.motion_frames as f64 / f64::from(run.fps.max(1)))
+    }
+
+    /// Records the state at time `at_s` (non-decreasing).
+    pub fn push(&mut self, at_s: f64, state: &[f32]) {
+        self.states.push_back((at_s, state.to_vec()));
+        // Keep the newest state at or before the horizon, drop older ones.
+        while self.states.len() > 1 && self.states[1].0 <= at_s - self.keep_s {
+            self.states.pop_front();
+        }
+    }
+
+    /// The state `keep_s` before the newest: the newest one recorded at or
+    /// before then, or the first one when the history is younger; empty
+    /// before anything was pushed.
+    pub fn earlier(&self) -> &[f32] {
+        let Some((newest, _)) = self.states.back() else {
+            return &[];
+        };
+        let at = newest - self.keep_s;
+        self.states
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at + 1e-9)
+            .or(self.states.front())
+            .map_or(&[][..], |(_, s)| s.as_slice())
+    }
+
+    /// Forgets everything (a new episode).
+    pub fn clear(&mut self) {
+        self.states.clear();
+    }
 }
 
 /// A chunk: `horizon` actions of `action_dim` values, dataset units.
@@ -160,7 +218,7 @@ impl Agent {
         let plane = size * size;
         let mut images = Vec::with_capacity(b * cameras * 3 * plane);
         let mut tokens = Vec::with_capacity(b * config.max_text_tokens);
-        let mut states = Vec::with_capacity(b * config.state_dim);
+        let mut states = Vec::with_capacity(b * config.state_inputs());
         for input in inputs {
             if input.images.len() != cameras {
                 return Err(TrainError::Mismatch(format!(
@@ -187,14 +245,14 @@ impl Agent {
                     config.state_dim
                 )));
             }
-            states.extend(self.run.state.normalize(input.state));
+            states.extend(self.run.state_input(input.state, input.earlier)?);
             tokens.extend(self.tokenizer.encode(input.task, config.max_text_tokens));
         }
         let device = &self.device;
         let observation = Observation {
             images: Tensor::from_vec(images, (b, cameras, 3, size, size), device)?,
             tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
-            state: Tensor::from_vec(states, (b, config.state_dim), device)?,
+            state: Tensor::from_vec(states, (b, config.state_inputs()), device)?,
         };
         let memory = self
             .policy
@@ -298,7 +356,30 @@ fn standard_normal(rng: &mut impl Rng, len: usize) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::smooth;
+    use super::{History, smooth};
+
+    #[test]
+    fn history_gives_the_state_a_fixed_time_ago_and_the_first_one_before_that() {
+        let fps = 30.0;
+        let mut history = History::new(10.0 / fps);
+        assert!(history.earlier().is_empty());
+        for frame in 0..40 {
+            history.push(frame as f64 / fps, &[frame as f32]);
+            // As the training loader does: frame t sees frame t - 10, or the first.
+            let expected = frame.saturating_sub(10) as f32;
+            assert_eq!(history.earlier(), &[expected], "frame {frame}");
+        }
+        // It keeps only what it needs.
+        assert!(history.states.len() <= 12, "{} states kept", history.states.len());
+        // States that come irregularly (a real arm's): the newest at or before the time.
+        let mut history = History::new(0.3);
+        for (t, v) in [(0.0, 0.0), (0.25, 1.0), (0.5, 2.0), (0.58, 3.0)] {
+            history.push(t, &[v]);
+        }
+        assert_eq!(history.earlier(), &[1.0]);
+        history.clear();
+        assert!(history.earlier().is_empty());
+    }
 
     #[test]
     fn smoothing_takes_out_steps_and_keeps_ramps_and_ends() {

@@ -43,7 +43,7 @@ pub fn random_observation(config: &PolicyConfig, batch: usize, device: &Device) 
     Ok(Observation {
         images: Tensor::rand(0f32, 1f32, (batch, config.cameras, 3, s, s), device)?,
         tokens: Tensor::from_vec(tokens, (batch, config.max_text_tokens), device)?,
-        state: Tensor::randn(0f32, 1f32, (batch, config.state_dim), device)?,
+        state: Tensor::randn(0f32, 1f32, (batch, config.state_inputs()), device)?,
     })
 }
 

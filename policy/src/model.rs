@@ -61,9 +61,25 @@ pub struct PolicyConfig {
     /// training (0: no such head). Inference never uses it.
     #[serde(default)]
     pub aux_targets: usize,
+    /// How far back, in frames, the policy sees how the joints moved: the
+    /// state token then also takes the state less the state this many
+    /// frames before (0: the state alone). A sweep's direction, or
+    /// whether the sponge is going down or coming up, is not in one frame.
+    #[serde(default)]
+    pub motion_frames: usize,
 }
 
 impl PolicyConfig {
+    /// Values the state token is made from: the state, and its change
+    /// over `motion_frames` when the policy sees motion.
+    pub fn state_inputs(&self) -> usize {
+        if self.motion_frames > 0 {
+            2 * self.state_dim
+        } else {
+            self.state_dim
+        }
+    }
+
     /// Tokens of a chunk in the action expert.
     pub fn action_tokens(&self) -> usize {
         self.horizon / self.actions_per_token.max(1)
@@ -175,6 +191,7 @@ impl Default for PolicyConfig {
             text: Text::Scratch,
             actions: ActionFrame::Absolute,
             aux_targets: 0,
+            motion_frames: 0,
         }
     }
 }
@@ -186,7 +203,8 @@ pub struct Observation {
     pub images: Tensor,
     /// Instruction tokens, `[B, max_text_tokens]` (u32).
     pub tokens: Tensor,
-    /// Robot state, `[B, state_dim]`.
+    /// Robot state, `[B, state_inputs]`: the state, then (policies that
+    /// see motion) the state less the one `motion_frames` before.
     pub state: Tensor,
 }
 
@@ -497,7 +515,7 @@ impl Policy {
                     frozen: *frozen,
                 },
             },
-            state_in: linear(config.state_dim, d, vb.pp("state_in"))?,
+            state_in: linear(config.state_inputs(), d, vb.pp("state_in"))?,
             trunk: blocks(config.trunk_layers, vb.pp("trunk"))?,
             trunk_norm: LayerNorm::new(d, vb.pp("trunk_norm"))?,
             flow_in: match config.head {

@@ -90,11 +90,7 @@ impl Normalizer {
     /// (`episodes` as `(states, actions)` per frame; a chunk running past
     /// its episode's end repeats the last action, as the loader does).
     pub fn of_offsets(episodes: &[StatesAndActions], horizon: usize) -> Normalizer {
-        let dims = episodes
-            .iter()
-            .find_map(|(_, actions)| actions.first().map(Vec::len))
-            .unwrap_or(0);
-        let (mut n, mut sum, mut square) = (0f64, vec![0f64; dims], vec![0f64; dims]);
+        let mut moments = Moments::default();
         for (states, actions) in episodes {
             let Some(last) = actions.len().checked_sub(1) else {
                 continue;
@@ -102,25 +98,25 @@ impl Normalizer {
             for (t, state) in states.iter().enumerate() {
                 for h in 0..horizon {
                     let action = &actions[(t + h).min(last)];
-                    for (i, (a, s)) in action.iter().zip(state).enumerate() {
-                        let d = f64::from(a - s);
-                        sum[i] += d;
-                        square[i] += d * d;
-                    }
-                    n += 1.0;
+                    moments.add(action.iter().zip(state).map(|(a, s)| a - s));
                 }
             }
         }
-        let n = n.max(1.0);
-        let mean: Vec<f64> = sum.iter().map(|v| v / n).collect();
-        Normalizer {
-            mean: mean.iter().map(|m| *m as f32).collect(),
-            std: square
-                .iter()
-                .zip(&mean)
-                .map(|(q, m)| ((q / n - m * m).max(0.0).sqrt() as f32).max(1e-3))
-                .collect(),
+        moments.normalizer()
+    }
+
+    /// Mean and standard deviation of the motion a policy sees: each
+    /// state less the state `frames` before it in its episode (the first
+    /// state, before the episode had gone that far, as the loader does).
+    pub fn of_motion(episodes: &[Vec<Vec<f32>>], frames: usize) -> Normalizer {
+        let mut moments = Moments::default();
+        for states in episodes {
+            for (t, state) in states.iter().enumerate() {
+                let earlier = &states[t.saturating_sub(frames)];
+                moments.add(state.iter().zip(earlier).map(|(s, e)| s - e));
+            }
         }
+        moments.normalizer()
     }
 
     /// Undoes [`normalize`](Self::normalize).
@@ -131,6 +127,43 @@ impl Normalizer {
             .enumerate()
             .map(|(i, v)| v * self.std[i % n] + self.mean[i % n])
             .collect()
+    }
+}
+
+/// Running sums for a mean and standard deviation per entry.
+#[derive(Default)]
+struct Moments {
+    n: f64,
+    sum: Vec<f64>,
+    square: Vec<f64>,
+}
+
+impl Moments {
+    fn add(&mut self, row: impl Iterator<Item = f32>) {
+        for (i, v) in row.enumerate() {
+            if i >= self.sum.len() {
+                self.sum.push(0.0);
+                self.square.push(0.0);
+            }
+            let v = f64::from(v);
+            self.sum[i] += v;
+            self.square[i] += v * v;
+        }
+        self.n += 1.0;
+    }
+
+    fn normalizer(&self) -> Normalizer {
+        let n = self.n.max(1.0);
+        let mean: Vec<f64> = self.sum.iter().map(|v| v / n).collect();
+        Normalizer {
+            mean: mean.iter().map(|m| *m as f32).collect(),
+            std: self
+                .square
+                .iter()
+                .zip(&mean)
+                .map(|(q, m)| ((q / n - m * m).max(0.0).sqrt() as f32).max(1e-3))
+                .collect(),
+        }
     }
 }
 
@@ -335,6 +368,43 @@ pub struct RunConfig {
     /// Normalisation of the auxiliary head's targets (runs with one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Normalizer>,
+    /// Normalisation of the motion the state token sees (runs with
+    /// `motion_frames` > 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<Normalizer>,
+}
+
+impl RunConfig {
+    /// The state token's inputs for one observation, normalised: the
+    /// state (dataset units), then, for a policy that sees motion, the
+    /// state less `earlier`, the state `motion_frames` before.
+    pub fn state_input(&self, state: &[f32], earlier: &[f32]) -> Result<Vec<f32>, TrainError> {
+        let mut values = self.state.normalize(state);
+        if self.policy.motion_frames > 0 {
+            let motion = self.motion.as_ref().ok_or_else(|| {
+                TrainError::Mismatch("the policy sees motion and the run has no motion statistics".into())
+            })?;
+            if earlier.len() != state.len() {
+                return Err(TrainError::Mismatch(format!(
+                    "an earlier state of {} values for a state of {}",
+                    earlier.len(),
+                    state.len()
+                )));
+            }
+            let change: Vec<f32> = state.iter().zip(earlier).map(|(s, e)| s - e).collect();
+            values.extend(motion.normalize(&change));
+        }
+        Ok(values)
+    }
+
+    /// The frame offsets of the observations a training sample needs:
+    /// the earlier state's, then the current one.
+    pub fn observation_deltas(&self) -> Vec<i64> {
+        match self.policy.motion_frames {
+            0 => vec![0],
+            k => vec![-(k as i64), 0],
+        }
+    }
 }
 
 /// One logged step.
@@ -387,18 +457,28 @@ fn prepare(
     let mut augment = augment;
     let b = batch.size;
     let size = config.image_size;
+    // Each sample holds its observations oldest first; the last is now.
+    let observations = run.observation_deltas().len();
+    let now = |values: &[f32]| -> Vec<f32> {
+        let per_sample = values.len() / b.max(1);
+        let width = per_sample / observations;
+        values
+            .chunks(per_sample.max(1))
+            .flat_map(|sample| sample[(observations - 1) * width..].iter().copied())
+            .collect()
+    };
     let mut images = Vec::with_capacity(run.cameras.len());
     for camera in &run.cameras {
         let data = batch
             .images
             .get(camera)
             .ok_or_else(|| TrainError::Mismatch(format!("the batch has no {camera}")))?;
-        if data.len() != b * 3 * size * size {
+        if data.len() != b * observations * 3 * size * size {
             return Err(TrainError::Mismatch(format!(
                 "{camera} images are not {size}x{size} (the model's image size)"
             )));
         }
-        let mut data = data.clone();
+        let mut data = now(data);
         if let Some((augment, rng)) = augment.as_mut() {
             augment.apply(&mut data, size, *rng);
         }
@@ -413,26 +493,34 @@ fn prepare(
             tokenizer.encode(text, config.max_text_tokens)
         })
         .collect();
-    let state = run.state.normalize(&batch.state);
+    let states = now(&batch.state);
+    let mut state = Vec::with_capacity(b * config.state_inputs());
+    for (sample, current) in batch
+        .state
+        .chunks(observations * config.state_dim)
+        .zip(states.chunks(config.state_dim))
+    {
+        state.extend(run.state_input(current, &sample[..config.state_dim])?);
+    }
     // Padded actions beyond an episode's end repeat its last action: the arm stays.
     let actions = match config.actions {
         ActionFrame::Absolute => run.action.normalize(&batch.action),
-        ActionFrame::Relative => {
-            run.action
-                .normalize(&offsets(&batch.action, &batch.state, config.state_dim))
-        }
+        ActionFrame::Relative => run
+            .action
+            .normalize(&offsets(&batch.action, &states, config.state_dim)),
     };
     let environment = match &run.environment {
         Some(normalizer) if config.aux_targets > 0 => {
-            if batch.environment_state.len() != b * config.aux_targets {
+            let environment_state = now(&batch.environment_state);
+            if environment_state.len() != b * config.aux_targets {
                 return Err(TrainError::Mismatch(format!(
                     "the batch has {} environment state values for {b} samples of {}",
-                    batch.environment_state.len(),
+                    environment_state.len(),
                     config.aux_targets
                 )));
             }
             Some(Tensor::from_vec(
-                normalizer.normalize(&batch.environment_state),
+                normalizer.normalize(&environment_state),
                 (b, config.aux_targets),
                 device,
             )?)
@@ -444,7 +532,7 @@ fn prepare(
         observation: Observation {
             images,
             tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
-            state: Tensor::from_vec(state, (b, config.state_dim), device)?,
+            state: Tensor::from_vec(state, (b, config.state_inputs()), device)?,
         },
         actions: Tensor::from_vec(actions, (b, config.horizon, config.action_dim), device)?,
     })
@@ -734,15 +822,21 @@ pub fn train(
             TrainError::Mismatch(format!("{} has no statistics for {name}", stats_path.display()))
         })
     };
+    let values = if policy_config.actions == ActionFrame::Relative || policy_config.motion_frames > 0 {
+        (0..data.episodes().len())
+            .map(|i| data.read_episode_values(i).map(|e| (e.state, e.action)))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let action = match policy_config.actions {
         ActionFrame::Absolute => Normalizer::from_stats(&feature("action")?),
-        ActionFrame::Relative => {
-            let episodes = (0..data.episodes().len())
-                .map(|i| data.read_episode_values(i).map(|e| (e.state, e.action)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Normalizer::of_offsets(&episodes, policy_config.horizon)
-        }
+        ActionFrame::Relative => Normalizer::of_offsets(&values, policy_config.horizon),
     };
+    let motion = (policy_config.motion_frames > 0).then(|| {
+        let states: Vec<Vec<Vec<f32>>> = values.into_iter().map(|(states, _)| states).collect();
+        Normalizer::of_motion(&states, policy_config.motion_frames)
+    });
     let run = RunConfig {
         policy: policy_config.clone(),
         state: Normalizer::from_stats(&feature("observation.state")?),
@@ -758,6 +852,7 @@ pub fn train(
         } else {
             None
         },
+        motion,
     };
     std::fs::create_dir_all(out).map_err(|e| run_error(out, e))?;
     let json = serde_json::to_string_pretty(&run).map_err(|e| run_error(&config_path, e))?;
@@ -773,7 +868,7 @@ pub fn train(
     let loader_config = |eps: Vec<usize>, seed: u64| LoaderConfig {
         pool_episodes: episodes_that_fit(&data, &eps, TRAINING_POOL_BYTES),
         batch_size: config.batch,
-        observation_deltas: vec![0],
+        observation_deltas: run.observation_deltas(),
         action_horizon: policy_config.horizon,
         episodes: Some(eps),
         seed,

@@ -87,7 +87,7 @@ fn observation(config: &PolicyConfig, rng: &mut StdRng, device: &Device) -> Obse
             device,
         ),
         tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device).expect("tokens"),
-        state: normal(rng, 0.0, 1.0, &[b, config.state_dim], device),
+        state: normal(rng, 0.0, 1.0, &[b, config.state_inputs()], device),
     }
 }
 

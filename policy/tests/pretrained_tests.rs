@@ -357,6 +357,7 @@ fn a_run_with_a_pretrained_bert_keeps_its_vocabulary_and_reads_the_instruction()
                 &[Input {
                     images: &images,
                     state: &state,
+                    earlier: &[],
                     task,
                 }],
                 1,

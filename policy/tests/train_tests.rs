@@ -128,6 +128,7 @@ fn the_flow_loss_falls_and_the_run_is_written() {
     let input = Input {
         images: &images,
         state: &state,
+        earlier: &[],
         task: "wipe up the ink",
     };
     let mut agent = Agent::load(&run, &Device::Cpu, 7).expect("load");
@@ -310,6 +311,7 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
         let input = Input {
             images: &images,
             state,
+            earlier: &[],
             task: "wipe up the ink",
         };
         agent
@@ -343,6 +345,7 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
         let input = Input {
             images: &images,
             state: &state,
+            earlier: &[],
             task: "wipe up the ink",
         };
         let continued = agent
@@ -375,6 +378,99 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_policy_that_sees_motion_learns_its_statistics_and_acts_on_the_earlier_state() {
+    use sponge_datasets::synth::joints;
+    use sponge_policy::train::RunConfig;
+
+    let (episodes, frames, k) = (2u64, 30u64, 5u64);
+    let (root, dataset) = small_dataset("motion", episodes as usize, frames);
+    let config = TrainConfig {
+        steps: 2,
+        batch: 4,
+        validation_every_nth_episode: 0,
+        ..TrainConfig::default()
+    };
+    let train_run = |name: &str, motion_frames: usize| {
+        let run = root.join(name);
+        let policy = PolicyConfig {
+            motion_frames,
+            ..tiny_policy()
+        };
+        train(&dataset, &run, &policy, &config, &Device::Cpu, false, |_| {}).expect("train");
+        run
+    };
+    let run = train_run("motion", k as usize);
+    let written: RunConfig =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(written.policy.motion_frames, k as usize);
+    // The motion statistics are those of this dataset's joint curves: each
+    // state less the one k frames before (the first, early on).
+    let motion = written.motion.as_ref().expect("motion statistics");
+    for j in 0..6 {
+        let changes: Vec<f64> = (0..episodes)
+            .flat_map(|e| {
+                (0..frames).map(move |f| f64::from(joints(e, f, 6)[j] - joints(e, f.saturating_sub(k), 6)[j]))
+            })
+            .collect();
+        let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+        let std = (changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / changes.len() as f64).sqrt();
+        assert!((f64::from(motion.mean[j]) - mean).abs() < 1e-3, "joint {j} mean");
+        assert!(
+            (f64::from(motion.std[j]) - std).abs() < 1e-3 * std.max(1.0),
+            "joint {j} std"
+        );
+    }
+
+    let frame = vec![90u8; 32 * 32 * 3];
+    let images = [frame.as_slice()];
+    let state = [10.0f32, -20.0, 30.0, 40.0, -50.0, 25.0];
+    let still = state;
+    let moving = [0.0f32, 0.0, 20.0, 50.0, -40.0, 25.0];
+    let act = |run: &std::path::Path, earlier: &[f32]| {
+        let mut agent = Agent::load(run, &Device::Cpu, 1).expect("load");
+        let noise = vec![0.3; agent.noise_len()];
+        let input = Input {
+            images: &images,
+            state: &state,
+            earlier,
+            task: "wipe up the ink",
+        };
+        agent
+            .act_from(&[input], 1, &noise)
+            .map(|mut c| c.remove(0).remove(0))
+    };
+    let differs = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .any(|(x, y)| (x - y).abs() > 1e-4)
+    };
+    // The same picture and state, the arm still or coming from elsewhere: different chunks.
+    let from_still = act(&run, &still).expect("act");
+    let from_moving = act(&run, &moving).expect("act");
+    assert!(
+        differs(&from_still, &from_moving),
+        "the policy ignores how the arm moved"
+    );
+    // Without the earlier state it says what is missing.
+    let refused = act(&run, &[]);
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("earlier state of 0 values")),
+        "an empty earlier state is refused"
+    );
+    // A policy trained without motion ignores it.
+    let plain = train_run("plain", 0);
+    let a = act(&plain, &still).expect("act");
+    let b = act(&plain, &moving).expect("act");
+    assert!(
+        !differs(&a, &b),
+        "a policy without motion changed its chunk with the earlier state"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -434,6 +530,7 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
             &[Input {
                 images: &[&image],
                 state: &[0.0; 6],
+                earlier: &[],
                 task: "wipe up the ink",
             }],
             1,

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sponge_policy::agent::{Agent, Input};
+use sponge_policy::agent::{Agent, History, Input};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS, clamp_to_limits};
 use sponge_robot::msg::{
     Duration as RosDuration, Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg,
@@ -138,12 +138,16 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
     let period = Duration::from_secs_f64(1.0 / params.float("rate_hz"));
     let step_s = 1.0 / f64::from(config.fps);
     let mut state: Option<JointVector> = None;
+    // The joint states as they came, for a policy that sees motion.
+    let mut history = History::for_run(&config);
+    let started_at = Instant::now();
     let mut frames: Vec<Option<Vec<u8>>> = vec![None; cameras.len()];
     let (mut sent, mut total_ms, mut worst_ms) = (0u64, 0f64, 0f64);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(q) = super::newest_positions(&states)?.newest {
             state = Some(q);
+            history.push(started_at.elapsed().as_secs_f64(), &joints_to_dataset_f32(&q));
         }
         if let Some(text) = tasks.newest()? {
             eprintln!("task: '{}'", text.data);
@@ -167,6 +171,7 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
                 &[Input {
                     images: &views,
                     state: &dataset_state,
+                    earlier: history.earlier(),
                     task: &task,
                 }],
                 1,
