@@ -363,7 +363,7 @@ mod tests {
         let fps = 30.0;
         let mut history = History::new(10.0 / fps);
         assert!(history.earlier().is_empty());
-        for frame in 0..40 {
+        for frame in 0..40u32 {
             history.push(frame as f64 / fps, &[frame as f32]);
             // As the training loader does: frame t sees frame t - 10, or the first.
             let expected = frame.saturating_sub(10) as f32;
