@@ -57,8 +57,10 @@ impl History {
     /// Records the state at time `at_s` (non-decreasing).
     pub fn push(&mut self, at_s: f64, state: &[f32]) {
         self.states.push_back((at_s, state.to_vec()));
-        // Keep the newest state at or before the horizon, drop older ones.
-        while self.states.len() > 1 && self.states[1].0 <= at_s - self.keep_s {
+        // Keep the newest state at or before `keep_s` ago (within rounding
+        // of frame times), drop older ones: the oldest kept is the one asked for.
+        let at = at_s - self.keep_s + 1e-9;
+        while self.states.len() > 1 && self.states[1].0 <= at {
             self.states.pop_front();
         }
     }
@@ -67,16 +69,7 @@ impl History {
     /// before then, or the first one when the history is younger; empty
     /// before anything was pushed.
     pub fn earlier(&self) -> &[f32] {
-        let Some((newest, _)) = self.states.back() else {
-            return &[];
-        };
-        let at = newest - self.keep_s;
-        self.states
-            .iter()
-            .rev()
-            .find(|(t, _)| *t <= at + 1e-9)
-            .or(self.states.front())
-            .map_or(&[][..], |(_, s)| s.as_slice())
+        self.states.front().map_or(&[][..], |(_, s)| s.as_slice())
     }
 
     /// Forgets everything (a new episode).

@@ -108,9 +108,9 @@ impl Normalizer {
     /// Mean and standard deviation of the motion a policy sees: each
     /// state less the state `frames` before it in its episode (the first
     /// state, before the episode had gone that far, as the loader does).
-    pub fn of_motion(episodes: &[Vec<Vec<f32>>], frames: usize) -> Normalizer {
+    pub fn of_motion(episodes: &[StatesAndActions], frames: usize) -> Normalizer {
         let mut moments = Moments::default();
-        for states in episodes {
+        for (states, _) in episodes {
             for (t, state) in states.iter().enumerate() {
                 let earlier = &states[t.saturating_sub(frames)];
                 moments.add(state.iter().zip(earlier).map(|(s, e)| s - e));
@@ -833,10 +833,8 @@ pub fn train(
         ActionFrame::Absolute => Normalizer::from_stats(&feature("action")?),
         ActionFrame::Relative => Normalizer::of_offsets(&values, policy_config.horizon),
     };
-    let motion = (policy_config.motion_frames > 0).then(|| {
-        let states: Vec<Vec<Vec<f32>>> = values.into_iter().map(|(states, _)| states).collect();
-        Normalizer::of_motion(&states, policy_config.motion_frames)
-    });
+    let motion = (policy_config.motion_frames > 0)
+        .then(|| Normalizer::of_motion(&values, policy_config.motion_frames));
     let run = RunConfig {
         policy: policy_config.clone(),
         state: Normalizer::from_stats(&feature("observation.state")?),

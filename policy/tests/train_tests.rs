@@ -463,6 +463,16 @@ fn a_policy_that_sees_motion_learns_its_statistics_and_acts_on_the_earlier_state
         refused.is_err_and(|e| e.to_string().contains("earlier state of 0 values")),
         "an empty earlier state is refused"
     );
+    // A run folder whose config lost its motion statistics says so.
+    let mut broken = written.clone();
+    broken.motion = None;
+    let config_path = run.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string(&broken).expect("json")).expect("write");
+    let refused = act(&run, &still);
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("no motion statistics")),
+        "a motion policy without its statistics is refused"
+    );
     // A policy trained without motion ignores it.
     let plain = train_run("plain", 0);
     let a = act(&plain, &still).expect("act");
