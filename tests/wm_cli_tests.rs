@@ -185,8 +185,9 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         serde_json::from_str(&std::fs::read_to_string(&drop_json).expect("eval json")).expect("json");
     let episode = &dropped["episodes"][0];
     let grip = episode["checks"][0]["grip"].as_f64().expect("grip part");
-    // 8 of the 10 readings since the start, at no load.
-    assert!((0.6..=1.0).contains(&grip), "grip {grip}: {episode}");
+    // 8 of the 10 readings since the start at no load: the median is none,
+    // whatever the barely trained policy squeezed before the drop.
+    assert_eq!(grip, 1.0, "grip {grip}: {episode}");
     let alarm = episode["alarm_at_s"]
         .as_f64()
         .unwrap_or_else(|| panic!("no alarm: {episode}"));
