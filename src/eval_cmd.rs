@@ -23,7 +23,7 @@ use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::{Fault, make_unfamiliar};
 use sponge_sim::spill::{CELL_M, Spill};
 use sponge_sim::{Env, EnvConfig, Observation, VecEnv};
-use sponge_world_model::{Anchor, Calibration, ColourBins, Monitor, Parts, Senses, WorldModelRun};
+use sponge_world_model::{Anchor, Calibration, ColourBins, Monitor, Parts, Senses, Traced, WorldModelRun};
 
 use crate::sim_cmd::{Frame, twin_spec, write_episode};
 use crate::train_cmd::DeviceArg;
@@ -125,6 +125,10 @@ pub struct EvalArgs {
     /// is recorded up to the alarm.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Keep each episode's joint steps and checks (`sponge wm calibrate`
+    /// fits the servos' response on them).
+    #[arg(skip)]
+    pub keep_following_trace: bool,
 }
 
 impl EvalArgs {
@@ -201,6 +205,10 @@ pub struct EpisodeResult {
     /// `colour` part; not written out).
     #[serde(skip)]
     pub check_colours: Vec<ColourBins>,
+    /// The joints' steps and the checks, with `keep_following_trace` (not
+    /// written out).
+    #[serde(skip)]
+    pub following_trace: Vec<Traced>,
 }
 
 /// The totals.
@@ -399,7 +407,8 @@ fn finish(
     recorder: &mut Option<Recorder>,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
-    if let Some(finished) = slot.take() {
+    if let Some(mut finished) = slot.take() {
+        finished.result.following_trace = finished.senses.take_trace();
         if let (Some(recorder), Some(steps)) = (recorder.as_mut(), finished.recorded) {
             recorder.add(finished.ordinal, finished.task, steps)?;
         }
@@ -553,13 +562,21 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         max_surprise: None,
                         checks: Vec::new(),
                         check_colours: Vec::new(),
+                        following_trace: Vec::new(),
                     },
                     frames: (args.video.is_some() && next < args.videos).then(Vec::new),
                     fault,
                     anchor: None,
                     executed: Vec::new(),
                     history: History::for_run(&run),
-                    senses: Senses::so100(fps),
+                    senses: {
+                        let mut senses =
+                            Senses::so100(fps).with_response(calibration.as_ref().and_then(|c| c.response));
+                        if args.keep_following_trace {
+                            senses.keep_trace();
+                        }
+                        senses
+                    },
                     monitor: calibration.clone().map(Monitor::new),
                     recorded: recorder.is_some().then(Vec::new),
                 });
@@ -1039,6 +1056,7 @@ mod tests {
             max_surprise: None,
             checks: Vec::new(),
             check_colours: Vec::new(),
+            following_trace: Vec::new(),
         }
     }
 

@@ -15,7 +15,9 @@ use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
 use sponge_world_model::monitor::{WATCHED, colour_out_of_episode};
-use sponge_world_model::{Calibration, ColourBins, Parts, Senses, WorldModelConfig, WorldModelRun};
+use sponge_world_model::{
+    Calibration, ColourBins, Following, Parts, Response, Senses, Traced, WorldModelConfig, WorldModelRun,
+};
 
 use crate::eval_cmd::{EvalArgs, evaluate, write_gif};
 use crate::train_cmd::{DeviceArg, with_progress_bar};
@@ -188,17 +190,32 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         envs: args.envs,
         world_model: Some(args.world_model.clone()),
+        keep_following_trace: true,
         ..EvalArgs::for_policy(&args.policy)?
     };
     let (summary, episodes) = evaluate(&eval, true)?;
+    let mut checks: Vec<Vec<Parts>> = episodes.iter().map(|e| e.checks.clone()).collect();
+    // How the joints follow their servos on these runs; `following` and
+    // `pan` are then measured against that, as the monitor will measure them.
+    let traces: Vec<Vec<Traced>> = episodes.iter().map(|e| e.following_trace.clone()).collect();
+    let response = Response::fit(&traces);
+    if let Some(response) = response {
+        for (episode, trace) in checks.iter_mut().zip(&traces) {
+            for (check, (following, pan)) in episode.iter_mut().zip(Following::replay(trace, Some(response)))
+            {
+                check.following = following;
+                check.pan = pan;
+            }
+        }
+    }
     // Each episode's colours judged against the others', as a fresh scene
     // will be judged against them all.
-    let mut checks: Vec<Vec<Parts>> = episodes.iter().map(|e| e.checks.clone()).collect();
     let colours: Vec<Vec<ColourBins>> = episodes.iter().map(|e| e.check_colours.clone()).collect();
     let seen_by = colour_out_of_episode(&mut checks, &colours);
     let parts: Vec<Parts> = checks.into_iter().flatten().collect();
     let mut calibration = Calibration::fit(&parts, args.persistence).map_err(anyhow::Error::msg)?;
     calibration.colours = seen_by;
+    calibration.response = response;
     let path = args.world_model.join("monitor.json");
     calibration.save(&path).map_err(anyhow::Error::msg)?;
     // The checks themselves, to refit or study the rule without running again.
@@ -222,6 +239,14 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
             calibration.max[i],
             if WATCHED.contains(&i) { "  (watched)" } else { "" }
         );
+    }
+    match response {
+        Some(r) => println!(
+            "  joints follow their servos' setpoints by gain {} and carry {} a step",
+            r.gain.map(|v| format!("{v:.2}")).join("/"),
+            r.carry.map(|v| format!("{v:.2}")).join("/")
+        ),
+        None => println!("  too few joint steps to fit how the joints follow their servos: top-speed model"),
     }
     println!("written to {}", path.display());
     Ok(())
@@ -257,7 +282,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
     let mut chunk: Vec<Vec<f32>> = Vec::new();
     let mut anchor = None;
     let mut executed: Vec<Vec<f32>> = Vec::new();
-    let mut senses = Senses::so100(fps);
+    let mut senses = Senses::so100(fps).with_response(calibration.as_ref().and_then(|c| c.response));
     let mut history = History::for_run(&run);
     let mut expected: Vec<u8> = Vec::new();
     let mut video: Vec<Vec<u8>> = Vec::new();

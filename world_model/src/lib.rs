@@ -10,5 +10,7 @@ pub mod run;
 pub mod train;
 
 pub use model::{WorldModel, WorldModelConfig};
-pub use monitor::{Calibration, ColourBins, Following, Monitor, Parts, Registration, Senses, Verdict};
+pub use monitor::{
+    Calibration, ColourBins, Following, Monitor, Parts, Registration, Response, Senses, Traced, Verdict,
+};
 pub use run::{Anchor, Score, WorldModelRun};

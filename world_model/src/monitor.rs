@@ -130,24 +130,123 @@ impl Parts {
 /// whose jaws stop on the sponge short of where they are sent.
 const FOLLOWING_JOINTS: usize = NUM_JOINTS - 1;
 
-/// Proprioception between checks. At every control step the servos move
-/// each joint from where it was towards its command, at most their top
+/// Proprioception between checks. At every control step each servo's
+/// setpoint ramps from where it was towards its command, at most its top
 /// speed's worth of a step; this tracks how far the joints end up from
-/// that, summed over the arm joints and averaged over the steps since the
-/// last check. On a free arm it stays small (the servos lag and overshoot
-/// a little); a blocked arm misses the whole move at every step, a shoved
-/// one lands elsewhere. The world model checks only every segment and
-/// reads the joints off a latent; this sees every step at the joints' own
-/// precision.
+/// where the servos would have taken them, summed over the arm joints and
+/// averaged over the steps since the last check. Without a [`Response`]
+/// the joint is taken to move with the setpoint; with one (fitted on the
+/// calibration's normal runs) it closes a share of its gap to the setpoint
+/// and carries on with a share of its last step, as a position-controlled
+/// servo does. On a free arm the gap stays small; a blocked arm misses the
+/// whole move at every step, a shoved one lands elsewhere. The world model
+/// checks only every segment and reads the joints off a latent; this sees
+/// every step at the joints' own precision.
 #[derive(Debug, Clone)]
 pub struct Following {
     max_step_rad: f64,
+    response: Option<Response>,
     last_state: Option<JointVector>,
+    /// The last step the joints took (0 before the second reading).
+    last_move: [f64; FOLLOWING_JOINTS],
+    /// Where the servos' setpoints are, as far as the commands tell.
+    setpoint: Option<[f64; FOLLOWING_JOINTS]>,
     command: Option<JointVector>,
     sum: f64,
     /// The shoulder pan's part of `sum`.
     pan_sum: f64,
     steps: usize,
+    /// Every step and check since the start, when asked to keep them
+    /// ([`Following::keep_trace`]), for fitting a [`Response`].
+    trace: Option<Vec<Traced>>,
+}
+
+/// One control step as [`Following`] saw it, per arm joint (radians).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// The move the top-speed model expects: the command less where the
+    /// joint was, at most a step's worth.
+    pub top_speed: [f64; FOLLOWING_JOINTS],
+    /// The setpoint after the command less where the joint was.
+    pub gap: [f64; FOLLOWING_JOINTS],
+    /// The step the joint took before this one.
+    pub last_move: [f64; FOLLOWING_JOINTS],
+    /// The step it took.
+    pub moved: [f64; FOLLOWING_JOINTS],
+}
+
+/// What [`Following`] keeps of an episode for fitting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Traced {
+    /// A control step.
+    Step(Step),
+    /// A check (the episode's first one too).
+    Check,
+}
+
+/// How each arm joint follows its servo's setpoint over one control step:
+/// it moves `gain` of its gap to the setpoint plus `carry` of its last
+/// step. Fitted by least squares on normal runs ([`Response::fit`]); on
+/// the twin about 0.3 and 0.4.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Share of the gap to the setpoint closed in one step, per arm joint.
+    pub gain: [f64; FOLLOWING_JOINTS],
+    /// Share of the last step carried into the next, per arm joint.
+    pub carry: [f64; FOLLOWING_JOINTS],
+}
+
+impl Response {
+    /// The least-squares response over the steps of `traces`; `None` with
+    /// fewer than 100 steps or where a joint never moved.
+    pub fn fit(traces: &[Vec<Traced>]) -> Option<Response> {
+        // Normal equations of moved = gain · gap + carry · last_move, per joint.
+        let mut sums = [[0.0f64; 5]; FOLLOWING_JOINTS];
+        let mut n = 0usize;
+        for step in traces.iter().flatten().filter_map(|t| match t {
+            Traced::Step(step) => Some(step),
+            Traced::Check => None,
+        }) {
+            n += 1;
+            for (j, s) in sums.iter_mut().enumerate() {
+                let (x, y, z) = (step.gap[j], step.last_move[j], step.moved[j]);
+                s[0] += x * x;
+                s[1] += x * y;
+                s[2] += y * y;
+                s[3] += x * z;
+                s[4] += y * z;
+            }
+        }
+        if n < 100 {
+            return None;
+        }
+        let mut response = Response {
+            gain: [0.0; FOLLOWING_JOINTS],
+            carry: [0.0; FOLLOWING_JOINTS],
+        };
+        for (j, [xx, xy, yy, xz, yz]) in sums.into_iter().enumerate() {
+            let det = xx * yy - xy * xy;
+            if det.abs() <= 1e-12 * (xx * yy).max(1e-30) {
+                return None;
+            }
+            response.gain[j] = (xz * yy - yz * xy) / det;
+            response.carry[j] = (yz * xx - xz * xy) / det;
+        }
+        response
+            .gain
+            .iter()
+            .chain(&response.carry)
+            .all(|v| v.is_finite())
+            .then_some(response)
+    }
+
+    /// How far each joint ended up from where this response would have
+    /// taken it.
+    fn miss(&self, step: &Step) -> [f64; FOLLOWING_JOINTS] {
+        std::array::from_fn(|j| {
+            (step.moved[j] - self.gain[j] * step.gap[j] - self.carry[j] * step.last_move[j]).abs()
+        })
+    }
 }
 
 impl Following {
@@ -155,17 +254,38 @@ impl Following {
     pub fn new(max_step_rad: f64) -> Following {
         Following {
             max_step_rad,
+            response: None,
             last_state: None,
+            last_move: [0.0; FOLLOWING_JOINTS],
+            setpoint: None,
             command: None,
             sum: 0.0,
             pan_sum: 0.0,
             steps: 0,
+            trace: None,
         }
     }
 
     /// The SO-100's servos at top speed, commanded `fps` times a second.
     pub fn so100(fps: f64) -> Following {
         Following::new(SERVO_MAX_SPEED_RAD_S / fps.max(1.0))
+    }
+
+    /// Judges the joints by how `response` says they follow (`None`: as
+    /// if they moved with the setpoint).
+    pub fn with_response(mut self, response: Option<Response>) -> Following {
+        self.response = response;
+        self
+    }
+
+    /// Keeps every step and check from now on ([`Following::take_trace`]).
+    pub fn keep_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// What was kept since [`Following::keep_trace`] (empty if nothing).
+    pub fn take_trace(&mut self) -> Vec<Traced> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// A command sent to the arm (radians).
@@ -177,15 +297,37 @@ impl Following {
     /// the reading before.
     pub fn measure(&mut self, q: &JointVector) {
         if let (Some(before), Some(sent)) = (self.last_state, self.command.take()) {
-            let miss: [f64; FOLLOWING_JOINTS] = std::array::from_fn(|j| {
-                let expected = before[j] + (sent[j] - before[j]).clamp(-self.max_step_rad, self.max_step_rad);
-                (q[j] - expected).abs()
-            });
-            self.sum += miss.iter().sum::<f64>();
-            self.pan_sum += miss[Joint::ShoulderPan.index()];
-            self.steps += 1;
+            let limit = self.max_step_rad;
+            let setpoint = self.setpoint.get_or_insert(std::array::from_fn(|j| before[j]));
+            for (j, s) in setpoint.iter_mut().enumerate() {
+                *s += (sent[j] - *s).clamp(-limit, limit);
+            }
+            let step = Step {
+                top_speed: std::array::from_fn(|j| (sent[j] - before[j]).clamp(-limit, limit)),
+                gap: std::array::from_fn(|j| setpoint[j] - before[j]),
+                last_move: self.last_move,
+                moved: std::array::from_fn(|j| q[j] - before[j]),
+            };
+            if let Some(trace) = self.trace.as_mut() {
+                trace.push(Traced::Step(step));
+            }
+            self.add(&step);
+        }
+        if let Some(before) = self.last_state {
+            self.last_move = std::array::from_fn(|j| q[j] - before[j]);
         }
         self.last_state = Some(*q);
+    }
+
+    /// Counts one step's miss.
+    fn add(&mut self, step: &Step) {
+        let miss = match &self.response {
+            Some(response) => response.miss(step),
+            None => std::array::from_fn(|j| (step.moved[j] - step.top_speed[j]).abs()),
+        };
+        self.sum += miss.iter().sum::<f64>();
+        self.pan_sum += miss[Joint::ShoulderPan.index()];
+        self.steps += 1;
     }
 
     /// Fills `parts.following` and `parts.pan` with what was seen since
@@ -203,11 +345,35 @@ impl Following {
         self.sum = 0.0;
         self.pan_sum = 0.0;
         self.steps = 0;
+        if let Some(trace) = self.trace.as_mut() {
+            trace.push(Traced::Check);
+        }
     }
 
-    /// Forgets everything (a new episode, or the arm held and let go).
+    /// What each check of `trace` after its first would have reported
+    /// with `response`: `(following, pan)`.
+    pub fn replay(trace: &[Traced], response: Option<Response>) -> Vec<(f32, f32)> {
+        let mut following = Following::new(0.0).with_response(response);
+        let mut reports = Vec::new();
+        for traced in trace {
+            match traced {
+                Traced::Step(step) => following.add(step),
+                Traced::Check => {
+                    let mut parts = Parts::default();
+                    following.report(&mut parts);
+                    reports.push((parts.following, parts.pan));
+                }
+            }
+        }
+        reports.into_iter().skip(1).collect()
+    }
+
+    /// Forgets everything (a new episode, or the arm held and let go);
+    /// keeps its response and whether it keeps a trace.
     pub fn reset(&mut self) {
-        *self = Following::new(self.max_step_rad);
+        let trace = self.trace.as_ref().map(|_| Vec::new());
+        *self = Following::new(self.max_step_rad).with_response(self.response);
+        self.trace = trace;
     }
 }
 
@@ -643,6 +809,11 @@ pub struct Calibration {
     /// showed it; empty when not calibrated on colours.
     #[serde(default)]
     pub colours: Vec<u16>,
+    /// How the joints followed their servos on the calibration's runs,
+    /// which `following` and `pan` are measured against; `None` (older
+    /// calibrations): as if they moved with their setpoints.
+    #[serde(default)]
+    pub response: Option<Response>,
 }
 
 /// The threshold's margin over the largest of each part on normal runs.
@@ -723,6 +894,7 @@ impl Calibration {
             checks: parts.len(),
             max_seen: 0.0,
             colours: Vec::new(),
+            response: None,
         };
         let max_seen = parts
             .iter()
@@ -934,6 +1106,24 @@ impl Senses {
         }
     }
 
+    /// Judges the joints' following by `response` (from the calibration;
+    /// `None`: as if they moved with their setpoints).
+    pub fn with_response(mut self, response: Option<Response>) -> Senses {
+        self.following = self.following.with_response(response);
+        self
+    }
+
+    /// Keeps the joints' steps and the checks, for fitting a [`Response`]
+    /// (see [`Following::keep_trace`]).
+    pub fn keep_trace(&mut self) {
+        self.following.keep_trace();
+    }
+
+    /// The steps and checks kept since [`Senses::keep_trace`].
+    pub fn take_trace(&mut self) -> Vec<Traced> {
+        self.following.take_trace()
+    }
+
     /// A command sent to the arm (radians).
     pub fn command(&mut self, q: &JointVector) {
         self.following.command(q);
@@ -1035,6 +1225,78 @@ mod tests {
         dropped.grip = 1.0;
         assert_eq!(monitor.check(&dropped).cause, "grip");
         assert!(monitor.check(&dropped).alarm);
+    }
+
+    #[test]
+    fn a_fitted_response_follows_a_lagging_servo_and_shows_a_block_more_plainly() {
+        // Servos whose setpoint ramps at 0.05 rad a step and whose joints
+        // close 0.3 of their gap to it and carry 0.4 of their last step,
+        // with a wobble; the commands jump about, as a policy's do.
+        let (gain, carry, limit) = (0.3, 0.4, 0.05);
+        let run = |blocked_from: Option<usize>, response: Option<Response>, trace: bool| {
+            let mut following = Following::new(limit).with_response(response);
+            if trace {
+                following.keep_trace();
+            }
+            let (mut q, mut setpoint, mut last) = ([0.0; NUM_JOINTS], [0.0; NUM_JOINTS], [0.0; NUM_JOINTS]);
+            following.measure(&q);
+            following.report(&mut Parts::default());
+            let mut checks = Vec::new();
+            for t in 0..300 {
+                let goal: JointVector = std::array::from_fn(|j| {
+                    0.4 * ((t as f64) * 0.07 + j as f64).sin() + 0.1 * ((t * (j + 3)) as f64 * 1.3).sin()
+                });
+                following.command(&goal);
+                if blocked_from.is_none_or(|at| t < at) {
+                    for j in 0..NUM_JOINTS {
+                        setpoint[j] += (goal[j] - setpoint[j]).clamp(-limit, limit);
+                        let wobble = 0.001 * ((t * 7 + j) as f64).sin();
+                        last[j] = gain * (setpoint[j] - q[j]) + carry * last[j] + wobble;
+                        q[j] += last[j];
+                    }
+                }
+                following.measure(&q);
+                if t % 10 == 9 {
+                    let mut parts = Parts::default();
+                    following.report(&mut parts);
+                    checks.push(parts.following);
+                }
+            }
+            (checks, following.take_trace())
+        };
+        let (top_speed, trace) = run(None, None, true);
+        let fitted = Response::fit(std::slice::from_ref(&trace)).expect("fits");
+        for j in 0..FOLLOWING_JOINTS {
+            assert!((fitted.gain[j] - gain).abs() < 0.02, "{fitted:?}");
+            assert!((fitted.carry[j] - carry).abs() < 0.02, "{fitted:?}");
+        }
+        // Replaying the trace is what the senses would have said online.
+        let (online, _) = run(None, Some(fitted), false);
+        let replayed: Vec<f32> = Following::replay(&trace, Some(fitted))
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(replayed.len(), online.len());
+        assert!(replayed.iter().zip(&online).all(|(a, b)| (a - b).abs() < 1e-6));
+        let worst = |checks: &[f32]| checks.iter().copied().fold(0.0f32, f32::max);
+        // The lag the top-speed model counts as missed, the fitted one expects.
+        assert!(
+            worst(&online) < 0.2 * worst(&top_speed),
+            "{online:?} against {top_speed:?}"
+        );
+        // A block from step 150: against each model's own normal worst,
+        // the fitted response sees it at many times its normal worst.
+        let ratio = |response: Option<Response>, normal: &[f32]| {
+            let (blocked, _) = run(Some(150), response, false);
+            blocked[15] / worst(normal)
+        };
+        let (with_fit, without) = (ratio(Some(fitted), &online), ratio(None, &top_speed));
+        assert!(
+            with_fit > 3.0 && with_fit > 2.0 * without,
+            "{with_fit} against {without}"
+        );
+        // Too few steps to fit: none.
+        assert_eq!(Response::fit(&[trace[..50].to_vec()]), None);
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub fn run(node: &Node, params: &Params, stop: &AtomicBool) -> Result<String, No
     let mut executed: Vec<Vec<f32>> = Vec::new();
     // The joints at every reading, and the view and colours against the
     // first check since the start or a resume.
-    let mut senses = Senses::so100(f64::from(wm.run_config().fps));
+    let mut senses =
+        Senses::so100(f64::from(wm.run_config().fps)).with_response(monitor.calibration().response);
     let mut anchor = None;
     let mut alarmed = false;
     let (mut checks, mut alarms, mut worst) = (0u64, 0u64, f64::NEG_INFINITY);
