@@ -864,11 +864,13 @@ pub const WATCHED: [usize; 8] = [1, 7, 8, 9, 10, 11, 12, 13];
 /// `colour`, half a thousandth of the picture (4.6 pixels at 96 × 96, a
 /// sixth of a fresh spill; on some 13,000 normal checks of the twin it
 /// never left 0); `shift`, half a grey level better on the edges at a
-/// steady shift; `grip`, a tenth of the held load lost (the policy's jaw
-/// goal is constant on the twin, and a real servo's load reading wobbles
-/// by a few percent).
+/// steady shift; `grip`, four tenths of the held load lost: a dropped
+/// sponge takes all of it (1), while a policy easing its jaw's goal takes
+/// up to a third (0.34 within the first second on the twin, where 30
+/// calibration episodes showed at most 0.22 and the monitor alarmed on 4
+/// of 60 fault runs before their fault with a tenth).
 const MIN_SCALE: [f64; PARTS] = [
-    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0005, 0.5, 0.1, 0.0, 0.0, 0.5,
+    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0005, 0.5, 0.4, 0.0, 0.0, 0.5,
 ];
 
 impl Calibration {
@@ -1238,8 +1240,8 @@ mod tests {
         assert!(!monitor.check(&blocked).alarm);
         // A part that never moved on normal runs counts from its least scale.
         monitor.reset();
-        let mut loosened = normal(3);
-        loosened.grip = 0.08;
+        let mut loosened = normal(3); // a jaw eased: a third of the load
+        loosened.grip = 0.3;
         assert!(monitor.check(&loosened).surprise <= 1.0);
         let mut dropped = normal(3);
         dropped.grip = 1.0;
