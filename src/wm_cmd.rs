@@ -193,11 +193,14 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
         keep_following_trace: true,
         ..EvalArgs::for_policy(&args.policy)?
     };
-    let (summary, episodes) = evaluate(&eval, true)?;
+    let (summary, mut episodes) = evaluate(&eval, true)?;
     let mut checks: Vec<Vec<Parts>> = episodes.iter().map(|e| e.checks.clone()).collect();
     // How the joints follow their servos on these runs; `following` and
     // `pan` are then measured against that, as the monitor will measure them.
-    let traces: Vec<Vec<Traced>> = episodes.iter().map(|e| e.following_trace.clone()).collect();
+    let traces: Vec<Vec<Traced>> = episodes
+        .iter_mut()
+        .map(|e| std::mem::take(&mut e.following_trace))
+        .collect();
     let response = Response::fit(&traces);
     if let Some(response) = response {
         for (episode, trace) in checks.iter_mut().zip(&traces) {

@@ -143,10 +143,10 @@ const FOLLOWING_JOINTS: usize = NUM_JOINTS - 1;
 /// response goes either way, a block or a hand pushes one way (on the
 /// twin's erratic policy runs this caught 14 of 16 blocks and 10 of 16
 /// shoves within 1 s against 13 and 8 by the misses' sizes, with no more
-/// alarms on normal runs). On a free arm the gap stays small; a blocked arm misses the
-/// whole move at every step, a shoved one lands elsewhere. The world model
-/// checks only every segment and reads the joints off a latent; this sees
-/// every step at the joints' own precision.
+/// alarms on normal runs). On a free arm the gap stays small; a blocked
+/// arm misses the whole move at every step, a shoved one lands elsewhere.
+/// The world model checks only every segment and reads the joints off a
+/// latent; this sees every step at the joints' own precision.
 #[derive(Debug, Clone)]
 pub struct Following {
     max_step_rad: f64,
@@ -157,11 +157,9 @@ pub struct Following {
     /// Where the servos' setpoints are, as far as the commands tell.
     setpoint: Option<[f64; FOLLOWING_JOINTS]>,
     command: Option<JointVector>,
-    sum: f64,
-    /// The shoulder pan's part of `sum`.
-    pan_sum: f64,
-    /// With a response: each joint's misses summed with their signs.
-    drift: [f64; FOLLOWING_JOINTS],
+    /// Each joint's misses since the last check, summed (with their signs
+    /// against a response, by size against the top-speed model).
+    misses: [f64; FOLLOWING_JOINTS],
     steps: usize,
     /// Every step and check since the start, when asked to keep them
     /// ([`Following::keep_trace`]), for fitting a [`Response`].
@@ -247,11 +245,13 @@ impl Response {
             .then_some(response)
     }
 
-    /// How far each joint ended up from where this response would have
-    /// taken it, with its sign.
-    fn miss(&self, step: &Step) -> [f64; FOLLOWING_JOINTS] {
-        std::array::from_fn(|j| {
-            step.moved[j] - self.gain[j] * step.gap[j] - self.carry[j] * step.last_move[j]
+    /// How far each joint ended up from where `response` would have taken
+    /// it, with its sign; without one, how far from the top-speed move, by
+    /// size.
+    fn miss(response: Option<&Response>, step: &Step) -> [f64; FOLLOWING_JOINTS] {
+        std::array::from_fn(|j| match response {
+            Some(r) => step.moved[j] - r.gain[j] * step.gap[j] - r.carry[j] * step.last_move[j],
+            None => (step.moved[j] - step.top_speed[j]).abs(),
         })
     }
 }
@@ -266,9 +266,7 @@ impl Following {
             last_move: [0.0; FOLLOWING_JOINTS],
             setpoint: None,
             command: None,
-            sum: 0.0,
-            pan_sum: 0.0,
-            drift: [0.0; FOLLOWING_JOINTS],
+            misses: [0.0; FOLLOWING_JOINTS],
             steps: 0,
             trace: None,
         }
@@ -329,18 +327,12 @@ impl Following {
 
     /// Counts one step's miss.
     fn add(&mut self, step: &Step) {
-        match &self.response {
-            Some(response) => {
-                for (d, m) in self.drift.iter_mut().zip(response.miss(step)) {
-                    *d += m;
-                }
-            }
-            None => {
-                let miss: [f64; FOLLOWING_JOINTS] =
-                    std::array::from_fn(|j| (step.moved[j] - step.top_speed[j]).abs());
-                self.sum += miss.iter().sum::<f64>();
-                self.pan_sum += miss[Joint::ShoulderPan.index()];
-            }
+        for (sum, miss) in self
+            .misses
+            .iter_mut()
+            .zip(Response::miss(self.response.as_ref(), step))
+        {
+            *sum += miss;
         }
         self.steps += 1;
     }
@@ -355,15 +347,9 @@ impl Following {
                 (sum / self.steps as f64) as f32
             }
         };
-        if self.response.is_some() {
-            self.sum = self.drift.iter().map(|d| d.abs()).sum();
-            self.pan_sum = self.drift[Joint::ShoulderPan.index()].abs();
-        }
-        parts.following = mean(self.sum);
-        parts.pan = mean(self.pan_sum);
-        self.sum = 0.0;
-        self.pan_sum = 0.0;
-        self.drift = [0.0; FOLLOWING_JOINTS];
+        parts.following = mean(self.misses.iter().map(|m| m.abs()).sum());
+        parts.pan = mean(self.misses[Joint::ShoulderPan.index()].abs());
+        self.misses = [0.0; FOLLOWING_JOINTS];
         self.steps = 0;
         if let Some(trace) = self.trace.as_mut() {
             trace.push(Traced::Check);
