@@ -1710,6 +1710,30 @@ mod tests {
             (loaded.persistence, loaded.checks),
             (calibration.persistence, calibration.checks)
         );
+        assert_eq!(loaded.response, None);
+        // A fitted response round-trips; one written before responses were
+        // fitted (no field) loads without one; a broken one is refused.
+        let response = Response {
+            gain: [0.3, 0.31, 0.32, 0.33, 0.34],
+            carry: [0.4, 0.41, 0.42, 0.43, 0.44],
+        };
+        Calibration {
+            response: Some(response),
+            ..calibration.clone()
+        }
+        .save(&path)
+        .expect("saves");
+        let with = Calibration::load(&path).expect("loads");
+        assert_eq!(with.response, Some(response));
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("reads")).expect("json");
+        json.as_object_mut().expect("object").remove("response");
+        std::fs::write(&path, json.to_string()).expect("writes");
+        assert_eq!(Calibration::load(&path).expect("older file loads").response, None);
+        json["response"] = serde_json::json!({"gain": [0.3, 0.3], "carry": [0.4, 0.4, 0.4, 0.4, 0.4]});
+        std::fs::write(&path, json.to_string()).expect("writes");
+        let err = Calibration::load(&path).expect_err("two gains for five joints");
+        assert!(err.contains("calibrate again"), "{err}");
         // A calibration with fewer parts (an older sponge) is refused with
         // the way out.
         std::fs::write(
