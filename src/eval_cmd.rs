@@ -105,6 +105,11 @@ pub struct EvalArgs {
     /// Run the anomaly monitor of --world-model (needs its monitor.json).
     #[arg(long, requires = "world_model")]
     pub monitor: bool,
+    /// With --monitor: judge and record the first alarm but do not hold the
+    /// arm, so every episode runs to its end and all its checks are written
+    /// to --json (for studying detection rules on whole episodes).
+    #[arg(long, requires = "monitor")]
+    pub shadow: bool,
     /// Scenes unlike the training data: unfamiliar spill colours, lighting
     /// outside the training range, the camera 3-5 cm off its place.
     #[arg(long)]
@@ -666,12 +671,14 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         let verdict = monitor.check(&parts[row]);
                         let best = r.result.max_surprise.unwrap_or(f64::NEG_INFINITY);
                         r.result.max_surprise = Some(best.max(verdict.surprise));
-                        if verdict.alarm {
-                            // Hold and ask for help: the episode ends here.
+                        if verdict.alarm && r.result.alarm_at_s.is_none() {
                             r.result.alarm_at_s = Some(r.steps as f64 / fps);
                             r.result.alarm_cause = Some(verdict.cause.to_owned());
-                            r.result.duration_s = r.steps as f64 / fps;
-                            finish(&mut slots[i], &mut done, &mut recorder, &bar)?;
+                            if !args.shadow {
+                                // Hold and ask for help: the episode ends here.
+                                r.result.duration_s = r.steps as f64 / fps;
+                                finish(&mut slots[i], &mut done, &mut recorder, &bar)?;
+                            }
                         }
                     }
                 }

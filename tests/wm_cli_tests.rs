@@ -168,10 +168,12 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
 
     // A sponge dropped at 0.1 s: the gripper's servo loses its load, which
     // the first check (1/3 s) sees whatever the world model makes of it.
+    // In shadow the monitor only records its alarm: the episode runs on.
     let drop_json = path("drop.json");
     ok(&[
         &one_monitored[..],
         &[
+            "--shadow",
             "--fault",
             "drop-sponge",
             "--fault-window",
@@ -192,6 +194,15 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         .as_f64()
         .unwrap_or_else(|| panic!("no alarm: {episode}"));
     assert!(alarm < 0.34, "alarm at {alarm} s: {episode}");
+    let duration = episode["duration_s"].as_f64().expect("duration");
+    let checks = episode["checks"].as_array().expect("checks").len();
+    // Without its sponge the policy wipes nothing, so the episode runs to
+    // its 20 s limit.
+    assert!(duration > alarm + 1.0, "shadow ended at {duration} s: {episode}");
+    assert!(
+        checks as f64 >= 3.0 * duration - 2.0,
+        "{checks} checks in {duration} s"
+    );
 
     // The policy's rollouts, recorded up to the alarm, are a dataset the
     // world model trains on.
