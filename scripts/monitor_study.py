@@ -14,8 +14,8 @@ per part) and counts what `sponge eval` would report: faults caught within
         --runs normal.json faults-a.json faults-b.json \\
         [--rule following=1.8x2 --rule colour=1.0x2] [--parts] [--search]
 
-Plain Python 3, no packages. Keep WATCHED, MIN_SCALE and MARGIN in step
-with monitor.rs.
+Plain Python 3, no packages. Keep WATCHED, MIN_SCALE, MARGIN and
+PERSISTENCE in step with monitor.rs.
 """
 
 import argparse
@@ -28,6 +28,8 @@ NAMES = ["latent", "state", "image", "expected_image", "change", "still", "still
 WATCHED = [1, 7, 8, 9, 10, 11, 12, 13]
 MIN_SCALE = [0, 0, 0, 0, 0, 0, 0, 0, 0.0005, 0.5, 0.4, 0, 0, 0.5]
 MARGIN = 1.25
+# Checks in a row each part must stay above its margin (PART_PERSISTENCE).
+PERSISTENCE = {8: 2, 9: 2, 13: 2}
 CHECKS_PER_S = 3.0
 WITHIN_S = 1.0
 
@@ -48,12 +50,13 @@ class Rule:
 
     def __init__(self, margin=None, persist=None):
         self.margin = dict(margin or {})
-        self.persist = dict(persist or {})
+        self.persist = {**PERSISTENCE, **(persist or {})}
 
     def describe(self):
         changed = [f"{NAMES[i]}={self.margin.get(i, MARGIN)}x{self.persist.get(i, 1)}"
-                   for i in WATCHED if i in self.margin or i in self.persist]
-        return ", ".join(changed) or f"every part {MARGIN}x1 (the monitor's rule)"
+                   for i in WATCHED
+                   if self.margin.get(i, MARGIN) != MARGIN or self.persist.get(i, 1) != PERSISTENCE.get(i, 1)]
+        return ", ".join(changed) or "the monitor's rule"
 
     def first_alarm(self, scores):
         run = {}

@@ -91,7 +91,8 @@ pub struct CalibrateArgs {
     /// First seed (away from training and evaluation seeds).
     #[arg(long, default_value_t = 2_000_000)]
     seed: u64,
-    /// Checks in a row above the threshold that raise an alarm.
+    /// Checks in a row a part must stay above the threshold to raise an
+    /// alarm (colour, shift and view wait for 2 whatever this says).
     #[arg(long, default_value_t = 1)]
     persistence: usize,
     /// Twins run together.
