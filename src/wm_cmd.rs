@@ -227,7 +227,7 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     std::fs::write(&checks_path, serde_json::to_string(&parts)?)
         .with_context(|| format!("writing {}", checks_path.display()))?;
     println!(
-        "calibrated on {} checks over {} normal episodes ({:.0}% succeeded): threshold {:.2} (largest surprise seen {:.2}), {} check(s) in a row alarm",
+        "calibrated on {} checks over {} normal episodes ({:.0}% succeeded): threshold {:.2} (largest surprise seen {:.2}), {} check(s) in a row alarm (or as the part says)",
         calibration.checks,
         summary.episodes,
         100.0 * summary.success_rate,
@@ -241,7 +241,11 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
             calibration.mean[i],
             calibration.std[i],
             calibration.max[i],
-            if WATCHED.contains(&i) { "  (watched)" } else { "" }
+            if WATCHED.contains(&i) {
+                format!("  (watched, {} in a row)", calibration.persistence_of(i))
+            } else {
+                String::new()
+            }
         );
     }
     match response {

@@ -944,6 +944,14 @@ impl Calibration {
         Parts::NAMES[best]
     }
 
+    /// Checks in a row part `i` (an index into [`Parts::NAMES`]) must stay
+    /// above the threshold to raise an alarm: the calibration's
+    /// persistence, or the part's own ([`PART_PERSISTENCE`]) where more.
+    pub fn persistence_of(&self, i: usize) -> usize {
+        self.persistence
+            .max(PART_PERSISTENCE.get(i).copied().unwrap_or(1))
+    }
+
     /// Writes the calibration as JSON (`monitor.json` in a world-model run).
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
@@ -1017,9 +1025,7 @@ impl Monitor {
             } else {
                 0
             };
-            if self.above[i] >= calibration.persistence.max(PART_PERSISTENCE[i])
-                && alarming.is_none_or(|(_, best)| z > best)
-            {
+            if self.above[i] >= calibration.persistence_of(i) && alarming.is_none_or(|(_, best)| z > best) {
                 alarming = Some((i, z));
             }
         }
