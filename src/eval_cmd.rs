@@ -91,7 +91,7 @@ pub struct EvalArgs {
     /// A world model (from `sponge wm train`): with --samples K it picks the
     /// best of K proposed chunks by imagined outcome; with a calibrated
     /// monitor (`sponge wm calibrate`) it also watches for anomalies, and an
-    /// alarm holds the arm and ends the episode.
+    /// alarm holds the arm and ends the episode (see --monitor, --shadow).
     #[arg(long, value_name = "WM")]
     pub world_model: Option<PathBuf>,
     /// Chunks the policy proposes per observation for the world model to
