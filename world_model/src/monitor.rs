@@ -935,15 +935,6 @@ impl Calibration {
             .fold(f64::NEG_INFINITY, f64::max)
     }
 
-    /// Which watched part is the most surprising.
-    pub fn cause(&self, parts: &Parts) -> &'static str {
-        let best = self
-            .scores(parts)
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(WATCHED[0], |(i, _)| i);
-        Parts::NAMES[best]
-    }
-
     /// Checks in a row part `i` (an index into [`Parts::NAMES`]) must stay
     /// above the threshold to raise an alarm: the calibration's
     /// persistence, or the part's own ([`PART_PERSISTENCE`]) where more.
@@ -1018,6 +1009,8 @@ impl Monitor {
     /// alarm, the most surprising part).
     pub fn check(&mut self, parts: &Parts) -> Verdict {
         let calibration = &self.calibration;
+        // The most surprising part, and the most surprising that alarms.
+        let mut top = (WATCHED[0], f64::NEG_INFINITY);
         let mut alarming: Option<(usize, f64)> = None;
         for (i, z) in calibration.scores(parts) {
             self.above[i] = if z > calibration.threshold {
@@ -1025,14 +1018,17 @@ impl Monitor {
             } else {
                 0
             };
+            if z > top.1 {
+                top = (i, z);
+            }
             if self.above[i] >= calibration.persistence_of(i) && alarming.is_none_or(|(_, best)| z > best) {
                 alarming = Some((i, z));
             }
         }
         Verdict {
-            surprise: calibration.surprise(parts),
+            surprise: top.1,
             alarm: alarming.is_some(),
-            cause: alarming.map_or_else(|| calibration.cause(parts), |(i, _)| Parts::NAMES[i]),
+            cause: Parts::NAMES[alarming.unwrap_or(top).0],
         }
     }
 
