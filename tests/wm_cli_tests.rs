@@ -83,6 +83,10 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         "--episodes",
         "1",
     ];
+    // Shadow is a way of running the monitor: alone it is refused.
+    let unmonitored = sponge(&["eval", "--policy", &run, "--world-model", &wm, "--shadow"]);
+    assert!(!unmonitored.status.success());
+    assert!(text(&unmonitored).contains("--monitor"), "{}", text(&unmonitored));
     let uncalibrated = sponge(&one_monitored);
     assert!(!uncalibrated.status.success());
     assert!(

@@ -55,4 +55,12 @@ assert held["per_10_min"] == 0.0
 
 # A margin above the spike also silences it.
 assert study.evaluate(study.parse_rule(["view=2.5"]), runs)["false"] == 1
+# A rule naming no watched part, or not a number, is refused with what was wrong.
+for bad, says in (["latent=2"], "not a watched part"), (["view=high"], "PART=MARGINxPERSISTENCE"):
+    try:
+        study.parse_rule(bad)
+    except SystemExit as refused:
+        assert says in str(refused), refused
+    else:
+        raise AssertionError(f"{bad} accepted")
 print("monitor_study: ok", file=sys.stderr)
