@@ -12,9 +12,11 @@ per part) and counts what `sponge eval` would report: faults caught within
 
     scripts/monitor_study.py --calibration WM/monitor.json \\
         --runs normal.json faults-a.json faults-b.json \\
-        [--rule following=1.8x2 --rule colour=1.0x2] [--parts] [--search]
+        [--rule following=1.8x2 --rule shift=1.0x2 --rule view=off] [--parts] [--search]
 
-Plain Python 3, no packages. Keep WATCHED, MIN_SCALE, MARGIN and
+A rule naming a part the monitor does not watch watches it too (e.g.
+`--rule colour=1.25x2 --rule tint=off`, the rule before `tint`). Plain
+Python 3, no packages. Keep WATCHED, MIN_SCALE, STRETCH, MARGIN and
 PERSISTENCE in step with monitor.rs.
 """
 
@@ -24,9 +26,11 @@ import json
 import sys
 
 NAMES = ["latent", "state", "image", "expected_image", "change", "still", "still_patch",
-         "following", "colour", "shift", "grip", "pan", "blind", "view"]
-WATCHED = [1, 7, 8, 9, 10, 11, 12, 13]
-MIN_SCALE = [0, 0, 0, 0, 0, 0, 0, 0, 0.0005, 0.5, 0.4, 0, 0, 0.5]
+         "following", "colour", "shift", "grip", "pan", "blind", "view", "tint"]
+WATCHED = [1, 7, 9, 10, 11, 12, 13, 14]
+MIN_SCALE = [0, 0, 0, 0, 0, 0, 0, 0, 0.0005, 0.5, 0.4, 0, 0, 0.5, 0.0005]
+# How much wider than the calibration saw each part's normal range is taken (STRETCH).
+STRETCH = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.2, 1, 1]
 MARGIN = 1.25
 # Checks in a row each part must stay above its margin (PART_PERSISTENCE).
 PERSISTENCE = {8: 2, 9: 2, 13: 2}
@@ -41,8 +45,11 @@ def load_json(path):
 
 
 def scales(calibration):
-    mean, top, std = calibration["mean"], calibration["max"], calibration["std"]
-    return mean, [max(top[i] - mean[i], 0.01 * std[i], MIN_SCALE[i], 1e-12) for i in range(len(NAMES))]
+    # Calibrations and runs from before a part was added lack it: 0 there.
+    mean, top, std = ([c[i] if i < len(c) else 0.0 for i in range(len(NAMES))]
+                      for c in (calibration["mean"], calibration["max"], calibration["std"]))
+    return mean, [max((top[i] - mean[i]) * STRETCH[i], 0.01 * std[i], MIN_SCALE[i], 1e-12)
+                  for i in range(len(NAMES))]
 
 
 class Rule:
@@ -52,16 +59,21 @@ class Rule:
         self.margin = dict(margin or {})
         self.persist = {**PERSISTENCE, **(persist or {})}
 
+    def watched(self):
+        """The monitor's watched parts, and any other part the rule names."""
+        return WATCHED + sorted(i for i in self.margin if i not in WATCHED)
+
     def describe(self):
         changed = [f"{NAMES[i]}={self.margin.get(i, MARGIN)}x{self.persist.get(i, 1)}"
-                   for i in WATCHED
+                   for i in self.watched()
                    if self.margin.get(i, MARGIN) != MARGIN or self.persist.get(i, 1) != PERSISTENCE.get(i, 1)]
         return ", ".join(changed) or "the monitor's rule"
 
     def first_alarm(self, scores):
         run = {}
+        watched = self.watched()
         for k, z in enumerate(scores):
-            for i in WATCHED:
+            for i in watched:
                 above = z[i] > self.margin.get(i, MARGIN)
                 run[i] = run.get(i, 0) + 1 if above else 0
                 if run[i] >= self.persist.get(i, 1):
@@ -71,7 +83,7 @@ class Rule:
 
 def prepare(episodes, mean, scale):
     for e in episodes:
-        e["_z"] = [[(c[NAMES[i]] - mean[i]) / scale[i] for i in range(len(NAMES))] for c in e["checks"]]
+        e["_z"] = [[(c.get(NAMES[i], 0.0) - mean[i]) / scale[i] for i in range(len(NAMES))] for c in e["checks"]]
     return episodes
 
 
@@ -156,14 +168,15 @@ def parse_rule(items):
     rule = Rule()
     for item in items:
         name, _, spec = item.partition("=")
-        if name not in NAMES or NAMES.index(name) not in WATCHED:
-            sys.exit(f"--rule {item}: {name!r} is not a watched part ({', '.join(NAMES[i] for i in WATCHED)})")
+        if name not in NAMES:
+            sys.exit(f"--rule {item}: {name!r} is no part ({', '.join(NAMES)})")
         margin, _, persist = spec.partition("x")
         try:
-            rule.margin[NAMES.index(name)] = float(margin)
+            # "off": the part is not watched (it never passes its margin).
+            rule.margin[NAMES.index(name)] = float("inf") if margin == "off" else float(margin)
             rule.persist[NAMES.index(name)] = int(persist or 1)
         except ValueError:
-            sys.exit(f"--rule {item}: expected PART=MARGINxPERSISTENCE, e.g. following=1.8x2")
+            sys.exit(f"--rule {item}: expected PART=MARGINxPERSISTENCE or PART=off, e.g. following=1.8x2")
     return rule
 
 
@@ -171,7 +184,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calibration", required=True, help="the world model's monitor.json")
     ap.add_argument("--runs", nargs="+", required=True, help="sponge eval --shadow JSONs (.json or .json.gz)")
-    ap.add_argument("--rule", action="append", default=[], help="PART=MARGINxPERSISTENCE (repeatable)")
+    ap.add_argument("--rule", action="append", default=[], help="PART=MARGINxPERSISTENCE or PART=off (repeatable)")
     ap.add_argument("--parts", action="store_true", help="print each part's scores on normal runs and faults")
     ap.add_argument("--search", action="store_true", help="search margins and persistence on these runs")
     args = ap.parse_args()
@@ -189,7 +202,13 @@ def main():
             print(f"  {what.replace('_', ' ')}: {row}")
     if args.rule:
         rule = parse_rule(args.rule)
-        print(summary(rule.describe(), evaluate(rule, episodes)))
+        tried = evaluate(rule, episodes)
+        print(summary(rule.describe(), tried))
+        # What the rule changes: alarms and misses it adds (+) or takes away (-).
+        for what in ("false_alarms", "missed"):
+            for sign, rows in (("+", set(tried[what]) - set(base[what])), ("-", set(base[what]) - set(tried[what]))):
+                for row in sorted(rows):
+                    print(f"  {sign} {what.replace('_', ' ')}: {row}")
     if args.parts:
         parts_report(episodes)
     if args.search:

@@ -313,7 +313,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                     senses.check(&mut parts[0], frame, calibration.as_ref());
                     let surprise = calibration.as_ref().map(|c| c.surprise(&parts[0]));
                     println!(
-                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad (pan {:.3})  grip {:.2}  colour {:.4}  shift {:.2}  view {:.2}  blind {:.2}{}",
+                        "{:5.2} s  latent {:.4}  state {:.4}  image {:.5}  expected {:.5}  change {:.5}  still {:.5} (worst patch {:.4})  following {:.3} rad (pan {:.3})  grip {:.2}  colour {:.4}  tint {:.4}  shift {:.2}  view {:.2}  blind {:.2}{}",
                         t as f64 / fps,
                         parts[0].latent,
                         parts[0].state,
@@ -326,6 +326,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                         parts[0].pan,
                         parts[0].grip,
                         parts[0].colour,
+                        parts[0].tint,
                         parts[0].shift,
                         parts[0].view,
                         parts[0].blind,

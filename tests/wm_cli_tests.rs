@@ -208,6 +208,30 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
         "{checks} checks in {duration} s"
     );
 
+    // The spills turned paint at 0.1 s (on this seed's scene the paint is
+    // not the sponge's colour): `tint` counts their pixels from the second
+    // check that shows them (2/3 s), however the world model sees it.
+    let paint_json = path("paint.json");
+    ok(&[
+        &one_monitored[..],
+        &[
+            "--shadow",
+            "--fault",
+            "unseen-spill",
+            "--fault-window",
+            "0.1-0.1",
+            "--json",
+            &paint_json,
+        ],
+    ]
+    .concat());
+    let painted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&paint_json).expect("eval json")).expect("json");
+    let episode = &painted["episodes"][0];
+    let tint = |k: usize| episode["checks"][k]["tint"].as_f64().expect("tint part");
+    assert_eq!(tint(0), 0.0, "the first check after the paint: {episode}");
+    assert!(tint(1) > 0.0, "the second: {episode}");
+
     // The policy's rollouts, recorded up to the alarm, are a dataset the
     // world model trains on.
     let valid = ok(&["dataset", "validate", &record]);

@@ -53,10 +53,18 @@ held = study.evaluate(rule, runs)
 assert (held["caught"], held["faults"], held["false"]) == (2, 3, 0), held
 assert held["per_10_min"] == 0.0
 
+# A part left unwatched ("off") alarms never: the drop is caught by grip.
+unwatched = study.evaluate(study.parse_rule(["state=off"]), runs)
+assert (unwatched["caught"], unwatched["faults"], unwatched["false"]) == (2, 3, 0), unwatched
+
 # A margin above the spike also silences it.
 assert study.evaluate(study.parse_rule(["view=2.5"]), runs)["false"] == 1
-# A rule naming no watched part, or not a number, is refused with what was wrong.
-for bad, says in (["latent=2"], "not a watched part"), (["view=high"], "PART=MARGINxPERSISTENCE"):
+# A rule naming a part the monitor does not watch watches it: the latent
+# spike alarms at 1.33 s.
+latent = study.evaluate(study.parse_rule(["latent=2"]), runs)
+assert latent["false"] == 2 and (5, None, 1.33, "latent") in latent["false_alarms"], latent
+# A rule naming no part, or not a number, is refused with what was wrong.
+for bad, says in (["lantern=2"], "is no part"), (["view=high"], "PART=MARGINxPERSISTENCE"):
     try:
         study.parse_rule(bad)
     except SystemExit as refused:
