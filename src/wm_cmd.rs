@@ -14,7 +14,7 @@ use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
 use sponge_sim::fault::Fault;
 use sponge_sim::{EnvConfig, VecEnv};
-use sponge_world_model::monitor::{WATCHED, colour_out_of_episode};
+use sponge_world_model::monitor::{STRETCH, WATCHED, colour_out_of_episode};
 use sponge_world_model::{
     Calibration, ColourBins, Following, Parts, Response, Senses, Traced, WorldModelConfig, WorldModelRun,
 };
@@ -242,7 +242,11 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
             calibration.std[i],
             calibration.max[i],
             if WATCHED.contains(&i) {
-                format!("  (watched, {} in a row)", calibration.persistence_of(i))
+                let stretch = match STRETCH[i] {
+                    1.0 => String::new(),
+                    s => format!(", its range taken {s}x as wide"),
+                };
+                format!("  (watched, {} in a row{stretch})", calibration.persistence_of(i))
             } else {
                 String::new()
             }

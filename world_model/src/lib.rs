@@ -11,6 +11,6 @@ pub mod train;
 
 pub use model::{WorldModel, WorldModelConfig};
 pub use monitor::{
-    Calibration, ColourBins, Following, Monitor, Parts, Registration, Response, Senses, Traced, Verdict,
+    Calibration, ColourBins, Following, Monitor, Parts, Registration, Response, Senses, Tint, Traced, Verdict,
 };
 pub use run::{Anchor, Score, WorldModelRun};

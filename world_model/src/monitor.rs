@@ -48,7 +48,8 @@ pub struct Parts {
     /// showed too (see [`ColourNovelty`]): paint spilt on the table. A
     /// scene whose own look is new (light, a spill's shade) is taken as it
     /// comes at its first check; a colour that shows for one check only (a
-    /// shade the arm casts, a blend at an edge) counts nothing.
+    /// shade the arm casts, a blend at an edge) counts nothing. Recorded,
+    /// no longer watched: `tint` sees the same paint where it is.
     #[serde(default)]
     pub colour: f32,
     /// How much better the camera's picture matches the episode's first
@@ -1022,7 +1023,7 @@ const MIN_SCALE: [f64; PARTS] = [
 /// `blind`'s scores against a 30-episode calibration piled up at 1.30-1.31,
 /// just past [`MARGIN`] (4 of the 12 false alarms left), while all 50
 /// covered cameras scored at least 1.61 (seeds 5, 6, 8, 9 and 11,000,000).
-const STRETCH: [f64; PARTS] = [
+pub const STRETCH: [f64; PARTS] = [
     1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.0, 1.0,
 ];
 
@@ -1286,8 +1287,9 @@ fn median(values: &mut [f64]) -> Option<f64> {
 
 /// The parts one robot's checks take from outside the world model: the
 /// joints at every control step ([`Following`]), the camera's view against
-/// the episode's first check ([`Registration`]) and its colours against the
-/// calibration's and the episode's earlier checks' ([`ColourBins`]). One per
+/// the episode's first check ([`Registration`]), its colours against the
+/// calibration's and the episode's earlier checks' ([`ColourBins`]) and
+/// each pixel's against the blends the first check explains ([`Tint`]). One per
 /// robot and episode; `sponge eval`, `sponge wm rollout` and the launch
 /// monitor node drive it alike.
 #[derive(Debug, Clone)]
