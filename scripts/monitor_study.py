@@ -66,7 +66,8 @@ class Rule:
     def describe(self):
         changed = [f"{NAMES[i]}={self.margin.get(i, MARGIN)}x{self.persist.get(i, 1)}"
                    for i in self.watched()
-                   if self.margin.get(i, MARGIN) != MARGIN or self.persist.get(i, 1) != PERSISTENCE.get(i, 1)]
+                   if i not in WATCHED or self.margin.get(i, MARGIN) != MARGIN
+                   or self.persist.get(i, 1) != PERSISTENCE.get(i, 1)]
         return ", ".join(changed) or "the monitor's rule"
 
     def first_alarm(self, scores):
