@@ -173,22 +173,22 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     // A sponge dropped at 0.1 s: the gripper's servo loses its load, which
     // the first check (1/3 s) sees whatever the world model makes of it.
     // In shadow the monitor only records its alarm: the episode runs on.
-    let drop_json = path("drop.json");
-    ok(&[
-        &one_monitored[..],
-        &[
+    // One episode in shadow with `fault` at 0.1 s: its JSON.
+    let shadow_fault = |fault: &str| -> serde_json::Value {
+        let json = path(&format!("{fault}.json"));
+        let args = [
             "--shadow",
             "--fault",
-            "drop-sponge",
+            fault,
             "--fault-window",
             "0.1-0.1",
             "--json",
-            &drop_json,
-        ],
-    ]
-    .concat());
-    let dropped: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&drop_json).expect("eval json")).expect("json");
+            &json,
+        ];
+        ok(&[&one_monitored[..], &args[..]].concat());
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("eval json")).expect("json")
+    };
+    let dropped = shadow_fault("drop-sponge");
     let episode = &dropped["episodes"][0];
     let grip = episode["checks"][0]["grip"].as_f64().expect("grip part");
     // 8 of the 10 readings since the start at no load: the median is none,
@@ -211,22 +211,7 @@ fn world_model_from_twin_data_to_ranking_and_a_caught_fault() {
     // The spills turned paint at 0.1 s (on this seed's scene the paint is
     // not the sponge's colour): `tint` counts their pixels from the second
     // check that shows them (2/3 s), however the world model sees it.
-    let paint_json = path("paint.json");
-    ok(&[
-        &one_monitored[..],
-        &[
-            "--shadow",
-            "--fault",
-            "unseen-spill",
-            "--fault-window",
-            "0.1-0.1",
-            "--json",
-            &paint_json,
-        ],
-    ]
-    .concat());
-    let painted: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&paint_json).expect("eval json")).expect("json");
+    let painted = shadow_fault("unseen-spill");
     let episode = &painted["episodes"][0];
     let tint = |k: usize| episode["checks"][k]["tint"].as_f64().expect("tint part");
     assert_eq!(tint(0), 0.0, "the first check after the paint: {episode}");
