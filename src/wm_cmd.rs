@@ -92,7 +92,7 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 2_000_000)]
     seed: u64,
     /// Checks in a row a part must stay above the threshold to raise an
-    /// alarm (colour, shift and view wait for 2 whatever this says).
+    /// alarm (shift and view wait for 2 whatever this says).
     #[arg(long, default_value_t = 1)]
     persistence: usize,
     /// Twins run together.

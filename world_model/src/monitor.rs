@@ -161,10 +161,8 @@ pub struct Following {
     max_step_rad: f64,
     response: Option<Response>,
     last_state: Option<JointVector>,
-    /// The last step the joints took (0 before the second reading).
-    last_move: [f64; FOLLOWING_JOINTS],
-    /// Whether `last_move` is known: from the second reading on.
-    last_move_known: bool,
+    /// The last step the joints took (known from the second reading on).
+    last_move: Option<[f64; FOLLOWING_JOINTS]>,
     /// Where the servos' setpoints are, as far as the commands tell.
     setpoint: Option<[f64; FOLLOWING_JOINTS]>,
     command: Option<JointVector>,
@@ -274,8 +272,7 @@ impl Following {
             max_step_rad,
             response: None,
             last_state: None,
-            last_move: [0.0; FOLLOWING_JOINTS],
-            last_move_known: false,
+            last_move: None,
             setpoint: None,
             command: None,
             misses: [0.0; FOLLOWING_JOINTS],
@@ -325,13 +322,13 @@ impl Following {
             for (j, s) in setpoint.iter_mut().enumerate() {
                 *s += (sent[j] - *s).clamp(-limit, limit);
             }
-            let step = Step {
-                top_speed: std::array::from_fn(|j| (sent[j] - before[j]).clamp(-limit, limit)),
-                gap: std::array::from_fn(|j| setpoint[j] - before[j]),
-                last_move: self.last_move,
-                moved: std::array::from_fn(|j| q[j] - before[j]),
-            };
-            if self.last_move_known {
+            if let Some(last_move) = self.last_move {
+                let step = Step {
+                    top_speed: std::array::from_fn(|j| (sent[j] - before[j]).clamp(-limit, limit)),
+                    gap: std::array::from_fn(|j| setpoint[j] - before[j]),
+                    last_move,
+                    moved: std::array::from_fn(|j| q[j] - before[j]),
+                };
                 if let Some(trace) = self.trace.as_mut() {
                     trace.push(Traced::Step(step));
                 }
@@ -339,8 +336,7 @@ impl Following {
             }
         }
         if let Some(before) = self.last_state {
-            self.last_move = std::array::from_fn(|j| q[j] - before[j]);
-            self.last_move_known = true;
+            self.last_move = Some(std::array::from_fn(|j| q[j] - before[j]));
         }
         self.last_state = Some(*q);
     }
@@ -887,8 +883,7 @@ impl Tint {
 
     /// Forgets the episode.
     pub fn reset(&mut self) {
-        self.explained.clear();
-        self.before.clear();
+        *self = Tint::default();
     }
 }
 
@@ -1132,7 +1127,8 @@ impl Calibration {
 
 /// Checks in a row each part must stay above the threshold to raise an
 /// alarm (the calibration's `persistence` where that is more): 2 for
-/// `colour`, `shift` and `view`, 1 for the rest. A knocked camera stays
+/// `shift` and `view` (and `colour`, should it be watched again), 1 for
+/// the rest (`tint` already waits a check per pixel). A knocked camera stays
 /// knocked and paint stays where it was spilt, while on normal runs these
 /// parts spike for a check (a blend at a spill's edge, the arm filling the
 /// picture); a block, a shove or a drop shows at once and a shove is over
