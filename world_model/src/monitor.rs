@@ -1853,8 +1853,15 @@ mod tests {
         };
         let shade = |c: [u8; 3], light: f32| c.map(|v| (f32::from(v) * light) as u8);
         let mut tint = Tint::default();
-        // Before the first check there is nothing to go by.
+        // Before the first check there is nothing to go by, nor after a
+        // first check with no pixel bright enough (a covered lens) or none.
         assert_eq!(tint.check(&frame(&[grey, green])), 0.0);
+        for nothing in [frame(&[[5, 5, 5]]), Vec::new()] {
+            tint.first(&nothing);
+            for _ in 0..2 {
+                assert_eq!(tint.check(&frame(&[grey, green])), 0.0);
+            }
+        }
         // A grey table (most of the picture), an orange sponge and a brown spill.
         tint.first(&frame(&[grey, grey, grey, orange, brown]));
         let mut twice = |colours: &[[u8; 3]]| [tint.check(&frame(colours)), tint.check(&frame(colours))];
@@ -2110,6 +2117,13 @@ mod tests {
             err.contains("calibrate again") && err.contains("monitor"),
             "{err}"
         );
+        // The same for the real calibration of the 14-part monitor before
+        // `tint`; the one written with it loads.
+        let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench");
+        let err = Calibration::load(&bench.join("wm-shadow-monitor.json")).expect_err("14 parts");
+        assert!(err.contains("calibrate again"), "{err}");
+        let current = Calibration::load(&bench.join("wm-tint-monitor.json")).expect("15 parts");
+        assert!(current.response.is_some());
         let _ = std::fs::remove_file(&path);
     }
 }
