@@ -254,9 +254,10 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     }
     match response {
         Some(r) => println!(
-            "  joints follow their servos' setpoints by gain {} and carry {} a step",
+            "  joints follow their servos' setpoints by gain {} and carry {} a step, and {} rad a step per metre the sponge is pressed below the table",
             r.gain.map(|v| format!("{v:.2}")).join("/"),
-            r.carry.map(|v| format!("{v:.2}")).join("/")
+            r.carry.map(|v| format!("{v:.2}")).join("/"),
+            r.press.map(|v| format!("{v:.2}")).join("/")
         ),
         None => println!("  too few joint steps to fit how the joints follow their servos: top-speed model"),
     }

@@ -7,9 +7,11 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
+use nalgebra::{Matrix3, Vector3};
 use serde::{Deserialize, Serialize};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
-use sponge_robot::model::SERVO_MAX_SPEED_RAD_S;
+use sponge_robot::kinematics::base_from_tool;
+use sponge_robot::model::{SERVO_MAX_SPEED_RAD_S, Tool};
 
 /// The parts of one check's surprise (mean squared errors).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -187,6 +189,9 @@ pub struct Step {
     pub last_move: [f64; FOLLOWING_JOINTS],
     /// The step it took.
     pub moved: [f64; FOLLOWING_JOINTS],
+    /// How far below the table (the base frame's z = 0, where the arm
+    /// stands) the setpoints send the sponge's wiping face, metres; 0 above it.
+    pub depth: f64,
 }
 
 /// What [`Following`] keeps of an episode for fitting.
@@ -200,35 +205,57 @@ pub enum Traced {
 
 /// How each arm joint follows its servo's setpoint over one control step:
 /// it moves `gain` of its gap to the setpoint plus `carry` of its last
-/// step. Fitted by least squares on normal runs ([`Response::fit`]); on
-/// the twin about 0.3 and 0.4.
+/// step, plus `press` for each metre its setpoints send the sponge's face
+/// below the table, along its gap's sign. Fitted by least squares on normal
+/// runs ([`Response::fit`]); on the twin gain and carry are about 0.3 and
+/// 0.4, and press about -1 rad/m on the pan, shoulder and elbow: a sponge
+/// pressed on the table drags, and its friction holds the arm back (on the
+/// twin's normal runs the pan fell short of the gain/carry move by 0.010
+/// rad a step with the face sent 1–2 cm down, and went 0.0015 rad beyond it
+/// when sent nowhere near the table).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     /// Share of the gap to the setpoint closed in one step, per arm joint.
     pub gain: [f64; FOLLOWING_JOINTS],
     /// Share of the last step carried into the next, per arm joint.
     pub carry: [f64; FOLLOWING_JOINTS],
+    /// Radians a step per metre the face is sent below the table, along
+    /// the gap's sign, per arm joint (negative: held back). Calibrations
+    /// from before it was fitted have none, and judge as they were fitted.
+    #[serde(default)]
+    pub press: [f64; FOLLOWING_JOINTS],
+}
+
+/// What [`Response`] weighs for joint `j` of `step`: the gap, the last
+/// step and the pressing depth along the gap's sign.
+fn regressors(step: &Step, j: usize) -> [f64; 3] {
+    let along_gap = if step.gap[j] == 0.0 {
+        0.0
+    } else {
+        step.gap[j].signum()
+    };
+    [step.gap[j], step.last_move[j], along_gap * step.depth]
 }
 
 impl Response {
     /// The least-squares response over the steps of `traces`; `None` with
-    /// fewer than 100 steps or where a joint never moved.
+    /// fewer than 100 steps or where a joint never moved. Where the face
+    /// was never sent below the table, `press` is 0.
     pub fn fit(traces: &[Vec<Traced>]) -> Option<Response> {
-        // Normal equations of moved = gain · gap + carry · last_move, per joint.
-        let mut sums = [[0.0f64; 5]; FOLLOWING_JOINTS];
+        // Normal equations of moved = gain · gap + carry · last_move +
+        // press · sign(gap) · depth, per joint.
+        let mut xx = [Matrix3::<f64>::zeros(); FOLLOWING_JOINTS];
+        let mut xy = [Vector3::<f64>::zeros(); FOLLOWING_JOINTS];
         let mut n = 0usize;
         for step in traces.iter().flatten().filter_map(|t| match t {
             Traced::Step(step) => Some(step),
             Traced::Check => None,
         }) {
             n += 1;
-            for (j, s) in sums.iter_mut().enumerate() {
-                let (x, y, z) = (step.gap[j], step.last_move[j], step.moved[j]);
-                s[0] += x * x;
-                s[1] += x * y;
-                s[2] += y * y;
-                s[3] += x * z;
-                s[4] += y * z;
+            for j in 0..FOLLOWING_JOINTS {
+                let x = Vector3::from(regressors(step, j));
+                xx[j] += x * x.transpose();
+                xy[j] += x * step.moved[j];
             }
         }
         if n < 100 {
@@ -237,19 +264,33 @@ impl Response {
         let mut response = Response {
             gain: [0.0; FOLLOWING_JOINTS],
             carry: [0.0; FOLLOWING_JOINTS],
+            press: [0.0; FOLLOWING_JOINTS],
         };
-        for (j, [xx, xy, yy, xz, yz]) in sums.into_iter().enumerate() {
-            let det = xx * yy - xy * xy;
-            if det.abs() <= 1e-12 * (xx * yy).max(1e-30) {
-                return None;
-            }
-            response.gain[j] = (xz * yy - yz * xy) / det;
-            response.carry[j] = (yz * xx - xz * xy) / det;
+        for j in 0..FOLLOWING_JOINTS {
+            let (a, b) = (xx[j], xy[j]);
+            let scale = a.diagonal().iter().fold(0.0f64, |m, v| m.max(*v)).max(1e-30);
+            // The pressing term only where the face went below the table
+            // (a share of the largest sum, so rounding does not count).
+            let [gain, carry, press] = if a[(2, 2)] > 1e-9 * scale {
+                let solved = a.lu().solve(&b)?;
+                [solved[0], solved[1], solved[2]]
+            } else {
+                let (xx, xy, yy, xz, yz) = (a[(0, 0)], a[(0, 1)], a[(1, 1)], b[0], b[1]);
+                let det = xx * yy - xy * xy;
+                if det.abs() <= 1e-12 * (xx * yy).max(1e-30) {
+                    return None;
+                }
+                [(xz * yy - yz * xy) / det, (yz * xx - xz * xy) / det, 0.0]
+            };
+            response.gain[j] = gain;
+            response.carry[j] = carry;
+            response.press[j] = press;
         }
         response
             .gain
             .iter()
             .chain(&response.carry)
+            .chain(&response.press)
             .all(|v| v.is_finite())
             .then_some(response)
     }
@@ -259,7 +300,10 @@ impl Response {
     /// size.
     fn miss(response: Option<&Response>, step: &Step) -> [f64; FOLLOWING_JOINTS] {
         std::array::from_fn(|j| match response {
-            Some(r) => step.moved[j] - r.gain[j] * step.gap[j] - r.carry[j] * step.last_move[j],
+            Some(r) => {
+                let [gap, last, pressed] = regressors(step, j);
+                step.moved[j] - r.gain[j] * gap - r.carry[j] * last - r.press[j] * pressed
+            }
             None => (step.moved[j] - step.top_speed[j]).abs(),
         })
     }
@@ -323,11 +367,14 @@ impl Following {
                 *s += (sent[j] - *s).clamp(-limit, limit);
             }
             if let Some(last_move) = self.last_move {
+                let mut sent_to = before;
+                sent_to[..FOLLOWING_JOINTS].copy_from_slice(setpoint);
                 let step = Step {
                     top_speed: std::array::from_fn(|j| (sent[j] - before[j]).clamp(-limit, limit)),
                     gap: std::array::from_fn(|j| setpoint[j] - before[j]),
                     last_move,
                     moved: std::array::from_fn(|j| q[j] - before[j]),
+                    depth: (-base_from_tool(&sent_to, Tool::SpongeFace).translation.z).max(0.0),
                 };
                 if let Some(trace) = self.trace.as_mut() {
                     trace.push(Traced::Step(step));
@@ -1614,6 +1661,104 @@ mod tests {
     }
 
     #[test]
+    fn a_sponge_pressed_on_the_table_holds_the_arm_back_and_the_fitted_press_expects_it() {
+        // Joints that close 0.3 of their gap and carry 0.4 of their last
+        // step, held back by 1 rad a step per metre the face is sent below
+        // the table, as the sponge's friction does; the face dips under the
+        // table for a third of the steps, as a wiping policy's does.
+        let (gain, carry, press) = (0.3, 0.4, -1.0);
+        let steps = |press: f64| -> Vec<Traced> {
+            let mut last = [0.0; FOLLOWING_JOINTS];
+            let mut trace = Vec::new();
+            for t in 0..600 {
+                let gap: [f64; FOLLOWING_JOINTS] =
+                    std::array::from_fn(|j| 0.05 * ((t as f64) * 0.3 + j as f64).sin() + 0.02);
+                let depth = (0.012 * ((t as f64) * 0.05).sin() - 0.006).max(0.0);
+                let moved: [f64; FOLLOWING_JOINTS] = std::array::from_fn(|j| {
+                    gain * gap[j]
+                        + carry * last[j]
+                        + press * gap[j].signum() * depth
+                        + 0.0005 * ((t * 7 + j) as f64).sin()
+                });
+                trace.push(Traced::Step(Step {
+                    top_speed: gap,
+                    gap,
+                    last_move: last,
+                    moved,
+                    depth,
+                }));
+                last = moved;
+                if t % 10 == 9 {
+                    trace.push(Traced::Check);
+                }
+            }
+            trace
+        };
+        let pressed = steps(press);
+        let fitted = Response::fit(std::slice::from_ref(&pressed)).expect("fits");
+        for j in 0..FOLLOWING_JOINTS {
+            assert!((fitted.press[j] - press).abs() < 0.1, "{fitted:?}");
+            assert!((fitted.gain[j] - gain).abs() < 0.02, "{fitted:?}");
+        }
+        // Judged without the pressing term, the checks where the face was
+        // pressed miss several times further than with it.
+        let worst = |response: Response| {
+            Following::replay(&pressed, Some(response))
+                .iter()
+                .map(|r| r.0)
+                .fold(0.0f32, f32::max)
+        };
+        let without = Response {
+            press: [0.0; FOLLOWING_JOINTS],
+            ..fitted
+        };
+        assert!(
+            worst(without) > 3.0 * worst(fitted),
+            "{} against {}",
+            worst(without),
+            worst(fitted)
+        );
+        // Runs that never press fit no pressing term.
+        let free: Vec<Traced> = pressed
+            .iter()
+            .map(|t| match *t {
+                Traced::Step(step) => Traced::Step(Step { depth: 0.0, ..step }),
+                Traced::Check => Traced::Check,
+            })
+            .collect();
+        assert_eq!(
+            Response::fit(&[free]).expect("fits").press,
+            [0.0; FOLLOWING_JOINTS]
+        );
+
+        // The depth is where the setpoints send the face: the arm folded up
+        // holds it well above the table, all arm joints at 0.4 rad send it
+        // about 7 cm below (the robot model's forward kinematics).
+        let mut following = Following::new(1.0);
+        following.keep_trace();
+        for q in [
+            [0.0; NUM_JOINTS],
+            [0.0; NUM_JOINTS],
+            [0.0; NUM_JOINTS],
+            [0.4, 0.4, 0.4, 0.4, 0.4, 0.0],
+        ] {
+            following.command(&q);
+            following.measure(&q);
+        }
+        let depths: Vec<f64> = following
+            .take_trace()
+            .iter()
+            .filter_map(|t| match t {
+                Traced::Step(step) => Some(step.depth),
+                Traced::Check => None,
+            })
+            .collect();
+        assert_eq!(depths.len(), 2, "{depths:?}");
+        assert_eq!(depths[0], 0.0);
+        assert!((0.06..0.08).contains(&depths[1]), "{depths:?}");
+    }
+
+    #[test]
     fn grip_stays_small_while_the_sponge_is_squeezed_and_shows_a_drop() {
         // Checks every 10 steps; the load wobbles by 5% of itself while
         // held; `drop_at` lets go.
@@ -2087,6 +2232,7 @@ mod tests {
         let response = Response {
             gain: [0.3, 0.31, 0.32, 0.33, 0.34],
             carry: [0.4, 0.41, 0.42, 0.43, 0.44],
+            press: [-1.1, -0.7, -1.0, -0.6, 0.0],
         };
         Calibration {
             response: Some(response),
@@ -2098,6 +2244,15 @@ mod tests {
         assert_eq!(with.response, Some(response));
         let mut json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("reads")).expect("json");
+        // One fitted before the pressing term judges as it was fitted: none.
+        json["response"].as_object_mut().expect("object").remove("press");
+        std::fs::write(&path, json.to_string()).expect("writes");
+        let without_press = Calibration::load(&path)
+            .expect("loads")
+            .response
+            .expect("a response");
+        assert_eq!(without_press.gain, response.gain);
+        assert_eq!(without_press.press, [0.0; FOLLOWING_JOINTS]);
         json.as_object_mut().expect("object").remove("response");
         std::fs::write(&path, json.to_string()).expect("writes");
         assert_eq!(Calibration::load(&path).expect("older file loads").response, None);
