@@ -254,10 +254,11 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     }
     match response {
         Some(r) => println!(
-            "  joints follow their servos' setpoints by gain {} and carry {} a step, and {} rad a step per metre the sponge is pressed below the table",
+            "  joints follow their servos' setpoints by gain {} and carry {} a step; per metre the sponge is sent below the table, {} rad a step more and gain {} more",
             r.gain.map(|v| format!("{v:.2}")).join("/"),
             r.carry.map(|v| format!("{v:.2}")).join("/"),
-            r.press.map(|v| format!("{v:.2}")).join("/")
+            r.press.map(|v| format!("{v:.2}")).join("/"),
+            r.pressed_gain.map(|v| format!("{v:.1}")).join("/")
         ),
         None => println!("  too few joint steps to fit how the joints follow their servos: top-speed model"),
     }

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use nalgebra::{Matrix3, Vector3};
+use nalgebra::{Matrix4, Vector4};
 use serde::{Deserialize, Serialize};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS};
 use sponge_robot::kinematics::base_from_tool;
@@ -205,14 +205,16 @@ pub enum Traced {
 
 /// How each arm joint follows its servo's setpoint over one control step:
 /// it moves `gain` of its gap to the setpoint plus `carry` of its last
-/// step, plus `press` for each metre its setpoints send the sponge's face
-/// below the table, along its gap's sign. Fitted by least squares on normal
-/// runs ([`Response::fit`]); on the twin gain and carry are about 0.3 and
-/// 0.4, and press about -1 rad/m on the pan, shoulder and elbow: a sponge
-/// pressed on the table drags, and its friction holds the arm back (on the
-/// twin's normal runs the pan fell short of the gain/carry move by 0.010
-/// rad a step with the face sent 1–2 cm down, and went 0.0015 rad beyond it
-/// when sent nowhere near the table).
+/// step; for each metre its setpoints send the sponge's face below the
+/// table, it moves `press` more along its gap's sign and closes
+/// `pressed_gain` more of its gap. Fitted by least squares on normal runs
+/// ([`Response::fit`]); on the twin gain and carry are about 0.3 and 0.4,
+/// press -0.5 to -0.9 rad/m on the pan, shoulder and elbow and
+/// pressed_gain -4 to -23 per metre: a sponge pressed on the table drags,
+/// its friction holding the arm back and slowing it (on the twin's normal
+/// runs the pan fell short of the gain/carry move by 0.010 rad a step with
+/// the face sent 1–2 cm down, and went 0.0015 rad beyond it when sent
+/// nowhere near the table).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     /// Share of the gap to the setpoint closed in one step, per arm joint.
@@ -224,17 +226,27 @@ pub struct Response {
     /// from before it was fitted have none, and judge as they were fitted.
     #[serde(default)]
     pub press: [f64; FOLLOWING_JOINTS],
+    /// Share of the gap closed in one step more per metre the face is sent
+    /// below the table, per arm joint (negative: slowed); none as `press`.
+    #[serde(default)]
+    pub pressed_gain: [f64; FOLLOWING_JOINTS],
 }
 
 /// What [`Response`] weighs for joint `j` of `step`: the gap, the last
-/// step and the pressing depth along the gap's sign.
-fn regressors(step: &Step, j: usize) -> [f64; 3] {
+/// step, the pressing depth along the gap's sign, and the gap times the
+/// depth.
+fn regressors(step: &Step, j: usize) -> [f64; 4] {
     let along_gap = if step.gap[j] == 0.0 {
         0.0
     } else {
         step.gap[j].signum()
     };
-    [step.gap[j], step.last_move[j], along_gap * step.depth]
+    [
+        step.gap[j],
+        step.last_move[j],
+        along_gap * step.depth,
+        step.gap[j] * step.depth,
+    ]
 }
 
 impl Response {
@@ -243,9 +255,9 @@ impl Response {
     /// was never sent below the table, `press` is 0.
     pub fn fit(traces: &[Vec<Traced>]) -> Option<Response> {
         // Normal equations of moved = gain · gap + carry · last_move +
-        // press · sign(gap) · depth, per joint.
-        let mut xx = [Matrix3::<f64>::zeros(); FOLLOWING_JOINTS];
-        let mut xy = [Vector3::<f64>::zeros(); FOLLOWING_JOINTS];
+        // press · sign(gap) · depth + pressed_gain · gap · depth, per joint.
+        let mut xx = [Matrix4::<f64>::zeros(); FOLLOWING_JOINTS];
+        let mut xy = [Vector4::<f64>::zeros(); FOLLOWING_JOINTS];
         let mut n = 0usize;
         for step in traces.iter().flatten().filter_map(|t| match t {
             Traced::Step(step) => Some(step),
@@ -253,7 +265,7 @@ impl Response {
         }) {
             n += 1;
             for j in 0..FOLLOWING_JOINTS {
-                let x = Vector3::from(regressors(step, j));
+                let x = Vector4::from(regressors(step, j));
                 xx[j] += x * x.transpose();
                 xy[j] += x * step.moved[j];
             }
@@ -265,32 +277,35 @@ impl Response {
             gain: [0.0; FOLLOWING_JOINTS],
             carry: [0.0; FOLLOWING_JOINTS],
             press: [0.0; FOLLOWING_JOINTS],
+            pressed_gain: [0.0; FOLLOWING_JOINTS],
         };
         for j in 0..FOLLOWING_JOINTS {
             let (a, b) = (xx[j], xy[j]);
             let scale = a.diagonal().iter().fold(0.0f64, |m, v| m.max(*v)).max(1e-30);
-            // The pressing term only where the face went below the table
+            // The pressing terms only where the face went below the table
             // (a share of the largest sum, so rounding does not count).
-            let [gain, carry, press] = if a[(2, 2)] > 1e-9 * scale {
+            let [gain, carry, press, pressed_gain] = if a[(2, 2)] > 1e-9 * scale {
                 let solved = a.lu().solve(&b)?;
-                [solved[0], solved[1], solved[2]]
+                [solved[0], solved[1], solved[2], solved[3]]
             } else {
                 let (xx, xy, yy, xz, yz) = (a[(0, 0)], a[(0, 1)], a[(1, 1)], b[0], b[1]);
                 let det = xx * yy - xy * xy;
                 if det.abs() <= 1e-12 * (xx * yy).max(1e-30) {
                     return None;
                 }
-                [(xz * yy - yz * xy) / det, (yz * xx - xz * xy) / det, 0.0]
+                [(xz * yy - yz * xy) / det, (yz * xx - xz * xy) / det, 0.0, 0.0]
             };
             response.gain[j] = gain;
             response.carry[j] = carry;
             response.press[j] = press;
+            response.pressed_gain[j] = pressed_gain;
         }
         response
             .gain
             .iter()
             .chain(&response.carry)
             .chain(&response.press)
+            .chain(&response.pressed_gain)
             .all(|v| v.is_finite())
             .then_some(response)
     }
@@ -301,8 +316,12 @@ impl Response {
     fn miss(response: Option<&Response>, step: &Step) -> [f64; FOLLOWING_JOINTS] {
         std::array::from_fn(|j| match response {
             Some(r) => {
-                let [gap, last, pressed] = regressors(step, j);
-                step.moved[j] - r.gain[j] * gap - r.carry[j] * last - r.press[j] * pressed
+                let [gap, last, pressed, pressed_gap] = regressors(step, j);
+                step.moved[j]
+                    - r.gain[j] * gap
+                    - r.carry[j] * last
+                    - r.press[j] * pressed
+                    - r.pressed_gain[j] * pressed_gap
             }
             None => (step.moved[j] - step.top_speed[j]).abs(),
         })
@@ -1663,11 +1682,12 @@ mod tests {
     #[test]
     fn a_sponge_pressed_on_the_table_holds_the_arm_back_and_the_fitted_press_expects_it() {
         // Joints that close 0.3 of their gap and carry 0.4 of their last
-        // step, held back by 1 rad a step per metre the face is sent below
-        // the table, as the sponge's friction does; the face dips under the
-        // table for a third of the steps, as a wiping policy's does.
-        let (gain, carry, press) = (0.3, 0.4, -1.0);
-        let steps = |press: f64| -> Vec<Traced> {
+        // step, held back by 1 rad a step and slowed by a share 10 of their
+        // gap per metre the face is sent below the table, as the sponge's
+        // friction does; the face dips under the table for a third of the
+        // steps, as a wiping policy's does.
+        let (gain, carry, press, pressed_gain) = (0.3, 0.4, -1.0, -10.0);
+        let pressed = {
             let mut last = [0.0; FOLLOWING_JOINTS];
             let mut trace = Vec::new();
             for t in 0..600 {
@@ -1678,6 +1698,7 @@ mod tests {
                     gain * gap[j]
                         + carry * last[j]
                         + press * gap[j].signum() * depth
+                        + pressed_gain * gap[j] * depth
                         + 0.0005 * ((t * 7 + j) as f64).sin()
                 });
                 trace.push(Traced::Step(Step {
@@ -1694,10 +1715,10 @@ mod tests {
             }
             trace
         };
-        let pressed = steps(press);
         let fitted = Response::fit(std::slice::from_ref(&pressed)).expect("fits");
         for j in 0..FOLLOWING_JOINTS {
             assert!((fitted.press[j] - press).abs() < 0.1, "{fitted:?}");
+            assert!((fitted.pressed_gain[j] - pressed_gain).abs() < 1.0, "{fitted:?}");
             assert!((fitted.gain[j] - gain).abs() < 0.02, "{fitted:?}");
         }
         // Judged without the pressing term, the checks where the face was
@@ -1710,6 +1731,7 @@ mod tests {
         };
         let without = Response {
             press: [0.0; FOLLOWING_JOINTS],
+            pressed_gain: [0.0; FOLLOWING_JOINTS],
             ..fitted
         };
         assert!(
@@ -1726,10 +1748,9 @@ mod tests {
                 Traced::Check => Traced::Check,
             })
             .collect();
-        assert_eq!(
-            Response::fit(&[free]).expect("fits").press,
-            [0.0; FOLLOWING_JOINTS]
-        );
+        let unpressed = Response::fit(&[free]).expect("fits");
+        assert_eq!(unpressed.press, [0.0; FOLLOWING_JOINTS]);
+        assert_eq!(unpressed.pressed_gain, [0.0; FOLLOWING_JOINTS]);
 
         // The depth is where the setpoints send the face: the arm folded up
         // holds it well above the table, all arm joints at 0.4 rad send it
@@ -2233,6 +2254,7 @@ mod tests {
             gain: [0.3, 0.31, 0.32, 0.33, 0.34],
             carry: [0.4, 0.41, 0.42, 0.43, 0.44],
             press: [-1.1, -0.7, -1.0, -0.6, 0.0],
+            pressed_gain: [-4.0, -5.0, -5.9, -22.7, -3.2],
         };
         Calibration {
             response: Some(response),
@@ -2245,7 +2267,9 @@ mod tests {
         let mut json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("reads")).expect("json");
         // One fitted before the pressing term judges as it was fitted: none.
-        json["response"].as_object_mut().expect("object").remove("press");
+        let fitted = json["response"].as_object_mut().expect("object");
+        fitted.remove("press");
+        fitted.remove("pressed_gain");
         std::fs::write(&path, json.to_string()).expect("writes");
         let without_press = Calibration::load(&path)
             .expect("loads")
@@ -2253,6 +2277,7 @@ mod tests {
             .expect("a response");
         assert_eq!(without_press.gain, response.gain);
         assert_eq!(without_press.press, [0.0; FOLLOWING_JOINTS]);
+        assert_eq!(without_press.pressed_gain, [0.0; FOLLOWING_JOINTS]);
         json.as_object_mut().expect("object").remove("response");
         std::fs::write(&path, json.to_string()).expect("writes");
         assert_eq!(Calibration::load(&path).expect("older file loads").response, None);
