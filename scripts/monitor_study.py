@@ -30,7 +30,7 @@ NAMES = ["latent", "state", "image", "expected_image", "change", "still", "still
 WATCHED = [1, 7, 9, 10, 11, 12, 13, 14]
 MIN_SCALE = [0, 0, 0, 0, 0, 0, 0, 0, 0.0005, 0.5, 0.4, 0, 0, 0.5, 0.0005]
 # How much wider than the calibration saw each part's normal range is taken (STRETCH).
-STRETCH = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.2, 1, 1]
+STRETCH = [1, 1, 1, 1, 1, 1, 1, 1.2, 1, 1, 1, 1.2, 1.2, 1, 1]
 MARGIN = 1.25
 # Checks in a row each part must stay above its margin (PART_PERSISTENCE).
 PERSISTENCE = {8: 2, 9: 2, 13: 2}

@@ -25,8 +25,9 @@ def episode(seed, checks, fault=None, fault_at_s=None, duration_s=20.0, **spikes
 runs = study.prepare([
     # A normal run whose view spikes for one check at 2 s (check 5).
     episode(1, 59, view=[(5, 2.0)]),
-    # Caught: following above the margin at the first check after the fault (3.33 s).
-    episode(2, 59, "block-arm", 3.0, following=[(9, 1.5)]),
+    # Caught: following above the margin (2.0 on a range stretched 1.2x) at the
+    # first check after the fault (3.33 s).
+    episode(2, 59, "block-arm", 3.0, following=[(9, 2.0)]),
     # Late: the first alarm 1.67 s after the fault.
     episode(3, 59, "push-arm", 3.0, pan=[(13, 3.0)]),
     # An alarm before its fault is a false alarm, and the fault does not count.
