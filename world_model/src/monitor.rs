@@ -149,12 +149,14 @@ const FOLLOWING_JOINTS: usize = NUM_JOINTS - 1;
 /// the joint is taken to move with the setpoint; with one (fitted on the
 /// calibration's normal runs) it closes a share of its gap to the setpoint
 /// and carries on with a share of its last step, as a position-controlled
-/// servo does, and each joint's misses are averaged with their signs
-/// before their sizes are summed: a servo's own error about its fitted
-/// response goes either way, a block or a hand pushes one way (on the
-/// twin's erratic policy runs this caught 14 of 16 blocks and 10 of 16
-/// shoves within 1 s against 13 and 8 by the misses' sizes, with no more
-/// alarms on normal runs). On a free arm the gap stays small; a blocked
+/// servo does, less what the sponge's drag takes when the setpoints press
+/// it into the table (the robot model's forward kinematics of the
+/// setpoints, the table at the base's z = 0), and each joint's misses are
+/// averaged with their signs before their sizes are summed: a servo's own
+/// error about its fitted response goes either way, a block or a hand
+/// pushes one way (on the twin's erratic policy runs this caught 14 of 16
+/// blocks and 10 of 16 shoves within 1 s against 13 and 8 by the misses'
+/// sizes, with no more alarms on normal runs). On a free arm the gap stays small; a blocked
 /// arm misses the whole move at every step, a shoved one lands elsewhere.
 /// The world model checks only every segment and reads the joints off a
 /// latent; this sees every step at the joints' own precision.
