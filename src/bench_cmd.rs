@@ -9,6 +9,7 @@ use serde_json::json;
 use sponge_drivers::bench::bus_cycles;
 use sponge_drivers::emulator::{Emulator, EmulatorConfig};
 use sponge_drivers::{Bus, BusConfig};
+use sponge_policy::PolicyConfig;
 
 /// `sponge bench`.
 #[derive(Subcommand)]
@@ -80,6 +81,26 @@ pub struct PolicyBenchArgs {
     /// Noise draws per chunk in training (as `sponge train --flow-samples`).
     #[arg(long, default_value_t = 1, value_parser = crate::train_cmd::flow_samples)]
     flow_samples: usize,
+    /// Actions per chunk (as `sponge train --horizon`).
+    #[arg(long, default_value_t = PolicyConfig::default().horizon)]
+    horizon: usize,
+    /// Width of every token of the transformers (as `sponge train --width`).
+    #[arg(long, default_value_t = PolicyConfig::default().d_model)]
+    width: usize,
+    /// Attention heads (they divide --width).
+    #[arg(long, default_value_t = PolicyConfig::default().heads)]
+    heads: usize,
+    /// Transformer blocks of the trunk.
+    #[arg(long, default_value_t = PolicyConfig::default().trunk_layers)]
+    trunk_layers: usize,
+    /// Blocks of the action expert.
+    #[arg(long, default_value_t = PolicyConfig::default().expert_layers)]
+    expert_layers: usize,
+    /// The dtype of inference and of training's passes, f32 or bf16 (as
+    /// `sponge train --precision`: bf16 is for --device cuda; on the CPU
+    /// it is slower than f32).
+    #[arg(long, default_value = "f32")]
+    precision: sponge_policy::train::Precision,
     /// Where the model runs.
     #[arg(long, value_enum, default_value_t = crate::train_cmd::DeviceArg::Cpu)]
     device: crate::train_cmd::DeviceArg,
@@ -224,13 +245,22 @@ fn bench_wm(args: &WmBenchArgs) -> anyhow::Result<()> {
 fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
     use sponge_policy::bench::{inference_latency, training_throughput};
     let device = args.device.device()?;
-    let config = sponge_policy::PolicyConfig {
+    let config = PolicyConfig {
         vision: args.encoder.vision(),
+        horizon: args.horizon,
+        d_model: args.width,
+        heads: args.heads,
+        trunk_layers: args.trunk_layers,
+        expert_layers: args.expert_layers,
         ..Default::default()
     };
+    config.validate().map_err(anyhow::Error::msg)?;
     let on = where_it_runs(&device);
-    println!("policy benchmark on {on} (default model: {config:?})");
-    let (one, k) = inference_latency(&config, args.samples, args.runs, &device)?;
+    println!(
+        "policy benchmark on {on}, {:?} (model: {config:?})",
+        args.precision
+    );
+    let (one, k) = inference_latency(&config, args.samples, args.runs, args.precision, &device)?;
     println!(
         "inference, 1 chunk (batch 1, {} flow steps): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         config.flow_steps, one.p50_ms, one.p90_ms, one.max_ms
@@ -239,7 +269,14 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
         "inference, {} chunks for one observation: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         args.samples, k.p50_ms, k.p90_ms, k.max_ms
     );
-    let samples_per_s = training_throughput(&config, args.batch, args.flow_samples, args.steps, &device)?;
+    let samples_per_s = training_throughput(
+        &config,
+        args.batch,
+        args.flow_samples,
+        args.steps,
+        args.precision,
+        &device,
+    )?;
     println!(
         "training, batch {} ({} noise draws per chunk): {samples_per_s:.1} samples/s",
         args.batch, args.flow_samples
@@ -248,6 +285,7 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
         let figures = json!({
             "machine": on,
             "config": config,
+            "precision": args.precision,
             "inference_1_chunk_ms": one,
             "inference_k_chunks_ms": k,
             "k": args.samples,

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
 use crate::tokenizer::tokenize;
+use crate::train::{Precision, cast_model, vars_for_cast};
 use crate::{Observation, Policy, PolicyConfig, model::chunk_noise};
 
 /// Latency percentiles, milliseconds.
@@ -53,25 +54,58 @@ fn fresh_policy(config: &PolicyConfig, device: &Device) -> Result<(VarMap, Polic
     Ok((varmap, policy))
 }
 
+/// The model in `precision`: the f32 one itself, or its weights cast to
+/// bf16 (as training casts them each step).
+fn in_precision(
+    varmap: &VarMap,
+    config: &PolicyConfig,
+    precision: Precision,
+    device: &Device,
+) -> Result<Option<Policy>> {
+    Ok(match precision {
+        Precision::F32 => None,
+        Precision::Bf16 => {
+            let named =
+                vars_for_cast(varmap, precision).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            Some(cast_model(&named, precision.dtype(), device, |vb| {
+                Policy::new(config, vb)
+            })?)
+        }
+    })
+}
+
+/// `observation` with its images and state in `dtype` (the tokens stay ids).
+fn observation_in(observation: &Observation, dtype: DType) -> Result<Observation> {
+    Ok(Observation {
+        images: observation.images.to_dtype(dtype)?,
+        tokens: observation.tokens.clone(),
+        state: observation.state.to_dtype(dtype)?,
+    })
+}
+
 /// Time to infer one chunk for one observation, and `k` chunks for one
 /// observation at once (the observation encoded once), over `runs` runs
-/// after two warm-up runs.
+/// after two warm-up runs, with the weights in `precision`.
 pub fn inference_latency(
     config: &PolicyConfig,
     k: usize,
     runs: usize,
+    precision: Precision,
     device: &Device,
 ) -> Result<(Latency, Latency)> {
-    let (_, policy) = fresh_policy(config, device)?;
-    let observation = random_observation(config, 1, device)?;
+    let (varmap, f32_policy) = fresh_policy(config, device)?;
+    let cast = in_precision(&varmap, config, precision, device)?;
+    let policy = cast.as_ref().unwrap_or(&f32_policy);
+    let dtype = precision.dtype();
+    let observation = observation_in(&random_observation(config, 1, device)?, dtype)?;
     let time = |k: usize| -> Result<Latency> {
         let mut ms = Vec::with_capacity(runs);
         for i in 0..runs + 2 {
             let started = Instant::now();
             let memory = policy.memory(&policy.encode(&observation)?)?.repeat(k)?;
-            let chunk = policy.sample_from(&memory, &chunk_noise(config, k, device)?)?;
+            let chunk = policy.sample_from(&memory, &chunk_noise(config, k, device)?.to_dtype(dtype)?)?;
             // Reading the values back waits for a GPU to finish.
-            chunk.flatten_all()?.to_vec1::<f32>()?;
+            chunk.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
             if i >= 2 {
                 ms.push(started.elapsed().as_secs_f64() * 1e3);
             }
@@ -83,28 +117,94 @@ pub fn inference_latency(
 
 /// Training samples per second: forward, backward and an AdamW step on
 /// random batches of `batch` (each chunk with `flow_samples` noise draws),
-/// over `steps` steps after one warm-up step.
+/// over `steps` steps after one warm-up step, the passes in `precision`
+/// (bf16: the f32 weights cast each step, as `sponge train` does).
 pub fn training_throughput(
     config: &PolicyConfig,
     batch: usize,
     flow_samples: usize,
     steps: usize,
+    precision: Precision,
     device: &Device,
 ) -> Result<f64> {
     let (varmap, policy) = fresh_policy(config, device)?;
     let mut optimizer = AdamW::new(varmap.all_vars(), ParamsAdamW::default())?;
-    let observation = random_observation(config, batch, device)?;
-    let actions = chunk_noise(config, batch, device)?;
+    let dtype = precision.dtype();
+    let observation = observation_in(&random_observation(config, batch, device)?, dtype)?;
+    let actions = chunk_noise(config, batch, device)?.to_dtype(dtype)?;
     let mut started = Instant::now();
     for i in 0..=steps {
         if i == 1 {
             started = Instant::now();
         }
-        let noise = chunk_noise(config, batch * flow_samples, device)?;
+        let cast = in_precision(&varmap, config, precision, device)?;
+        let stepped = cast.as_ref().unwrap_or(&policy);
+        let noise = chunk_noise(config, batch * flow_samples, device)?.to_dtype(dtype)?;
         let t = Tensor::rand(0f32, 1f32, batch * flow_samples, device)?;
-        let loss = policy.flow_loss(&observation, &actions, &noise, &t)?;
+        let loss = stepped
+            .flow_loss(&observation, &actions, &noise, &t)?
+            .to_dtype(DType::F32)?;
         optimizer.backward_step(&loss)?;
         loss.to_scalar::<f32>()?;
     }
     Ok((steps * batch) as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bf16_model_is_the_f32_model_cast_and_draws_nearly_the_same_chunk() {
+        let config = PolicyConfig {
+            d_model: 32,
+            heads: 4,
+            trunk_layers: 1,
+            expert_layers: 1,
+            horizon: 10,
+            ..PolicyConfig::default()
+        };
+        let device = Device::Cpu;
+        let (varmap, policy) = fresh_policy(&config, &device).expect("policy");
+        assert!(
+            in_precision(&varmap, &config, Precision::F32, &device)
+                .expect("f32")
+                .is_none()
+        );
+        let cast = in_precision(&varmap, &config, Precision::Bf16, &device)
+            .expect("bf16")
+            .expect("a cast model");
+        let observation = random_observation(&config, 1, &device).expect("observation");
+        let noise = chunk_noise(&config, 1, &device).expect("noise");
+        let draw = |policy: &Policy, dtype: DType| -> Vec<f32> {
+            let observation = observation_in(&observation, dtype).expect("cast");
+            let memory = policy
+                .memory(&policy.encode(&observation).expect("encode"))
+                .expect("memory");
+            let chunk = policy
+                .sample_from(&memory, &noise.to_dtype(dtype).expect("noise"))
+                .expect("chunk");
+            chunk
+                .flatten_all()
+                .and_then(|c| c.to_dtype(DType::F32))
+                .and_then(|c| c.to_vec1::<f32>())
+                .expect("values")
+        };
+        let (full, half) = (draw(&policy, DType::F32), draw(&cast, DType::BF16));
+        let size = full.iter().map(|v| v.abs()).sum::<f32>() / full.len() as f32;
+        let apart = full.iter().zip(&half).map(|(a, b)| (a - b).abs()).sum::<f32>() / full.len() as f32;
+        // bf16 keeps 8 bits of mantissa: the chunks differ by a few percent,
+        // while another model's (or noise's) would differ by their size.
+        assert!(size > 0.1, "{size}");
+        assert!(apart < 0.1 * size, "{apart} against {size}");
+        let (_, other) = fresh_policy(&config, &device).expect("policy");
+        let stranger = draw(&other, DType::F32);
+        let far = full
+            .iter()
+            .zip(&stranger)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / full.len() as f32;
+        assert!(far > 3.0 * apart, "{far} against {apart}");
+    }
 }
