@@ -84,18 +84,8 @@ pub struct PolicyBenchArgs {
     /// Actions per chunk (as `sponge train --horizon`).
     #[arg(long, default_value_t = PolicyConfig::default().horizon)]
     horizon: usize,
-    /// Width of every token of the transformers (as `sponge train --width`).
-    #[arg(long, default_value_t = PolicyConfig::default().d_model)]
-    width: usize,
-    /// Attention heads (they divide --width).
-    #[arg(long, default_value_t = PolicyConfig::default().heads)]
-    heads: usize,
-    /// Transformer blocks of the trunk.
-    #[arg(long, default_value_t = PolicyConfig::default().trunk_layers)]
-    trunk_layers: usize,
-    /// Blocks of the action expert.
-    #[arg(long, default_value_t = PolicyConfig::default().expert_layers)]
-    expert_layers: usize,
+    #[command(flatten)]
+    size: crate::train_cmd::TransformerSize,
     /// The dtype of inference and of training's passes, f32 or bf16 (as
     /// `sponge train --precision`: bf16 is for --device cuda; on the CPU
     /// it is slower than f32).
@@ -248,10 +238,10 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
     let config = PolicyConfig {
         vision: args.encoder.vision(),
         horizon: args.horizon,
-        d_model: args.width,
-        heads: args.heads,
-        trunk_layers: args.trunk_layers,
-        expert_layers: args.expert_layers,
+        d_model: args.size.width,
+        heads: args.size.heads,
+        trunk_layers: args.size.trunk_layers,
+        expert_layers: args.size.expert_layers,
         ..Default::default()
     };
     config.validate().map_err(anyhow::Error::msg)?;

@@ -82,19 +82,8 @@ pub struct TrainArgs {
     /// --horizon; fewer means more tokens, finer detail, slower sampling).
     #[arg(long, default_value_t = PolicyConfig::default().actions_per_token)]
     actions_per_token: usize,
-    /// Width of every token of the transformers (the compute grows with
-    /// its square; a larger model is for a GPU run).
-    #[arg(long, default_value_t = PolicyConfig::default().d_model)]
-    width: usize,
-    /// Attention heads (they divide --width).
-    #[arg(long, default_value_t = PolicyConfig::default().heads)]
-    heads: usize,
-    /// Transformer blocks of the trunk, over the image, text and state tokens.
-    #[arg(long, default_value_t = PolicyConfig::default().trunk_layers)]
-    trunk_layers: usize,
-    /// Blocks of the action expert.
-    #[arg(long, default_value_t = PolicyConfig::default().expert_layers)]
-    expert_layers: usize,
+    #[command(flatten)]
+    size: TransformerSize,
     /// A pretrained ResNet (a local folder in the Hugging Face layout:
     /// config.json and model.safetensors, e.g. a download of
     /// microsoft/resnet-18) as the image encoder instead of the small one
@@ -232,10 +221,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         motion_frames: args.motion_frames,
         horizon: args.horizon,
         actions_per_token: args.actions_per_token,
-        d_model: args.width,
-        heads: args.heads,
-        trunk_layers: args.trunk_layers,
-        expert_layers: args.expert_layers,
+        d_model: args.size.width,
+        heads: args.size.heads,
+        trunk_layers: args.size.trunk_layers,
+        expert_layers: args.size.expert_layers,
         ..PolicyConfig::default()
     };
     if !args.resume {
@@ -308,4 +297,22 @@ pub fn trained(steps: usize, batch: usize, loss: f64, val_loss: Option<f64>, sam
             .map(|v| format!(", validation {v:.4}"))
             .unwrap_or_default()
     )
+}
+
+/// The transformers' size, as `sponge train` and `sponge bench policy` take it.
+#[derive(Args, Debug, Clone)]
+pub struct TransformerSize {
+    /// Width of every token of the transformers (the compute grows with
+    /// its square; a larger model is for a GPU run).
+    #[arg(long, default_value_t = PolicyConfig::default().d_model)]
+    pub width: usize,
+    /// Attention heads (they divide --width).
+    #[arg(long, default_value_t = PolicyConfig::default().heads)]
+    pub heads: usize,
+    /// Transformer blocks of the trunk, over the image, text and state tokens.
+    #[arg(long, default_value_t = PolicyConfig::default().trunk_layers)]
+    pub trunk_layers: usize,
+    /// Blocks of the action expert.
+    #[arg(long, default_value_t = PolicyConfig::default().expert_layers)]
+    pub expert_layers: usize,
 }
