@@ -156,8 +156,9 @@ const FOLLOWING_JOINTS: usize = NUM_JOINTS - 1;
 /// error about its fitted response goes either way, a block or a hand
 /// pushes one way (on the twin's erratic policy runs this caught 14 of 16
 /// blocks and 10 of 16 shoves within 1 s against 13 and 8 by the misses'
-/// sizes, with no more alarms on normal runs). On a free arm the gap stays small; a blocked
-/// arm misses the whole move at every step, a shoved one lands elsewhere.
+/// sizes, with no more alarms on normal runs). On a free arm the gap stays
+/// small; a blocked arm misses the whole move at every step, a shoved one
+/// lands elsewhere.
 /// The world model checks only every segment and reads the joints off a
 /// latent; this sees every step at the joints' own precision.
 #[derive(Debug, Clone)]
@@ -254,7 +255,7 @@ fn regressors(step: &Step, j: usize) -> [f64; 4] {
 impl Response {
     /// The least-squares response over the steps of `traces`; `None` with
     /// fewer than 100 steps or where a joint never moved. Where the face
-    /// was never sent below the table, `press` is 0.
+    /// was never sent below the table, `press` and `pressed_gain` are 0.
     pub fn fit(traces: &[Vec<Traced>]) -> Option<Response> {
         // Normal equations of moved = gain · gap + carry · last_move +
         // press · sign(gap) · depth + pressed_gain · gap · depth, per joint.
