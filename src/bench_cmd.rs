@@ -238,11 +238,7 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
     let config = PolicyConfig {
         vision: args.encoder.vision(),
         horizon: args.horizon,
-        d_model: args.size.width,
-        heads: args.size.heads,
-        trunk_layers: args.size.trunk_layers,
-        expert_layers: args.size.expert_layers,
-        ..Default::default()
+        ..args.size.of(PolicyConfig::default())
     };
     config.validate().map_err(anyhow::Error::msg)?;
     let on = where_it_runs(&device);

@@ -221,11 +221,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         motion_frames: args.motion_frames,
         horizon: args.horizon,
         actions_per_token: args.actions_per_token,
-        d_model: args.size.width,
-        heads: args.size.heads,
-        trunk_layers: args.size.trunk_layers,
-        expert_layers: args.size.expert_layers,
-        ..PolicyConfig::default()
+        ..args.size.of(PolicyConfig::default())
     };
     if !args.resume {
         policy.validate().map_err(anyhow::Error::msg)?;
@@ -315,4 +311,17 @@ pub struct TransformerSize {
     /// Blocks of the action expert.
     #[arg(long, default_value_t = PolicyConfig::default().expert_layers)]
     pub expert_layers: usize,
+}
+
+impl TransformerSize {
+    /// `config` with this size.
+    pub fn of(&self, config: PolicyConfig) -> PolicyConfig {
+        PolicyConfig {
+            d_model: self.width,
+            heads: self.heads,
+            trunk_layers: self.trunk_layers,
+            expert_layers: self.expert_layers,
+            ..config
+        }
+    }
 }

@@ -261,3 +261,28 @@ fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_bench_sizes_and_precisions_are_refused_by_name_before_timing() {
+    let refused: [(&[&str], &str); 4] = [
+        (&["--precision", "f16"], "unknown precision 'f16' (f32 or bf16)"),
+        (
+            &["--width", "100", "--heads", "3"],
+            "d_model 100 is not divisible by 3 heads",
+        ),
+        (&["--expert-layers", "0"], "expert_layers 0"),
+        (&["--horizon", "0"], "horizon 0"),
+    ];
+    for (flags, named) in refused {
+        let mut args = vec!["bench", "policy"];
+        args.extend_from_slice(flags);
+        let output = sponge(&args);
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        let message = text(&output);
+        assert!(message.contains(named), "{flags:?}: {message}");
+        assert!(
+            !message.contains("inference, 1 chunk"),
+            "{flags:?} timed: {message}"
+        );
+    }
+}

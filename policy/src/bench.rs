@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
 use crate::tokenizer::tokenize;
@@ -54,23 +54,25 @@ fn fresh_policy(config: &PolicyConfig, device: &Device) -> Result<(VarMap, Polic
     Ok((varmap, policy))
 }
 
-/// The model in `precision`: the f32 one itself, or its weights cast to
-/// bf16 (as training casts them each step).
+/// The named variables a bf16 model is cast from (none for f32).
+fn cast_from(varmap: &VarMap, precision: Precision) -> Result<Vec<(String, Var)>> {
+    vars_for_cast(varmap, precision).map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+/// The model in `precision` from `named` ([`cast_from`]): none for f32
+/// (the model itself), or its weights cast to bf16, as training casts them
+/// each step.
 fn in_precision(
-    varmap: &VarMap,
+    named: &[(String, Var)],
     config: &PolicyConfig,
     precision: Precision,
     device: &Device,
 ) -> Result<Option<Policy>> {
     Ok(match precision {
         Precision::F32 => None,
-        Precision::Bf16 => {
-            let named =
-                vars_for_cast(varmap, precision).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            Some(cast_model(&named, precision.dtype(), device, |vb| {
-                Policy::new(config, vb)
-            })?)
-        }
+        Precision::Bf16 => Some(cast_model(named, precision.dtype(), device, |vb| {
+            Policy::new(config, vb)
+        })?),
     })
 }
 
@@ -94,7 +96,7 @@ pub fn inference_latency(
     device: &Device,
 ) -> Result<(Latency, Latency)> {
     let (varmap, f32_policy) = fresh_policy(config, device)?;
-    let cast = in_precision(&varmap, config, precision, device)?;
+    let cast = in_precision(&cast_from(&varmap, precision)?, config, precision, device)?;
     let policy = cast.as_ref().unwrap_or(&f32_policy);
     let dtype = precision.dtype();
     let observation = observation_in(&random_observation(config, 1, device)?, dtype)?;
@@ -129,6 +131,7 @@ pub fn training_throughput(
 ) -> Result<f64> {
     let (varmap, policy) = fresh_policy(config, device)?;
     let mut optimizer = AdamW::new(varmap.all_vars(), ParamsAdamW::default())?;
+    let named = cast_from(&varmap, precision)?;
     let dtype = precision.dtype();
     let observation = observation_in(&random_observation(config, batch, device)?, dtype)?;
     let actions = chunk_noise(config, batch, device)?.to_dtype(dtype)?;
@@ -137,7 +140,7 @@ pub fn training_throughput(
         if i == 1 {
             started = Instant::now();
         }
-        let cast = in_precision(&varmap, config, precision, device)?;
+        let cast = in_precision(&named, config, precision, device)?;
         let stepped = cast.as_ref().unwrap_or(&policy);
         let noise = chunk_noise(config, batch * flow_samples, device)?.to_dtype(dtype)?;
         let t = Tensor::rand(0f32, 1f32, batch * flow_samples, device)?;
@@ -167,11 +170,12 @@ mod tests {
         let device = Device::Cpu;
         let (varmap, policy) = fresh_policy(&config, &device).expect("policy");
         assert!(
-            in_precision(&varmap, &config, Precision::F32, &device)
+            in_precision(&[], &config, Precision::F32, &device)
                 .expect("f32")
                 .is_none()
         );
-        let cast = in_precision(&varmap, &config, Precision::Bf16, &device)
+        let named = cast_from(&varmap, Precision::Bf16).expect("variables");
+        let cast = in_precision(&named, &config, Precision::Bf16, &device)
             .expect("bf16")
             .expect("a cast model");
         let observation = random_observation(&config, 1, &device).expect("observation");

@@ -283,25 +283,30 @@ impl Response {
             pressed_gain: [0.0; FOLLOWING_JOINTS],
         };
         for j in 0..FOLLOWING_JOINTS {
-            let (a, b) = (xx[j], xy[j]);
-            let scale = a.diagonal().iter().fold(0.0f64, |m, v| m.max(*v)).max(1e-30);
+            let (mut a, mut b) = (xx[j], xy[j]);
+            // A joint that never moved (or moved only as it carried on)
+            // has no gain to find.
+            let det = a[(0, 0)] * a[(1, 1)] - a[(0, 1)] * a[(1, 0)];
+            if det.abs() <= 1e-12 * (a[(0, 0)] * a[(1, 1)]).max(1e-30) {
+                return None;
+            }
             // The pressing terms only where the face went below the table
-            // (a share of the largest sum, so rounding does not count).
-            let [gain, carry, press, pressed_gain] = if a[(2, 2)] > 1e-9 * scale {
-                let solved = a.lu().solve(&b)?;
-                [solved[0], solved[1], solved[2], solved[3]]
-            } else {
-                let (xx, xy, yy, xz, yz) = (a[(0, 0)], a[(0, 1)], a[(1, 1)], b[0], b[1]);
-                let det = xx * yy - xy * xy;
-                if det.abs() <= 1e-12 * (xx * yy).max(1e-30) {
-                    return None;
+            // (a share of the largest sum, so rounding does not count);
+            // without them their rows solve to 0.
+            let scale = a.diagonal().iter().fold(0.0f64, |m, v| m.max(*v)).max(1e-30);
+            if a[(2, 2)] <= 1e-9 * scale {
+                for k in 2..4 {
+                    a.row_mut(k).fill(0.0);
+                    a.column_mut(k).fill(0.0);
+                    a[(k, k)] = 1.0;
+                    b[k] = 0.0;
                 }
-                [(xz * yy - yz * xy) / det, (yz * xx - xz * xy) / det, 0.0, 0.0]
-            };
-            response.gain[j] = gain;
-            response.carry[j] = carry;
-            response.press[j] = press;
-            response.pressed_gain[j] = pressed_gain;
+            }
+            let solved = a.lu().solve(&b)?;
+            response.gain[j] = solved[0];
+            response.carry[j] = solved[1];
+            response.press[j] = solved[2];
+            response.pressed_gain[j] = solved[3];
         }
         response
             .gain
@@ -1048,8 +1053,9 @@ pub const MARGIN: f64 = 1.25;
 /// `tint` watched the unseen spills caught within 1 s rose from 31 to 44 of
 /// 50 and the false alarms stayed 14; leaving `colour` out then lost one
 /// spill (orange-red paint where the sponge is orange, a blend `tint`
-/// explains) and 4 false alarms. Chosen before, on fault runs of the twin (`sponge eval
-/// --fault all --seed 4000000`, every check's parts in its JSON):
+/// explains) and 4 false alarms. Chosen before, on fault runs of the twin
+/// (`sponge eval --fault all --seed 4000000`, every check's parts in its
+/// JSON):
 /// `following` raised the blocked arms caught within 1 s from 3 to 10 of
 /// 10 (seeds 5,000,000), `colour` the paint spills from 0 to 4 of 10,
 /// `shift` the knocked cameras from 0 to 5 of 9, `grip` the dropped
@@ -1360,9 +1366,9 @@ fn median(values: &mut [f64]) -> Option<f64> {
 /// joints at every control step ([`Following`]), the camera's view against
 /// the episode's first check ([`Registration`]), its colours against the
 /// calibration's and the episode's earlier checks' ([`ColourBins`]) and
-/// each pixel's against the blends the first check explains ([`Tint`]). One per
-/// robot and episode; `sponge eval`, `sponge wm rollout` and the launch
-/// monitor node drive it alike.
+/// each pixel's against the blends the first check explains ([`Tint`]).
+/// One per robot and episode; `sponge eval`, `sponge wm rollout` and the
+/// launch monitor node drive it alike.
 #[derive(Debug, Clone)]
 pub struct Senses {
     following: Following,
@@ -1427,9 +1433,10 @@ impl Senses {
     }
 
     /// A later check: fills `parts`' `following`, `pan`, `grip`, `blind`,
-    /// `shift`, `view`, `tint` and `colour` (the last against `calibration`'s colours; 0
-    /// without them, and at the first colour check of the episode). Returns
-    /// the frame's colours, for calibrating on them.
+    /// `shift`, `view`, `tint` and `colour` (the last against
+    /// `calibration`'s colours; 0 without them, and at the first colour
+    /// check of the episode). Returns the frame's colours, for calibrating
+    /// on them.
     pub fn check(
         &mut self,
         parts: &mut Parts,
