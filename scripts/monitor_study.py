@@ -14,6 +14,10 @@ per part) and counts what `sponge eval` would report: faults caught within
         --runs normal.json faults-a.json faults-b.json \\
         [--rule following=1.8x2 --rule shift=1.0x2 --rule view=off] [--parts] [--search]
 
+The monitor's settling windows (`SETTLE_S`, `STATE_SETTLE_CHECKS`: the
+first checks' `following`, `pan` and `state` recorded as 0) are in what the
+runs hold: runs recorded before 2026-12-07 judged those checks.
+
 A rule naming a part the monitor does not watch watches it too (e.g.
 `--rule colour=1.25x2 --rule tint=off`, the rule before `tint`). Plain
 Python 3, no packages. Keep WATCHED, MIN_SCALE, STRETCH, MARGIN and
