@@ -226,6 +226,16 @@ pub enum Traced {
     Check,
 }
 
+impl Traced {
+    /// The step, if this is one.
+    pub fn step(&self) -> Option<&Step> {
+        match self {
+            Traced::Step(step) => Some(step),
+            Traced::Check => None,
+        }
+    }
+}
+
 /// How each arm joint follows its servo's setpoint over one control step:
 /// it moves `gain` of its gap to the setpoint plus `carry` of its last
 /// step; for each metre its setpoints send the sponge's face below the
@@ -282,10 +292,7 @@ impl Response {
         let mut xx = [Matrix4::<f64>::zeros(); FOLLOWING_JOINTS];
         let mut xy = [Vector4::<f64>::zeros(); FOLLOWING_JOINTS];
         let mut n = 0usize;
-        for step in traces.iter().flatten().filter_map(|t| match t {
-            Traced::Step(step) => Some(step),
-            Traced::Check => None,
-        }) {
+        for step in traces.iter().flatten().filter_map(Traced::step) {
             n += 1;
             for j in 0..FOLLOWING_JOINTS {
                 let x = Vector4::from(regressors(step, j));
@@ -1643,13 +1650,7 @@ mod tests {
         // The trace keeps the settling steps for fitting, marked, and a
         // replay judges as the monitor did.
         let trace = following.take_trace();
-        let steps: Vec<&Step> = trace
-            .iter()
-            .filter_map(|t| match t {
-                Traced::Step(s) => Some(s),
-                Traced::Check => None,
-            })
-            .collect();
+        let steps: Vec<&Step> = trace.iter().filter_map(Traced::step).collect();
         assert_eq!(steps.len(), 29);
         assert_eq!(steps.iter().filter(|s| s.settling).count(), 9);
         assert_eq!(Following::replay(&trace, None), blocked);
@@ -1935,10 +1936,7 @@ mod tests {
         let depths: Vec<f64> = following
             .take_trace()
             .iter()
-            .filter_map(|t| match t {
-                Traced::Step(step) => Some(step.depth),
-                Traced::Check => None,
-            })
+            .filter_map(|t| t.step().map(|step| step.depth))
             .collect();
         assert_eq!(depths.len(), 2, "{depths:?}");
         assert_eq!(depths[0], 0.0);
