@@ -706,6 +706,17 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         .map_or(Vec::new(), |r| r.history.earlier().to_vec())
                 })
                 .collect();
+            // A privileged policy (a diagnostic) also sees what the twin knows.
+            let environments: Vec<Vec<f32>> = due
+                .iter()
+                .map(|&i| match run.policy.privileged {
+                    0 => Vec::new(),
+                    _ => {
+                        let env = &batch.envs()[i];
+                        env.environment_state(env.next_target()).to_vec()
+                    }
+                })
+                .collect();
             let inputs: Vec<Input> = due
                 .iter()
                 .enumerate()
@@ -714,6 +725,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     state: &states[j],
                     earlier: &earlier[j],
                     task: &tasks[j],
+                    environment: &environments[j],
                 })
                 .collect();
             let noise: Vec<f32> = match args.noise {

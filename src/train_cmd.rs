@@ -126,6 +126,14 @@ pub struct TrainArgs {
     /// spill. 0 leaves it out. Inference never needs the environment state.
     #[arg(long, default_value_t = 0.0, value_parser = crate::train_cmd::aux_weight)]
     aux_weight: f64,
+    /// A diagnostic, not a policy for the arm: the state token also takes
+    /// the dataset's observation.environment_state (in the twin's datasets:
+    /// where the dirt left of the named spill lies, how much is left, the
+    /// contact force), which `sponge eval` hands it from the twin. How well
+    /// it does against the same recipe without it tells how much of the
+    /// failures is perception. `launch` refuses such a policy.
+    #[arg(long)]
+    privileged: bool,
     /// The dtype of the forward and backward passes: f32, or bf16 (mixed
     /// precision: the f32 weights are cast to bf16 for each step, layer
     /// norms, softmaxes and the loss stay f32; the checkpoint is f32).
@@ -194,6 +202,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         flow_samples: args.flow_samples,
         flow_times: args.flow_times,
         aux_weight: args.aux_weight,
+        privileged: args.privileged,
         precision: args.precision,
         ..TrainConfig::default()
     };

@@ -358,6 +358,7 @@ fn rollout(args: &RolloutArgs) -> anyhow::Result<()> {
                     state: &state,
                     earlier: history.earlier(),
                     task: &task,
+                    environment: &[],
                 }],
                 1,
             )?;

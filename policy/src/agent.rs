@@ -29,6 +29,10 @@ pub struct Input<'a> {
     pub earlier: &'a [f32],
     /// The instruction.
     pub task: &'a str,
+    /// For a privileged policy (a twin-only diagnostic,
+    /// [`crate::PolicyConfig::privileged`]), the twin's environment state;
+    /// empty for every other policy.
+    pub environment: &'a [f32],
 }
 
 /// The joint states an episode went through, by time, for a policy that
@@ -238,7 +242,10 @@ impl Agent {
                     config.state_dim
                 )));
             }
-            states.extend(self.run.state_input(input.state, input.earlier)?);
+            states.extend(
+                self.run
+                    .state_input(input.state, input.earlier, input.environment)?,
+            );
             tokens.extend(self.tokenizer.encode(input.task, config.max_text_tokens));
         }
         let device = &self.device;

@@ -67,17 +67,23 @@ pub struct PolicyConfig {
     /// whether the sponge is going down or coming up, is not in one frame.
     #[serde(default)]
     pub motion_frames: usize,
+    /// Entries of the twin's `observation.environment_state` the state
+    /// token also takes (0: none, the default). A diagnostic that hands the
+    /// policy what the twin knows and a camera only shows (where the dirt
+    /// left of the named spill lies, how much is left, the contact force),
+    /// to tell perception from control; such a policy runs only in the
+    /// twin (`sponge eval`), never on the arm.
+    #[serde(default)]
+    pub privileged: usize,
 }
 
 impl PolicyConfig {
-    /// Values the state token is made from: the state, and its change
-    /// over `motion_frames` when the policy sees motion.
+    /// Values the state token is made from: the state, its change over
+    /// `motion_frames` when the policy sees motion, and the `privileged`
+    /// environment state.
     pub fn state_inputs(&self) -> usize {
-        if self.motion_frames > 0 {
-            2 * self.state_dim
-        } else {
-            self.state_dim
-        }
+        let motion = if self.motion_frames > 0 { self.state_dim } else { 0 };
+        self.state_dim + motion + self.privileged
     }
 
     /// Tokens of a chunk in the action expert.
@@ -192,6 +198,7 @@ impl Default for PolicyConfig {
             actions: ActionFrame::Absolute,
             aux_targets: 0,
             motion_frames: 0,
+            privileged: 0,
         }
     }
 }
@@ -204,7 +211,8 @@ pub struct Observation {
     /// Instruction tokens, `[B, max_text_tokens]` (u32).
     pub tokens: Tensor,
     /// Robot state, `[B, state_inputs]`: the state, then (policies that
-    /// see motion) the state less the one `motion_frames` before.
+    /// see motion) the state less the one `motion_frames` before, then
+    /// (privileged policies) the twin's environment state.
     pub state: Tensor,
 }
 

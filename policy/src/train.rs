@@ -212,6 +212,11 @@ pub struct TrainConfig {
     /// (0: no auxiliary head).
     #[serde(default)]
     pub aux_weight: f64,
+    /// Whether the state token also takes the dataset's
+    /// `observation.environment_state` (see [`PolicyConfig::privileged`]):
+    /// a diagnostic that runs only in the twin.
+    #[serde(default)]
+    pub privileged: bool,
     /// The dtype of the forward and backward passes.
     #[serde(default)]
     pub precision: Precision,
@@ -343,6 +348,7 @@ impl Default for TrainConfig {
             flow_samples: 1,
             flow_times: FlowTimes::Uniform,
             aux_weight: 0.0,
+            privileged: false,
             precision: Precision::F32,
         }
     }
@@ -377,8 +383,14 @@ pub struct RunConfig {
 impl RunConfig {
     /// The state token's inputs for one observation, normalised: the
     /// state (dataset units), then, for a policy that sees motion, the
-    /// state less `earlier`, the state `motion_frames` before.
-    pub fn state_input(&self, state: &[f32], earlier: &[f32]) -> Result<Vec<f32>, TrainError> {
+    /// state less `earlier`, the state `motion_frames` before, then, for a
+    /// privileged policy, the twin's `environment` state.
+    pub fn state_input(
+        &self,
+        state: &[f32],
+        earlier: &[f32],
+        environment: &[f32],
+    ) -> Result<Vec<f32>, TrainError> {
         let mut values = self.state.normalize(state);
         if self.policy.motion_frames > 0 {
             let motion = self.motion.as_ref().ok_or_else(|| {
@@ -393,6 +405,22 @@ impl RunConfig {
             }
             let change: Vec<f32> = state.iter().zip(earlier).map(|(s, e)| s - e).collect();
             values.extend(motion.normalize(&change));
+        }
+        if self.policy.privileged > 0 {
+            let normalizer = self.environment.as_ref().ok_or_else(|| {
+                TrainError::Mismatch(
+                    "the policy is privileged and the run has no environment statistics".into(),
+                )
+            })?;
+            if environment.len() != self.policy.privileged {
+                return Err(TrainError::Mismatch(format!(
+                    "the policy is privileged: it takes the twin's environment state ({} values) and was given {}; \
+                     such a policy runs only in the twin (sponge eval)",
+                    self.policy.privileged,
+                    environment.len()
+                )));
+            }
+            values.extend(normalizer.normalize(environment));
         }
         Ok(values)
     }
@@ -494,13 +522,31 @@ fn prepare(
         })
         .collect();
     let states = now(&batch.state);
+    let environment_now = if config.privileged > 0 || config.aux_targets > 0 {
+        let values = now(&batch.environment_state);
+        let entries = config.privileged.max(config.aux_targets);
+        if values.len() != b * entries {
+            return Err(TrainError::Mismatch(format!(
+                "the batch has {} environment state values for {b} samples of {entries}",
+                values.len(),
+            )));
+        }
+        values
+    } else {
+        Vec::new()
+    };
     let mut state = Vec::with_capacity(b * config.state_inputs());
-    for (sample, current) in batch
+    for (i, (sample, current)) in batch
         .state
         .chunks(observations * config.state_dim)
         .zip(states.chunks(config.state_dim))
+        .enumerate()
     {
-        state.extend(run.state_input(current, &sample[..config.state_dim])?);
+        let environment = match config.privileged {
+            0 => &[][..],
+            n => &environment_now[i * n..(i + 1) * n],
+        };
+        state.extend(run.state_input(current, &sample[..config.state_dim], environment)?);
     }
     // Padded actions beyond an episode's end repeat its last action: the arm stays.
     let actions = match config.actions {
@@ -510,21 +556,11 @@ fn prepare(
             .normalize(&offsets(&batch.action, &states, config.state_dim)),
     };
     let environment = match &run.environment {
-        Some(normalizer) if config.aux_targets > 0 => {
-            let environment_state = now(&batch.environment_state);
-            if environment_state.len() != b * config.aux_targets {
-                return Err(TrainError::Mismatch(format!(
-                    "the batch has {} environment state values for {b} samples of {}",
-                    environment_state.len(),
-                    config.aux_targets
-                )));
-            }
-            Some(Tensor::from_vec(
-                normalizer.normalize(&environment_state),
-                (b, config.aux_targets),
-                device,
-            )?)
-        }
+        Some(normalizer) if config.aux_targets > 0 => Some(Tensor::from_vec(
+            normalizer.normalize(&environment_now),
+            (b, config.aux_targets),
+            device,
+        )?),
         _ => None,
     };
     Ok(Prepared {
@@ -812,6 +848,18 @@ pub fn train(
     } else if !resume {
         policy_config.aux_targets = 0;
     }
+    if config.privileged && !resume {
+        if environment_entries == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "a privileged policy needs {} in the dataset, and {} has none (sponge sim generate records it)",
+                sponge_datasets::writer::ENVIRONMENT_STATE,
+                dataset.display()
+            )));
+        }
+        policy_config.privileged = environment_entries;
+    } else if !resume {
+        policy_config.privileged = 0;
+    }
     policy_config.validate().map_err(TrainError::Mismatch)?;
     let stats_path = sponge_datasets::layout::stats_path(dataset);
     let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
@@ -843,7 +891,7 @@ pub fn train(
         tasks: data.tasks().to_vec(),
         train: config.clone(),
         fps: info.fps,
-        environment: if config.aux_weight > 0.0 {
+        environment: if config.aux_weight > 0.0 || policy_config.privileged > 0 {
             Some(Normalizer::from_stats(&feature(
                 sponge_datasets::writer::ENVIRONMENT_STATE,
             )?))

@@ -359,6 +359,7 @@ fn a_run_with_a_pretrained_bert_keeps_its_vocabulary_and_reads_the_instruction()
                     state: &state,
                     earlier: &[],
                     task,
+                    environment: &[],
                 }],
                 1,
             )

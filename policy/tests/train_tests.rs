@@ -130,6 +130,7 @@ fn the_flow_loss_falls_and_the_run_is_written() {
         state: &state,
         earlier: &[],
         task: "wipe up the ink",
+        environment: &[],
     };
     let mut agent = Agent::load(&run, &Device::Cpu, 7).expect("load");
     let chunks = agent.act(&[input, input], 3).expect("act");
@@ -313,6 +314,7 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
             state,
             earlier: &[],
             task: "wipe up the ink",
+            environment: &[],
         };
         agent
             .act_from(&[input], 1, &noise)
@@ -347,6 +349,7 @@ fn a_relative_policy_acts_from_the_state_it_sees() {
             state: &state,
             earlier: &[],
             task: "wipe up the ink",
+            environment: &[],
         };
         let continued = agent
             .act_continuing(&[input], 1, &noise, &[&planned])
@@ -439,6 +442,7 @@ fn a_policy_that_sees_motion_learns_its_statistics_and_acts_on_the_earlier_state
             state: &state,
             earlier,
             task: "wipe up the ink",
+            environment: &[],
         };
         agent
             .act_from(&[input], 1, &noise)
@@ -484,12 +488,11 @@ fn a_policy_that_sees_motion_learns_its_statistics_and_acts_on_the_earlier_state
     let _ = std::fs::remove_dir_all(&root);
 }
 
-#[test]
-fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
-    let root = std::env::temp_dir().join(format!("sponge-aux-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    // Synthetic episodes whose environment state is how far along the
-    // episode is: the moving picture and the joints both tell.
+/// A fresh scratch folder `root` and, in `root/dataset`, three synthetic
+/// episodes of 40 frames whose environment state is how far along the
+/// episode is (the moving picture and the joints both tell).
+fn progress_dataset(root: &std::path::Path) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(root);
     let dataset = root.join("dataset");
     let mut spec = sponge_datasets::DatasetSpec::so100(30);
     spec.storage = sponge_datasets::CameraStorage::Png;
@@ -504,7 +507,13 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
         sponge_datasets::synth::write_episode(&mut writer, e, 40, "wipe up the ink").expect("episode");
     }
     writer.close().expect("close");
+    dataset
+}
 
+#[test]
+fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
+    let root = std::env::temp_dir().join(format!("sponge-aux-{}", std::process::id()));
+    let dataset = progress_dataset(&root);
     let config = TrainConfig {
         steps: 80,
         batch: 8,
@@ -542,6 +551,7 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
                 state: &[0.0; 6],
                 earlier: &[],
                 task: "wipe up the ink",
+                environment: &[],
             }],
             1,
         )
@@ -562,6 +572,80 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
     .expect_err("no environment state");
     assert!(
         refused.to_string().contains("observation.environment_state"),
+        "{refused}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&other_root);
+}
+
+#[test]
+fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_it() {
+    let root = std::env::temp_dir().join(format!("sponge-privileged-{}", std::process::id()));
+    let dataset = progress_dataset(&root);
+    let config = TrainConfig {
+        steps: 3,
+        batch: 4,
+        validation_every_nth_episode: 0,
+        privileged: true,
+        ..TrainConfig::default()
+    };
+    let run = root.join("run");
+    train_tiny(&dataset, &run, &config);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(saved["policy"]["privileged"], 1);
+    assert_eq!(saved["policy"]["aux_targets"], 0);
+    assert!(saved["environment"]["std"][0].as_f64().expect("std") > 0.1);
+
+    let image = vec![128u8; 32 * 32 * 3];
+    let images = [image.as_slice()];
+    let act = |environment: &[f32]| {
+        let mut agent = Agent::load(&run, &Device::Cpu, 0).expect("agent");
+        let noise = vec![0.3; agent.noise_len()];
+        let input = Input {
+            images: &images,
+            state: &[0.0; 6],
+            earlier: &[],
+            task: "wipe up the ink",
+            environment,
+        };
+        agent
+            .act_from(&[input], 1, &noise)
+            .map(|mut c| c.remove(0).remove(0))
+    };
+    // The same picture and joints, early or late in the episode: different chunks.
+    let early = act(&[0.0]).expect("act");
+    let late = act(&[1.0]).expect("act");
+    assert!(
+        early
+            .iter()
+            .flatten()
+            .zip(late.iter().flatten())
+            .any(|(a, b)| (a - b).abs() > 1e-4),
+        "the privileged policy ignores the environment state"
+    );
+    // Without it (as on the arm) it refuses, saying why.
+    let refused = act(&[]).expect_err("no environment state");
+    assert!(
+        refused.to_string().contains("privileged") && refused.to_string().contains("only in the twin"),
+        "{refused}"
+    );
+    // A dataset without an environment state cannot train one.
+    let (other_root, plain) = small_dataset("privileged-none", 2, 20);
+    let refused = train(
+        &plain,
+        &other_root.join("run"),
+        &tiny_policy(),
+        &config,
+        &Device::Cpu,
+        false,
+        |_| {},
+    )
+    .expect_err("no environment state");
+    assert!(
+        refused.to_string().contains("privileged")
+            && refused.to_string().contains("observation.environment_state"),
         "{refused}"
     );
     let _ = std::fs::remove_dir_all(&root);

@@ -117,6 +117,13 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         params.int("seed") as u64,
     )?;
     let config = agent.run_config().clone();
+    if config.policy.privileged > 0 {
+        return Err(format!(
+            "{run} is a privileged policy (trained with --privileged: it takes the twin's environment state); \
+             it runs only in sponge eval, never on the arm"
+        )
+        .into());
+    }
     let size = config.policy.image_size;
     let names: Vec<String> = config
         .cameras
@@ -173,6 +180,7 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
                     state: &dataset_state,
                     earlier: history.earlier(),
                     task: &task,
+                    environment: &[],
                 }],
                 1,
             )?
