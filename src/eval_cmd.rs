@@ -709,9 +709,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             // A privileged policy (a diagnostic) also sees what the twin knows.
             let environments: Vec<Vec<f32>> = due
                 .iter()
-                .map(|&i| match run.policy.privileged {
-                    0 => Vec::new(),
-                    _ => {
+                .map(|&i| match run.policy.privileged.is_empty() {
+                    true => Vec::new(),
+                    false => {
                         let env = &batch.envs()[i];
                         env.environment_state(env.next_target()).to_vec()
                     }

@@ -105,6 +105,11 @@ pub struct TrainArgs {
     /// Keep the pretrained text encoder's weights as they are.
     #[arg(long, requires = "text_bert")]
     freeze_text: bool,
+    /// Largest random shift of the training images, pixels in each
+    /// direction (edges repeated; 0: none). A shift moves the spill in the
+    /// picture as much as it moves the arm's base.
+    #[arg(long, default_value_t = sponge_policy::augment::Augment::default().shift_px)]
+    shift_px: usize,
     /// Decay of the moving average of the weights that the checkpoint
     /// holds (0.999 averages about the last thousand steps; 0 keeps the raw
     /// weights).
@@ -128,12 +133,13 @@ pub struct TrainArgs {
     aux_weight: f64,
     /// A diagnostic, not a policy for the arm: the state token also takes
     /// the dataset's observation.environment_state (in the twin's datasets:
-    /// where the dirt left of the named spill lies, how much is left, the
-    /// contact force), which `sponge eval` hands it from the twin. How well
-    /// it does against the same recipe without it tells how much of the
-    /// failures is perception. `launch` refuses such a policy.
-    #[arg(long)]
-    privileged: bool,
+    /// target.x_m and target.y_m, where the dirt left of the named spill
+    /// lies; target.dirt_left; contact.force_n), all of it or the entries
+    /// named (comma-separated), which `sponge eval` hands it from the twin.
+    /// How well it does against the same recipe without it tells how much
+    /// of the failures is perception. `launch` refuses such a policy.
+    #[arg(long, value_name = "ENTRIES", num_args = 0..=1, default_missing_value = "all")]
+    privileged: Option<String>,
     /// The dtype of the forward and backward passes: f32, or bf16 (mixed
     /// precision: the f32 weights are cast to bf16 for each step, layer
     /// norms, softmaxes and the loss stay f32; the checkpoint is f32).
@@ -202,7 +208,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         flow_samples: args.flow_samples,
         flow_times: args.flow_times,
         aux_weight: args.aux_weight,
-        privileged: args.privileged,
+        augment: sponge_policy::augment::Augment {
+            shift_px: args.shift_px,
+            ..sponge_policy::augment::Augment::default()
+        },
+        privileged: args.privileged.as_deref().map(|list| match list {
+            "all" => Vec::new(),
+            names => names.split(',').map(|n| n.trim().to_owned()).collect(),
+        }),
         precision: args.precision,
         ..TrainConfig::default()
     };

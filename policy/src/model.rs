@@ -67,14 +67,14 @@ pub struct PolicyConfig {
     /// whether the sponge is going down or coming up, is not in one frame.
     #[serde(default)]
     pub motion_frames: usize,
-    /// Entries of the twin's `observation.environment_state` the state
-    /// token also takes (0: none, the default). A diagnostic that hands the
+    /// Which entries (indices) of the twin's `observation.environment_state`
+    /// the state token also takes (none, the default). A diagnostic that hands the
     /// policy what the twin knows and a camera only shows (where the dirt
     /// left of the named spill lies, how much is left, the contact force),
     /// to tell perception from control; such a policy runs only in the
     /// twin (`sponge eval`), never on the arm.
-    #[serde(default)]
-    pub privileged: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privileged: Vec<usize>,
 }
 
 impl PolicyConfig {
@@ -83,7 +83,7 @@ impl PolicyConfig {
     /// environment state.
     pub fn state_inputs(&self) -> usize {
         let motion = if self.motion_frames > 0 { self.state_dim } else { 0 };
-        self.state_dim + motion + self.privileged
+        self.state_dim + motion + self.privileged.len()
     }
 
     /// Tokens of a chunk in the action expert.
@@ -198,7 +198,7 @@ impl Default for PolicyConfig {
             actions: ActionFrame::Absolute,
             aux_targets: 0,
             motion_frames: 0,
-            privileged: 0,
+            privileged: Vec::new(),
         }
     }
 }

@@ -212,11 +212,12 @@ pub struct TrainConfig {
     /// (0: no auxiliary head).
     #[serde(default)]
     pub aux_weight: f64,
-    /// Whether the state token also takes the dataset's
-    /// `observation.environment_state` (see [`PolicyConfig::privileged`]):
-    /// a diagnostic that runs only in the twin.
-    #[serde(default)]
-    pub privileged: bool,
+    /// Whether the state token also takes entries of the dataset's
+    /// `observation.environment_state` (see [`PolicyConfig::privileged`]),
+    /// a diagnostic that runs only in the twin: `None` not, `Some` of no
+    /// names all of them, else those named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<Vec<String>>,
     /// The dtype of the forward and backward passes.
     #[serde(default)]
     pub precision: Precision,
@@ -348,7 +349,7 @@ impl Default for TrainConfig {
             flow_samples: 1,
             flow_times: FlowTimes::Uniform,
             aux_weight: 0.0,
-            privileged: false,
+            privileged: None,
             precision: Precision::F32,
         }
     }
@@ -384,7 +385,8 @@ impl RunConfig {
     /// The state token's inputs for one observation, normalised: the
     /// state (dataset units), then, for a policy that sees motion, the
     /// state less `earlier`, the state `motion_frames` before, then, for a
-    /// privileged policy, the twin's `environment` state.
+    /// privileged policy, its entries of the twin's `environment` state
+    /// (all the twin's entries, as the dataset records them).
     pub fn state_input(
         &self,
         state: &[f32],
@@ -406,21 +408,29 @@ impl RunConfig {
             let change: Vec<f32> = state.iter().zip(earlier).map(|(s, e)| s - e).collect();
             values.extend(motion.normalize(&change));
         }
-        if self.policy.privileged > 0 {
+        if !self.policy.privileged.is_empty() {
             let normalizer = self.environment.as_ref().ok_or_else(|| {
                 TrainError::Mismatch(
                     "the policy is privileged and the run has no environment statistics".into(),
                 )
             })?;
-            if environment.len() != self.policy.privileged {
+            if environment.len() != normalizer.mean.len() {
                 return Err(TrainError::Mismatch(format!(
                     "the policy is privileged: it takes the twin's environment state ({} values) and was given {}; \
                      such a policy runs only in the twin (sponge eval)",
-                    self.policy.privileged,
+                    normalizer.mean.len(),
                     environment.len()
                 )));
             }
-            values.extend(normalizer.normalize(environment));
+            let all = normalizer.normalize(environment);
+            for &i in &self.policy.privileged {
+                values.push(*all.get(i).ok_or_else(|| {
+                    TrainError::Mismatch(format!(
+                        "the policy takes environment state entry {i}, and the environment state has {}",
+                        all.len()
+                    ))
+                })?);
+            }
         }
         Ok(values)
     }
@@ -522,9 +532,9 @@ fn prepare(
         })
         .collect();
     let states = now(&batch.state);
-    let environment_now = if config.privileged > 0 || config.aux_targets > 0 {
+    let entries = run.environment.as_ref().map_or(0, |n| n.mean.len());
+    let environment_now = if !config.privileged.is_empty() || config.aux_targets > 0 {
         let values = now(&batch.environment_state);
-        let entries = config.privileged.max(config.aux_targets);
         if values.len() != b * entries {
             return Err(TrainError::Mismatch(format!(
                 "the batch has {} environment state values for {b} samples of {entries}",
@@ -542,9 +552,9 @@ fn prepare(
         .zip(states.chunks(config.state_dim))
         .enumerate()
     {
-        let environment = match config.privileged {
-            0 => &[][..],
-            n => &environment_now[i * n..(i + 1) * n],
+        let environment = match config.privileged.is_empty() {
+            true => &[][..],
+            false => &environment_now[i * entries..(i + 1) * entries],
         };
         state.extend(run.state_input(current, &sample[..config.state_dim], environment)?);
     }
@@ -572,6 +582,51 @@ fn prepare(
         },
         actions: Tensor::from_vec(actions, (b, config.horizon, config.action_dim), device)?,
     })
+}
+
+/// The indices of the environment state entries a privileged policy
+/// takes: all the dataset's for no `names`, else those named.
+fn privileged_entries(
+    info: &sponge_datasets::info::Info,
+    names: &[String],
+    dataset: &Path,
+) -> Result<Vec<usize>, TrainError> {
+    let feature = info
+        .features()?
+        .into_iter()
+        .find(|(name, _)| name == sponge_datasets::writer::ENVIRONMENT_STATE)
+        .map(|(_, f)| f)
+        .filter(|f| f.shape.iter().product::<usize>() > 0)
+        .ok_or_else(|| {
+            TrainError::Mismatch(format!(
+                "a privileged policy needs {} in the dataset, and {} has none (sponge sim generate records it)",
+                sponge_datasets::writer::ENVIRONMENT_STATE,
+                dataset.display()
+            ))
+        })?;
+    let entries: usize = feature.shape.iter().product();
+    if names.is_empty() {
+        return Ok((0..entries).collect());
+    }
+    let known: Vec<String> = match feature.names.as_array() {
+        Some(list) => list
+            .iter()
+            .map(|n| n.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        None => (0..entries).map(|i| i.to_string()).collect(),
+    };
+    names
+        .iter()
+        .map(|name| {
+            known.iter().position(|k| k == name).ok_or_else(|| {
+                TrainError::Mismatch(format!(
+                    "{} has no environment state entry {name:?}; it has {}",
+                    dataset.display(),
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Each sample's chunk less the sample's state (`actions` `[B, H, dims]`,
@@ -848,17 +903,10 @@ pub fn train(
     } else if !resume {
         policy_config.aux_targets = 0;
     }
-    if config.privileged && !resume {
-        if environment_entries == 0 {
-            return Err(TrainError::Mismatch(format!(
-                "a privileged policy needs {} in the dataset, and {} has none (sponge sim generate records it)",
-                sponge_datasets::writer::ENVIRONMENT_STATE,
-                dataset.display()
-            )));
-        }
-        policy_config.privileged = environment_entries;
+    if let (Some(names), false) = (&config.privileged, resume) {
+        policy_config.privileged = privileged_entries(info, names, dataset)?;
     } else if !resume {
-        policy_config.privileged = 0;
+        policy_config.privileged = Vec::new();
     }
     policy_config.validate().map_err(TrainError::Mismatch)?;
     let stats_path = sponge_datasets::layout::stats_path(dataset);
@@ -891,7 +939,7 @@ pub fn train(
         tasks: data.tasks().to_vec(),
         train: config.clone(),
         fps: info.fps,
-        environment: if config.aux_weight > 0.0 || policy_config.privileged > 0 {
+        environment: if config.aux_weight > 0.0 || !policy_config.privileged.is_empty() {
             Some(Normalizer::from_stats(&feature(
                 sponge_datasets::writer::ENVIRONMENT_STATE,
             )?))

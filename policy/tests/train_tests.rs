@@ -586,7 +586,7 @@ fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_
         steps: 3,
         batch: 4,
         validation_every_nth_episode: 0,
-        privileged: true,
+        privileged: Some(Vec::new()),
         ..TrainConfig::default()
     };
     let run = root.join("run");
@@ -594,7 +594,7 @@ fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).expect("config"))
             .expect("json");
-    assert_eq!(saved["policy"]["privileged"], 1);
+    assert_eq!(saved["policy"]["privileged"], serde_json::json!([0]));
     assert_eq!(saved["policy"]["aux_targets"], 0);
     assert!(saved["environment"]["std"][0].as_f64().expect("std") > 0.1);
 
@@ -629,6 +629,25 @@ fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_
     let refused = act(&[]).expect_err("no environment state");
     assert!(
         refused.to_string().contains("privileged") && refused.to_string().contains("only in the twin"),
+        "{refused}"
+    );
+    // An entry the dataset does not have is refused, naming those it has.
+    let unknown = TrainConfig {
+        privileged: Some(vec!["target.x_m".into()]),
+        ..config.clone()
+    };
+    let refused = train(
+        &dataset,
+        &root.join("unknown"),
+        &tiny_policy(),
+        &unknown,
+        &Device::Cpu,
+        false,
+        |_| {},
+    )
+    .expect_err("no such entry");
+    assert!(
+        refused.to_string().contains("\"target.x_m\"") && refused.to_string().contains("it has progress"),
         "{refused}"
     );
     // A dataset without an environment state cannot train one.

@@ -117,7 +117,7 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         params.int("seed") as u64,
     )?;
     let config = agent.run_config().clone();
-    if config.policy.privileged > 0 {
+    if !config.policy.privileged.is_empty() {
         return Err(format!(
             "{run} is a privileged policy (trained with --privileged: it takes the twin's environment state); \
              it runs only in sponge eval, never on the arm"
