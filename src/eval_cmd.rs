@@ -110,6 +110,13 @@ pub struct EvalArgs {
     /// to --json (for studying detection rules on whole episodes).
     #[arg(long, requires = "monitor")]
     pub shadow: bool,
+    /// For a policy trained with --privileged: hand it, instead of what the
+    /// twin knows, what this run's auxiliary head (`sponge train
+    /// --aux-weight`) makes of the same camera frames, instruction and
+    /// joints, so that the pair runs on what a robot has. The summary gives
+    /// how far the perceived target lay from the twin's.
+    #[arg(long, value_name = "RUN")]
+    pub perception: Option<PathBuf>,
     /// Scenes unlike the training data: unfamiliar spill colours, lighting
     /// outside the training range, the camera 3-5 cm off its place.
     #[arg(long)]
@@ -250,6 +257,10 @@ pub struct Summary {
     pub smooth: usize,
     /// With the monitor: what it caught.
     pub monitor: Option<MonitorSummary>,
+    /// With --perception: the mean distance, metres, between the target
+    /// (`target.x_m`, `target.y_m`) the perception run saw and the twin's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perception_error_m: Option<f64>,
 }
 
 /// What the anomaly monitor did over an evaluation.
@@ -366,6 +377,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         summary.episodes_with_force_violations,
         summary.wall_s
     );
+    if let Some(error) = summary.perception_error_m {
+        println!(
+            "perception: the target it saw lay {:.1} cm from the twin's on average",
+            100.0 * error
+        );
+    }
     if let Some(m) = &summary.monitor {
         println!(
             "monitor: {}/{} faults detected within 1 s ({} later), {} false alarms in {:.0} s of normal running ({:.2} per 10 min)",
@@ -438,6 +455,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     if run.policy.state_dim != 6 || run.policy.action_dim != 6 {
         bail!("the policy is not for the SO-100's six joints");
     }
+    let perception = match &args.perception {
+        Some(dir) => Some(load_perception(dir, &run, &device, args.seed)?),
+        None => None,
+    };
+    // Summed distance between the perceived and the twin's target, and the count.
+    let mut perception_error = (0.0f64, 0usize);
     let world_model = match &args.world_model {
         Some(dir) => Some(
             WorldModelRun::load(dir, &device)
@@ -706,8 +729,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         .map_or(Vec::new(), |r| r.history.earlier().to_vec())
                 })
                 .collect();
-            // A privileged policy (a diagnostic) also sees what the twin knows.
-            let environments: Vec<Vec<f32>> = due
+            // A privileged policy (a diagnostic) also sees what the twin
+            // knows, or what the perception run makes of the frames.
+            let mut environments: Vec<Vec<f32>> = due
                 .iter()
                 .map(|&i| match run.policy.privileged.is_empty() {
                     true => Vec::new(),
@@ -717,6 +741,26 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     }
                 })
                 .collect();
+            if let Some(perception) = &perception {
+                let seen: Vec<Input> = due
+                    .iter()
+                    .enumerate()
+                    .map(|(j, _)| Input {
+                        images: &views[j],
+                        state: &states[j],
+                        earlier: &earlier[j],
+                        task: &tasks[j],
+                        environment: &[],
+                    })
+                    .collect();
+                let perceived = perception.perceive(&seen)?;
+                for (twin, perceived) in environments.iter_mut().zip(perceived) {
+                    perception_error.0 +=
+                        f64::from(twin[0] - perceived[0]).hypot(f64::from(twin[1] - perceived[1]));
+                    perception_error.1 += 1;
+                    *twin = perceived;
+                }
+            }
             let inputs: Vec<Input> = due
                 .iter()
                 .enumerate()
@@ -938,11 +982,13 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         inpaint: args.inpaint,
         smooth: args.smooth,
         monitor: calibration.is_some().then(|| monitor_summary(&episodes)),
+        perception_error_m: (perception_error.1 > 0).then(|| perception_error.0 / perception_error.1 as f64),
     };
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "policy": args.policy,
             "world_model": args.world_model,
+            "perception": args.perception,
             "risk_weight": args.world_model.as_ref().map(|_| args.risk_weight),
             "first_seed": args.seed,
             "two_spills": args.two_spills,
@@ -960,6 +1006,51 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
 }
 
 /// Counts what the monitor caught and its false alarms.
+/// Loads the run whose auxiliary head perceives the environment state for
+/// the privileged policy `run`, checking that the two fit together.
+fn load_perception(
+    dir: &Path,
+    run: &sponge_policy::train::RunConfig,
+    device: &candle_core::Device,
+    seed: u64,
+) -> anyhow::Result<Agent> {
+    let perception = Agent::load(dir, device, seed)
+        .with_context(|| format!("loading the perception run from {}", dir.display()))?;
+    let seen = perception.run_config();
+    if run.policy.privileged.is_empty() {
+        bail!("--perception is for a policy trained with --privileged, and this one was not");
+    }
+    let needed = run.environment.as_ref().map_or(0, |n| n.mean.len());
+    if seen.policy.aux_targets != needed {
+        bail!(
+            "{} perceives {} environment state entries (sponge train --aux-weight); the policy takes the dataset's {needed}",
+            dir.display(),
+            seen.policy.aux_targets
+        );
+    }
+    if seen.cameras != run.cameras || seen.policy.image_size != run.policy.image_size {
+        bail!(
+            "{} sees {:?} at {} px, the policy {:?} at {} px",
+            dir.display(),
+            seen.cameras,
+            seen.policy.image_size,
+            run.cameras,
+            run.policy.image_size
+        );
+    }
+    if seen.policy.motion_frames != run.policy.motion_frames || seen.fps != run.fps {
+        bail!(
+            "{} sees motion over {} frames at {} fps, the policy over {} at {}: they would need two histories",
+            dir.display(),
+            seen.policy.motion_frames,
+            seen.fps,
+            run.policy.motion_frames,
+            run.fps
+        );
+    }
+    Ok(perception)
+}
+
 fn monitor_summary(episodes: &[EpisodeResult]) -> MonitorSummary {
     let mut summary = MonitorSummary {
         faults: 0,

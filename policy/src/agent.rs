@@ -207,53 +207,13 @@ impl Agent {
         planned: &[&[Vec<f32>]],
     ) -> Result<Vec<Vec<Chunk>>, TrainError> {
         let config = &self.run.policy;
-        let (b, size, cameras) = (inputs.len(), config.image_size, self.run.cameras.len());
+        let b = inputs.len();
         let k = k.max(1);
         if b == 0 {
             return Ok(Vec::new());
         }
-        let plane = size * size;
-        let mut images = Vec::with_capacity(b * cameras * 3 * plane);
-        let mut tokens = Vec::with_capacity(b * config.max_text_tokens);
-        let mut states = Vec::with_capacity(b * config.state_inputs());
-        for input in inputs {
-            if input.images.len() != cameras {
-                return Err(TrainError::Mismatch(format!(
-                    "the policy takes {cameras} camera(s) ({}), the observation has {}",
-                    self.run.cameras.join(", "),
-                    input.images.len()
-                )));
-            }
-            for frame in input.images {
-                if frame.len() != 3 * plane {
-                    return Err(TrainError::Mismatch(format!(
-                        "a camera frame of {} bytes is not {size}x{size} RGB8, the policy's image size",
-                        frame.len()
-                    )));
-                }
-                for c in 0..3 {
-                    images.extend(frame[c..].iter().step_by(3).map(|&v| f32::from(v) / 255.0));
-                }
-            }
-            if input.state.len() != config.state_dim {
-                return Err(TrainError::Mismatch(format!(
-                    "a state of {} values; the policy takes {}",
-                    input.state.len(),
-                    config.state_dim
-                )));
-            }
-            states.extend(
-                self.run
-                    .state_input(input.state, input.earlier, input.environment)?,
-            );
-            tokens.extend(self.tokenizer.encode(input.task, config.max_text_tokens));
-        }
+        let observation = self.observation(inputs)?;
         let device = &self.device;
-        let observation = Observation {
-            images: Tensor::from_vec(images, (b, cameras, 3, size, size), device)?,
-            tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
-            state: Tensor::from_vec(states, (b, config.state_inputs()), device)?,
-        };
         let memory = self
             .policy
             .memory(&self.policy.encode(&observation)?)?
@@ -324,6 +284,81 @@ impl Agent {
                     .collect()
             })
             .collect())
+    }
+
+    /// The model's inputs for a batch of observations, checked against its shape.
+    fn observation(&self, inputs: &[Input]) -> Result<Observation, TrainError> {
+        let config = &self.run.policy;
+        let (b, size, cameras) = (inputs.len(), config.image_size, self.run.cameras.len());
+        let plane = size * size;
+        let mut images = Vec::with_capacity(b * cameras * 3 * plane);
+        let mut tokens = Vec::with_capacity(b * config.max_text_tokens);
+        let mut states = Vec::with_capacity(b * config.state_inputs());
+        for input in inputs {
+            if input.images.len() != cameras {
+                return Err(TrainError::Mismatch(format!(
+                    "the policy takes {cameras} camera(s) ({}), the observation has {}",
+                    self.run.cameras.join(", "),
+                    input.images.len()
+                )));
+            }
+            for frame in input.images {
+                if frame.len() != 3 * plane {
+                    return Err(TrainError::Mismatch(format!(
+                        "a camera frame of {} bytes is not {size}x{size} RGB8, the policy's image size",
+                        frame.len()
+                    )));
+                }
+                for c in 0..3 {
+                    images.extend(frame[c..].iter().step_by(3).map(|&v| f32::from(v) / 255.0));
+                }
+            }
+            if input.state.len() != config.state_dim {
+                return Err(TrainError::Mismatch(format!(
+                    "a state of {} values; the policy takes {}",
+                    input.state.len(),
+                    config.state_dim
+                )));
+            }
+            states.extend(
+                self.run
+                    .state_input(input.state, input.earlier, input.environment)?,
+            );
+            tokens.extend(self.tokenizer.encode(input.task, config.max_text_tokens));
+        }
+        let device = &self.device;
+        Ok(Observation {
+            images: Tensor::from_vec(images, (b, cameras, 3, size, size), device)?,
+            tokens: Tensor::from_vec(tokens, (b, config.max_text_tokens), device)?,
+            state: Tensor::from_vec(states, (b, config.state_inputs()), device)?,
+        })
+    }
+
+    /// What the auxiliary head makes of each observation: the dataset's
+    /// environment state (in the twin's datasets where the dirt left of the
+    /// named spill lies, how much is left, the contact force), in its own
+    /// units, one entry per value the head was trained on. A run trained
+    /// without `--aux-weight` has no such head and says so.
+    pub fn perceive(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, TrainError> {
+        let normalizer = match (&self.run.environment, self.run.policy.aux_targets) {
+            (Some(normalizer), n) if n > 0 => normalizer,
+            _ => {
+                return Err(TrainError::Mismatch(
+                    "the run has no auxiliary head to perceive with (train it with --aux-weight)".into(),
+                ));
+            }
+        };
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = self.policy.encode(&self.observation(inputs)?)?;
+        let predicted = self
+            .policy
+            .perceive(&context)?
+            .ok_or_else(|| TrainError::Mismatch("the model has no auxiliary head".into()))?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?;
+        Ok(predicted.iter().map(|row| normalizer.denormalize(row)).collect())
     }
 }
 

@@ -701,19 +701,27 @@ impl Policy {
         aux_target: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let context = self.encode(observation)?;
-        let aux = match (aux_target, &self.aux_out) {
-            (Some(target), Some(head)) => {
-                let tokens = context.dim(1)?;
-                // The state token, last of the trunk's, has attended to all the others.
-                let state_token = context.narrow(1, tokens - 1, 1)?.squeeze(1)?;
-                Some((head.forward(&state_token)? - target)?.sqr()?.mean_all()?)
-            }
+        let aux = match (aux_target, self.perceive(&context)?) {
+            (Some(target), Some(predicted)) => Some((predicted - target)?.sqr()?.mean_all()?),
             (Some(_), None) => {
                 candle_core::bail!("an auxiliary target for a policy without an auxiliary head")
             }
             (None, _) => None,
         };
         Ok((self.flow_loss_from(&context, actions, noise, t)?, aux))
+    }
+
+    /// The auxiliary head's prediction from an encoding (`[B, tokens, d]`,
+    /// [`Policy::encode`]): `[B, aux_targets]`, normalised; `None` for a
+    /// policy without the head.
+    pub fn perceive(&self, context: &Tensor) -> Result<Option<Tensor>> {
+        let Some(head) = &self.aux_out else {
+            return Ok(None);
+        };
+        let tokens = context.dim(1)?;
+        // The state token, last of the trunk's, has attended to all the others.
+        let state_token = context.narrow(1, tokens - 1, 1)?.squeeze(1)?;
+        Ok(Some(head.forward(&state_token)?))
     }
 
     fn flow_loss_from(

@@ -557,6 +557,27 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
         )
         .expect("act");
     assert_eq!(chunks[0][0].len(), 8);
+    // What the head makes of a frame early and late in an episode, in the
+    // dataset's units (the progress is 0.1 and 0.9 there).
+    let perceived = |frame: u64| {
+        let image = sponge_datasets::synth::picture(32, 32, frame, 0);
+        let state = sponge_datasets::synth::joints(0, frame, 6);
+        agent
+            .perceive(&[Input {
+                images: &[&image],
+                state: &state,
+                earlier: &[],
+                task: "wipe up the ink",
+                environment: &[],
+            }])
+            .expect("perceive")[0][0]
+    };
+    let (early, late) = (perceived(4), perceived(36));
+    eprintln!("perceived progress early {early:.3}, late {late:.3}");
+    assert!(
+        (early - 0.1).abs() < 0.25 && (late - 0.9).abs() < 0.25,
+        "perceived progress early {early:.3} (truth 0.1), late {late:.3} (truth 0.9)"
+    );
 
     // Without an environment state in the dataset, asking for the loss is refused by name.
     let (other_root, plain) = small_dataset("aux-none", 2, 20);
@@ -625,6 +646,18 @@ fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_
             .any(|(a, b)| (a - b).abs() > 1e-4),
         "the privileged policy ignores the environment state"
     );
+    // It has no auxiliary head to perceive with, and says so.
+    let agent = Agent::load(&run, &Device::Cpu, 0).expect("agent");
+    let refused = agent
+        .perceive(&[Input {
+            images: &images,
+            state: &[0.0; 6],
+            earlier: &[],
+            task: "wipe up the ink",
+            environment: &[0.5],
+        }])
+        .expect_err("no head");
+    assert!(refused.to_string().contains("--aux-weight"), "{refused}");
     // Without it (as on the arm) it refuses, saying why.
     let refused = act(&[]).expect_err("no environment state");
     assert!(
