@@ -140,6 +140,12 @@ pub struct TrainArgs {
     /// of the failures is perception. `launch` refuses such a policy.
     #[arg(long, value_name = "ENTRIES", num_args = 0..=1, default_missing_value = "all")]
     privileged: Option<String>,
+    /// With --privileged: Gaussian noise added to those entries in training
+    /// batches, in units of each entry's standard deviation over the
+    /// dataset, so that the policy learns to act on an imperfect perception
+    /// of them (`sponge eval --perception`).
+    #[arg(long, default_value_t = 0.0, requires = "privileged")]
+    privileged_noise: f32,
     /// The dtype of the forward and backward passes: f32, or bf16 (mixed
     /// precision: the f32 weights are cast to bf16 for each step, layer
     /// norms, softmaxes and the loss stay f32; the checkpoint is f32).
@@ -198,6 +204,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.steps == 0 || args.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }
+    if !(args.privileged_noise.is_finite() && args.privileged_noise >= 0.0) {
+        bail!(
+            "--privileged-noise {} is not a standard deviation of at least 0",
+            args.privileged_noise
+        );
+    }
     let config = TrainConfig {
         steps: args.steps,
         batch: args.batch,
@@ -212,6 +224,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             shift_px: args.shift_px,
             ..sponge_policy::augment::Augment::default()
         },
+        privileged_noise: args.privileged_noise,
         privileged: args.privileged.as_deref().map(|list| match list {
             "all" => Vec::new(),
             names => names.split(',').map(|n| n.trim().to_owned()).collect(),

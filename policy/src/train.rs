@@ -218,6 +218,12 @@ pub struct TrainConfig {
     /// names all of them, else those named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileged: Option<Vec<String>>,
+    /// Standard deviation of the Gaussian noise added to a privileged
+    /// policy's environment entries in training batches, in units of each
+    /// entry's own standard deviation over the dataset: it teaches the
+    /// policy to act on an imperfect perception of them (0: none).
+    #[serde(default)]
+    pub privileged_noise: f32,
     /// The dtype of the forward and backward passes.
     #[serde(default)]
     pub precision: Precision,
@@ -350,6 +356,7 @@ impl Default for TrainConfig {
             flow_times: FlowTimes::Uniform,
             aux_weight: 0.0,
             privileged: None,
+            privileged_noise: 0.0,
             precision: Precision::F32,
         }
     }
@@ -556,7 +563,16 @@ fn prepare(
             true => &[][..],
             false => &environment_now[i * entries..(i + 1) * entries],
         };
-        state.extend(run.state_input(current, &sample[..config.state_dim], environment)?);
+        let mut values = run.state_input(current, &sample[..config.state_dim], environment)?;
+        let noise = run.train.privileged_noise;
+        if let (Some((_, rng)), true) = (augment.as_mut(), noise > 0.0) {
+            let from = values.len() - config.privileged.len();
+            for v in &mut values[from..] {
+                *v +=
+                    noise * rand_distr::Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut **rng);
+            }
+        }
+        state.extend(values);
     }
     // Padded actions beyond an episode's end repeat its last action: the arm stays.
     let actions = match config.actions {
