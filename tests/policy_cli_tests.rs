@@ -286,3 +286,109 @@ fn bad_bench_sizes_and_precisions_are_refused_by_name_before_timing() {
         );
     }
 }
+
+#[test]
+fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
+    let dir = scratch("privileged");
+    // Synthetic episodes with an environment state named as the twin names its.
+    let dataset = dir.join("dataset");
+    let mut spec = sponge_datasets::DatasetSpec::so100(30);
+    spec.storage = sponge_datasets::CameraStorage::Png;
+    spec.environment_state = sponge_sim::env::ENVIRONMENT_STATE_NAMES
+        .map(String::from)
+        .to_vec();
+    spec.cameras = vec![sponge_datasets::CameraSpec {
+        name: "front".into(),
+        width: 32,
+        height: 32,
+    }];
+    let mut writer = sponge_datasets::DatasetWriter::create(&dataset, spec).expect("writer");
+    for e in 0..2 {
+        sponge_datasets::synth::write_episode(&mut writer, e, 30, "wipe up the ink").expect("episode");
+    }
+    writer.close().expect("close");
+    let data = dataset.to_str().expect("utf-8");
+    let train = |name: &str, extra: &[&str]| {
+        let run = dir.join(name);
+        let run = run.to_str().expect("utf-8").to_owned();
+        let mut args = vec![
+            "train",
+            "--dataset",
+            data,
+            "--out",
+            &run,
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let output = sponge(&args);
+        assert!(output.status.success(), "{}", text(&output));
+        run
+    };
+    let privileged = train("privileged", &["--privileged", "target.x_m,target.y_m"]);
+    let perception = train("perception", &["--aux-weight", "1"]);
+    let plain = train("plain", &[]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("privileged/config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["policy"]["privileged"], serde_json::json!([0, 1]));
+
+    // An entry the dataset lacks is refused, naming those it has.
+    let refused = sponge(&[
+        "train",
+        "--dataset",
+        data,
+        "--out",
+        dir.join("bad").to_str().expect("utf-8"),
+        "--privileged",
+        "target.z_m",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("\"target.z_m\"") && text(&refused).contains("contact.force_n"),
+        "{}",
+        text(&refused)
+    );
+
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--episodes", "1"];
+        args.extend_from_slice(extra);
+        sponge(&args)
+    };
+    // On the twin's knowledge.
+    let output = eval(&["--policy", &privileged]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains("perception:"), "{}", text(&output));
+    // On what the perception run makes of the frames: how far off it was is reported.
+    let json = dir.join("perceived.json");
+    let output = eval(&[
+        "--policy",
+        &privileged,
+        "--perception",
+        &perception,
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("perception: the target it saw lay"),
+        "{}",
+        text(&output)
+    );
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    let error = figures["summary"]["perception_error_m"]
+        .as_f64()
+        .expect("perception error");
+    assert!(error.is_finite() && error > 0.0, "{error}");
+    // A policy that takes no environment state, or a run without a head to perceive with, is refused.
+    let refused = eval(&["--policy", &plain, "--perception", &perception]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--privileged"), "{}", text(&refused));
+    let refused = eval(&["--policy", &privileged, "--perception", &plain]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--aux-weight"), "{}", text(&refused));
+    let _ = std::fs::remove_dir_all(&dir);
+}
