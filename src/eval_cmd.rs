@@ -117,6 +117,13 @@ pub struct EvalArgs {
     /// how far the perceived target lay from the twin's.
     #[arg(long, value_name = "RUN")]
     pub perception: Option<PathBuf>,
+    /// For a policy trained with --privileged: move the twin's target
+    /// (`target.x_m`, `target.y_m`) this many metres, in a direction drawn
+    /// for each episode and kept through it, as a perception that is off
+    /// by that much would see it. How fast success falls with it says how
+    /// well a perception must find the dirt.
+    #[arg(long, default_value_t = 0.0, value_name = "M", conflicts_with = "perception")]
+    pub perception_error: f64,
     /// Scenes unlike the training data: unfamiliar spill colours, lighting
     /// outside the training range, the camera 3-5 cm off its place.
     #[arg(long)]
@@ -307,6 +314,9 @@ struct Running {
     executed: Vec<Vec<f32>>,
     /// The joint states so far, for a policy that sees motion.
     history: History,
+    /// With --perception-error: how far, metres (x, y), this episode's
+    /// privileged policy sees its target off the twin's.
+    target_offset: [f32; 2],
     /// The joints, the view and the colours against what came before.
     senses: Senses,
     monitor: Option<Monitor>,
@@ -447,6 +457,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     if args.episodes == 0 || args.envs == 0 || args.replan == 0 || args.samples == 0 {
         bail!("--episodes, --envs, --replan and --samples must be at least 1");
     }
+    if !(args.perception_error.is_finite() && args.perception_error >= 0.0) {
+        bail!(
+            "--perception-error {} is not a distance of at least 0",
+            args.perception_error
+        );
+    }
     let device = args.device.device()?;
     let mut agent = Agent::load(&args.policy, &device, args.seed)
         .with_context(|| format!("loading the policy from {}", args.policy.display()))?;
@@ -459,6 +475,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         Some(dir) => Some(load_perception(dir, &run, &device, args.seed)?),
         None => None,
     };
+    if args.perception_error > 0.0 && run.policy.privileged.is_empty() {
+        bail!("--perception-error is for a policy trained with --privileged, and this one was not");
+    }
     // Summed distance between the perceived and the twin's target, and the count.
     let mut perception_error = (0.0f64, 0usize);
     let world_model = match &args.world_model {
@@ -597,6 +616,14 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     anchor: None,
                     executed: Vec::new(),
                     history: History::for_run(&run),
+                    target_offset: {
+                        let angle = StdRng::seed_from_u64(seed ^ 0x7A46_E70F)
+                            .random_range(0.0..std::f64::consts::TAU);
+                        [
+                            (args.perception_error * angle.cos()) as f32,
+                            (args.perception_error * angle.sin()) as f32,
+                        ]
+                    },
                     senses: {
                         let mut senses =
                             Senses::so100(fps).with_response(calibration.as_ref().and_then(|c| c.response));
@@ -737,7 +764,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     true => Vec::new(),
                     false => {
                         let env = &batch.envs()[i];
-                        env.environment_state(env.next_target()).to_vec()
+                        let mut known = env.environment_state(env.next_target());
+                        if let Some(r) = slots[i].as_ref() {
+                            known[0] += r.target_offset[0];
+                            known[1] += r.target_offset[1];
+                        }
+                        known.to_vec()
                     }
                 })
                 .collect();
@@ -989,6 +1021,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             "policy": args.policy,
             "world_model": args.world_model,
             "perception": args.perception,
+            "perception_error_m": args.perception_error,
             "risk_weight": args.world_model.as_ref().map(|_| args.risk_weight),
             "first_seed": args.seed,
             "two_spills": args.two_spills,

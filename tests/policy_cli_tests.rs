@@ -383,6 +383,25 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
         .as_f64()
         .expect("perception error");
     assert!(error.is_finite() && error > 0.0, "{error}");
+    // On the twin's knowledge moved 5 cm; not for a policy that takes none, nor with --perception.
+    let json = dir.join("off.json");
+    let output = eval(&[
+        "--policy",
+        &privileged,
+        "--perception-error",
+        "0.05",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    assert_eq!(figures["perception_error_m"], 0.05);
+    let refused = eval(&["--policy", &plain, "--perception-error", "0.05"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--privileged"), "{}", text(&refused));
+    let refused = eval(&["--policy", &privileged, "--perception-error", "-1"]);
+    assert!(!refused.status.success());
     // A policy that takes no environment state, or a run without a head to perceive with, is refused.
     let refused = eval(&["--policy", &plain, "--perception", &perception]);
     assert!(!refused.status.success());
