@@ -774,17 +774,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 })
                 .collect();
             if let Some(perception) = &perception {
-                let seen: Vec<Input> = due
-                    .iter()
-                    .enumerate()
-                    .map(|(j, _)| Input {
-                        images: &views[j],
-                        state: &states[j],
-                        earlier: &earlier[j],
-                        task: &tasks[j],
-                        environment: &[],
-                    })
-                    .collect();
+                let seen = policy_inputs(&views, &states, &earlier, &tasks, &[]);
                 let perceived = perception.perceive(&seen)?;
                 for (twin, perceived) in environments.iter_mut().zip(perceived) {
                     perception_error.0 +=
@@ -793,17 +783,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     *twin = perceived;
                 }
             }
-            let inputs: Vec<Input> = due
-                .iter()
-                .enumerate()
-                .map(|(j, _)| Input {
-                    images: &views[j],
-                    state: &states[j],
-                    earlier: &earlier[j],
-                    task: &tasks[j],
-                    environment: &environments[j],
-                })
-                .collect();
+            let inputs = policy_inputs(&views, &states, &earlier, &tasks, &environments);
             let noise: Vec<f32> = match args.noise {
                 NoiseMode::Chunk => {
                     let mut noise = Vec::new();
@@ -1039,6 +1019,26 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
 }
 
 /// Counts what the monitor caught and its false alarms.
+/// The policy's inputs for a batch of observations, one per entry of
+/// `views`; `environments` empty for none.
+fn policy_inputs<'a>(
+    views: &'a [Vec<&'a [u8]>],
+    states: &'a [Vec<f32>],
+    earlier: &'a [Vec<f32>],
+    tasks: &'a [String],
+    environments: &'a [Vec<f32>],
+) -> Vec<Input<'a>> {
+    (0..views.len())
+        .map(|j| Input {
+            images: &views[j],
+            state: &states[j],
+            earlier: &earlier[j],
+            task: &tasks[j],
+            environment: environments.get(j).map_or(&[][..], Vec::as_slice),
+        })
+        .collect()
+}
+
 /// Loads the run whose auxiliary head perceives the environment state for
 /// the privileged policy `run`, checking that the two fit together.
 fn load_perception(

@@ -580,23 +580,26 @@ fn the_auxiliary_head_learns_what_the_dataset_knows_of_the_scene() {
     );
 
     // Without an environment state in the dataset, asking for the loss is refused by name.
-    let (other_root, plain) = small_dataset("aux-none", 2, 20);
+    let refused = refusal_without_environment_state("aux-none", &config);
+    assert!(refused.contains("observation.environment_state"), "{refused}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Why training with `config` on a dataset without an environment state fails.
+fn refusal_without_environment_state(name: &str, config: &TrainConfig) -> String {
+    let (root, plain) = small_dataset(name, 2, 20);
     let refused = train(
         &plain,
-        &other_root.join("run"),
+        &root.join("run"),
         &tiny_policy(),
-        &config,
+        config,
         &Device::Cpu,
         false,
         |_| {},
     )
     .expect_err("no environment state");
-    assert!(
-        refused.to_string().contains("observation.environment_state"),
-        "{refused}"
-    );
     let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::remove_dir_all(&other_root);
+    refused.to_string()
 }
 
 #[test]
@@ -684,22 +687,10 @@ fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_
         "{refused}"
     );
     // A dataset without an environment state cannot train one.
-    let (other_root, plain) = small_dataset("privileged-none", 2, 20);
-    let refused = train(
-        &plain,
-        &other_root.join("run"),
-        &tiny_policy(),
-        &config,
-        &Device::Cpu,
-        false,
-        |_| {},
-    )
-    .expect_err("no environment state");
+    let refused = refusal_without_environment_state("privileged-none", &config);
     assert!(
-        refused.to_string().contains("privileged")
-            && refused.to_string().contains("observation.environment_state"),
+        refused.contains("privileged") && refused.contains("observation.environment_state"),
         "{refused}"
     );
     let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::remove_dir_all(&other_root);
 }
