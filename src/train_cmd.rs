@@ -75,6 +75,12 @@ pub struct TrainArgs {
     /// goes or whether the sponge is going down or coming up.
     #[arg(long, default_value_t = PolicyConfig::default().motion_frames)]
     motion_frames: usize,
+    /// Hide the joint state from the model (its state token's inputs are
+    /// zero): for a perception run (`--aux-weight`, used by `sponge eval
+    /// --perception`) that must find the target in the pictures, not read it
+    /// from where the demonstrator's arm was heading.
+    #[arg(long)]
+    blind_state: bool,
     /// Actions per chunk (at the dataset's rate: 50 is 1.7 s at 30 Hz).
     #[arg(long, default_value_t = PolicyConfig::default().horizon)]
     horizon: usize,
@@ -254,6 +260,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         text,
         actions: args.actions,
         motion_frames: args.motion_frames,
+        blind_state: args.blind_state,
         horizon: args.horizon,
         actions_per_token: args.actions_per_token,
         ..args.size.of(PolicyConfig::default())

@@ -75,6 +75,12 @@ pub struct PolicyConfig {
     /// twin (`sponge eval`), never on the arm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub privileged: Vec<usize>,
+    /// Whether the state token's inputs are all zero: a model that must
+    /// judge from the pictures and the instruction alone (for a perception
+    /// run, whose auxiliary head could otherwise read where the target is
+    /// from where the demonstrator's arm was heading).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blind_state: bool,
 }
 
 impl PolicyConfig {
@@ -199,6 +205,7 @@ impl Default for PolicyConfig {
             aux_targets: 0,
             motion_frames: 0,
             privileged: Vec::new(),
+            blind_state: false,
         }
     }
 }

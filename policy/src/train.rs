@@ -439,6 +439,9 @@ impl RunConfig {
                 })?);
             }
         }
+        if self.policy.blind_state {
+            values.iter_mut().for_each(|v| *v = 0.0);
+        }
         Ok(values)
     }
 

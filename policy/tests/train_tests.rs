@@ -694,3 +694,52 @@ fn a_privileged_policy_acts_on_the_environment_state_and_refuses_to_act_without_
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_policy_blind_to_the_state_acts_the_same_from_any_state() {
+    let (root, dataset) = small_dataset("blind", 2, 20);
+    let config = TrainConfig {
+        steps: 2,
+        batch: 4,
+        validation_every_nth_episode: 0,
+        ..TrainConfig::default()
+    };
+    let image = vec![128u8; 32 * 32 * 3];
+    let images = [image.as_slice()];
+    let chunks = |blind_state: bool| {
+        let run = root.join(format!("run-{blind_state}"));
+        let policy = PolicyConfig {
+            blind_state,
+            ..tiny_policy()
+        };
+        train(&dataset, &run, &policy, &config, &Device::Cpu, false, |_| {}).expect("train");
+        let mut agent = Agent::load(&run, &Device::Cpu, 0).expect("agent");
+        let noise = vec![0.3; agent.noise_len()];
+        [[0.0f32; 6], [40.0, -30.0, 20.0, 10.0, -50.0, 30.0]].map(|state| {
+            let input = Input {
+                images: &images,
+                state: &state,
+                earlier: &[],
+                task: "wipe up the ink",
+                environment: &[],
+            };
+            agent
+                .act_from(&[input], 1, &noise)
+                .expect("act")
+                .remove(0)
+                .remove(0)
+        })
+    };
+    let differ = |[a, b]: [Vec<Vec<f32>>; 2]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .any(|(x, y)| (x - y).abs() > 1e-4)
+    };
+    assert!(differ(chunks(false)), "a policy that sees the state ignores it");
+    assert!(
+        !differ(chunks(true)),
+        "a policy blind to the state changed its chunk with it"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
