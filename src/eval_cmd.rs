@@ -471,13 +471,20 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     if run.policy.state_dim != 6 || run.policy.action_dim != 6 {
         bail!("the policy is not for the SO-100's six joints");
     }
+    if run.policy.privileged.is_empty() {
+        for (given, flag) in [
+            (args.perception.is_some(), "--perception"),
+            (args.perception_error > 0.0, "--perception-error"),
+        ] {
+            if given {
+                bail!("{flag} is for a policy trained with --privileged, and this one was not");
+            }
+        }
+    }
     let perception = match &args.perception {
         Some(dir) => Some(load_perception(dir, &run, &device, args.seed)?),
         None => None,
     };
-    if args.perception_error > 0.0 && run.policy.privileged.is_empty() {
-        bail!("--perception-error is for a policy trained with --privileged, and this one was not");
-    }
     // Summed distance between the perceived and the twin's target, and the count.
     let mut perception_error = (0.0f64, 0usize);
     let world_model = match &args.world_model {
@@ -1050,9 +1057,6 @@ fn load_perception(
     let perception = Agent::load(dir, device, seed)
         .with_context(|| format!("loading the perception run from {}", dir.display()))?;
     let seen = perception.run_config();
-    if run.policy.privileged.is_empty() {
-        bail!("--perception is for a policy trained with --privileged, and this one was not");
-    }
     let needed = run.environment.as_ref().map_or(0, |n| n.mean.len());
     if seen.policy.aux_targets != needed {
         bail!(
