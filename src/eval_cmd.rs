@@ -317,6 +317,9 @@ struct Running {
     /// With --perception-error: how far, metres (x, y), this episode's
     /// privileged policy sees its target off the twin's.
     target_offset: [f32; 2],
+    /// For a policy that takes its privileged entries as the episode began:
+    /// those it was handed at the first step, kept through the episode.
+    privileged_at_start: Option<Vec<f32>>,
     /// The joints, the view and the colours against what came before.
     senses: Senses,
     monitor: Option<Monitor>,
@@ -631,6 +634,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                             (args.perception_error * angle.sin()) as f32,
                         ]
                     },
+                    privileged_at_start: None,
                     senses: {
                         let mut senses =
                             Senses::so100(fps).with_response(calibration.as_ref().and_then(|c| c.response));
@@ -764,12 +768,19 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 })
                 .collect();
             // A privileged policy (a diagnostic) also sees what the twin
-            // knows, or what the perception run makes of the frames.
+            // knows, or what the perception run makes of the frames; one
+            // that takes them as the episode began keeps its first ones.
+            let latched = |i: usize| {
+                slots[i]
+                    .as_ref()
+                    .and_then(|r| r.privileged_at_start.clone())
+                    .filter(|_| run.policy.privileged_start)
+            };
             let mut environments: Vec<Vec<f32>> = due
                 .iter()
                 .map(|&i| match run.policy.privileged.is_empty() {
                     true => Vec::new(),
-                    false => {
+                    false => latched(i).unwrap_or_else(|| {
                         let env = &batch.envs()[i];
                         let mut known = env.environment_state(env.next_target());
                         if let Some(r) = slots[i].as_ref() {
@@ -777,17 +788,33 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                             known[1] += r.target_offset[1];
                         }
                         known.to_vec()
-                    }
+                    }),
                 })
                 .collect();
+            let fresh: Vec<bool> = due.iter().map(|&i| latched(i).is_none()).collect();
             if let Some(perception) = &perception {
-                let seen = policy_inputs(&views, &states, &earlier, &tasks, &[]);
+                let seen: Vec<_> = policy_inputs(&views, &states, &earlier, &tasks, &[])
+                    .into_iter()
+                    .zip(&fresh)
+                    .filter_map(|(input, &fresh)| fresh.then_some(input))
+                    .collect();
                 let perceived = perception.perceive(&seen)?;
-                for (twin, perceived) in environments.iter_mut().zip(perceived) {
+                let rows = environments
+                    .iter_mut()
+                    .zip(&fresh)
+                    .filter_map(|(e, &f)| f.then_some(e));
+                for (twin, perceived) in rows.zip(perceived) {
                     perception_error.0 +=
                         f64::from(twin[0] - perceived[0]).hypot(f64::from(twin[1] - perceived[1]));
                     perception_error.1 += 1;
                     *twin = perceived;
+                }
+            }
+            if run.policy.privileged_start {
+                for ((&i, environment), &fresh) in due.iter().zip(&environments).zip(&fresh) {
+                    if let (Some(r), true) = (slots[i].as_mut(), fresh) {
+                        r.privileged_at_start = Some(environment.clone());
+                    }
                 }
             }
             let inputs = policy_inputs(&views, &states, &earlier, &tasks, &environments);

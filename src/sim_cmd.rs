@@ -102,6 +102,13 @@ pub struct GenerateArgs {
     /// it for policies, not for the world model.
     #[arg(long, default_value_t = 0.0, conflicts_with = "perturb")]
     pub(crate) noise: f64,
+    /// Cut each episode after this many frames and keep it, wiped or not:
+    /// a dataset of scenes rather than demonstrations. With 1, each episode
+    /// is the first picture of a seed and what the twin knows of it (where
+    /// the named spill lies), to train a perception run on many more scenes
+    /// than there are demonstrations (`sponge train --aux-weight`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) frames: Option<u64>,
 }
 
 /// Options of `sponge sim expert`.
@@ -306,6 +313,8 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
     });
 
     let max_attempts = (args.episodes as u64) * 4 + 16;
+    // Cut episodes are kept whatever became of them.
+    let keep_all = args.keep_failures || args.frames.is_some();
     let mut slots: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
     let mut next_ordinal = 0u64;
     let mut pending: BTreeMap<u64, Finished> = BTreeMap::new();
@@ -317,7 +326,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
             // Fill free slots with new episodes while more may be needed.
             let mut reset_any = false;
             for (i, slot) in slots.iter_mut().enumerate() {
-                let needed = next_ordinal - if args.keep_failures { 0 } else { failed };
+                let needed = next_ordinal - if keep_all { 0 } else { failed };
                 if slot.is_none() && (needed as usize) < args.episodes && next_ordinal < max_attempts {
                     let env = &mut batch.envs_mut()[i];
                     env.reset(args.seed + next_ordinal);
@@ -378,15 +387,16 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
             for (((slot, step), action), scene) in slots.iter_mut().zip(steps).zip(&recorded).zip(scenes) {
                 let Some(run) = slot else { continue };
                 let observation = std::mem::replace(&mut run.observation, step.observation);
+                let cut = args.frames.is_some_and(|n| run.frames.len() as u64 + 1 >= n);
                 run.frames.push(Frame {
                     state: dataset_units(&observation.state),
                     action: dataset_units(action),
                     images: observation.images,
                     reward: step.reward as f32,
-                    done: step.done,
+                    done: step.done || cut,
                     environment_state: scene,
                 });
-                if step.done {
+                if step.done || cut {
                     let success = step.info.success;
                     let Some(run) = slot.take() else { continue };
                     attempted += 1;
@@ -405,7 +415,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
             // Hand finished episodes to the writer in seed order.
             while let Some(episode) = pending.remove(&next_to_write) {
                 next_to_write += 1;
-                if (episode.success || args.keep_failures) && written < args.episodes {
+                if (episode.success || keep_all) && written < args.episodes {
                     to_writer
                         .send(episode)
                         .map_err(|_| anyhow::anyhow!("the dataset writer stopped"))?;
@@ -735,6 +745,7 @@ pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
             png: false,
             perturb: 0.0,
             noise: 0.0,
+            frames: None,
         });
         let _ = std::fs::remove_dir_all(&dir);
         let summary = summary?;

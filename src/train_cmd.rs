@@ -152,6 +152,13 @@ pub struct TrainArgs {
     /// of them (`sponge eval --perception`).
     #[arg(long, default_value_t = 0.0, requires = "privileged")]
     privileged_noise: f32,
+    /// With --privileged: the entries as they were at the episode's first
+    /// frame, kept through it (where the named spill lay when the episode
+    /// began), not as they are now. A perception then has to find the
+    /// spill once, before the arm moves over it (`sponge eval --perception`
+    /// looks at the first frame only).
+    #[arg(long, requires = "privileged")]
+    privileged_start: bool,
     /// The dtype of the forward and backward passes: f32, or bf16 (mixed
     /// precision: the f32 weights are cast to bf16 for each step, layer
     /// norms, softmaxes and the loss stay f32; the checkpoint is f32).
@@ -261,6 +268,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         actions: args.actions,
         motion_frames: args.motion_frames,
         blind_state: args.blind_state,
+        privileged_start: args.privileged_start,
         horizon: args.horizon,
         actions_per_token: args.actions_per_token,
         ..args.size.of(PolicyConfig::default())

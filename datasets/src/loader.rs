@@ -77,6 +77,10 @@ pub struct Batch {
     /// `observation.environment_state` at each observation,
     /// `[B, observations, entries]`; empty when the dataset has none.
     pub environment_state: Vec<f32>,
+    /// `observation.environment_state` at the first frame of each sample's
+    /// episode (what the twin knew when it began), `[B, entries]`; empty
+    /// when the dataset has none.
+    pub environment_state_start: Vec<f32>,
     /// Per camera feature: `[B, observations, 3, height, width]`, values in [0, 1].
     pub images: BTreeMap<String, Vec<f32>>,
     /// Task index of each sample: `[B]`.
@@ -343,6 +347,7 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
         action_is_pad: Vec::with_capacity(size * config.action_horizon),
         reward: Vec::new(),
         environment_state: Vec::new(),
+        environment_state_start: Vec::new(),
         images: BTreeMap::new(),
         task_index: Vec::with_capacity(size),
         source: Vec::with_capacity(size),
@@ -357,6 +362,9 @@ fn make_batch(config: &LoaderConfig, picks: &[(Arc<Episode>, usize)]) -> Batch {
     }
     for (episode, frame) in picks {
         let last = episode.state.len() - 1;
+        if let Some(first) = episode.environment_state.as_ref().and_then(|rows| rows.first()) {
+            batch.environment_state_start.extend_from_slice(first);
+        }
         for delta in &config.observation_deltas {
             let wanted = *frame as i64 + delta;
             let j = wanted.clamp(0, last as i64) as usize;

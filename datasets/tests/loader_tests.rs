@@ -82,6 +82,11 @@ fn samples_are_windows_of_the_recorded_episodes() {
                 assert_eq!(action, joints(*episode, j + 1, 6).as_slice());
                 assert_eq!(batch.action_is_pad[s * 5 + h], wanted >= length);
             }
+            // What the scene held when the episode began: progress 0, whatever the frame.
+            assert_eq!(
+                &batch.environment_state_start[s * 2..s * 2 + 2],
+                [0.0, 0.0].as_slice()
+            );
             assert_eq!(batch.task_index[s], if *episode == 1 { 1 } else { 0 });
         }
         samples += batch.size;

@@ -75,6 +75,12 @@ pub struct PolicyConfig {
     /// twin (`sponge eval`), never on the arm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub privileged: Vec<usize>,
+    /// Whether the `privileged` entries are those of the episode's first
+    /// frame, kept through it (where the named spill lay when the episode
+    /// began), rather than of the frame now. A perception then needs to
+    /// find the spill once, in a picture without the arm over it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged_start: bool,
     /// Whether the state token's inputs are all zero: a model that must
     /// judge from the pictures and the instruction alone (for a perception
     /// run, whose auxiliary head could otherwise read where the target is
@@ -205,6 +211,7 @@ impl Default for PolicyConfig {
             aux_targets: 0,
             motion_frames: 0,
             privileged: Vec::new(),
+            privileged_start: false,
             blind_state: false,
         }
     }

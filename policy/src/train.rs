@@ -555,6 +555,17 @@ fn prepare(
     } else {
         Vec::new()
     };
+    // A policy that takes the entries as the episode began sees those of its first frame.
+    let privileged_values = match config.privileged_start {
+        true => &batch.environment_state_start,
+        false => &environment_now,
+    };
+    if !config.privileged.is_empty() && privileged_values.len() != b * entries {
+        return Err(TrainError::Mismatch(format!(
+            "the batch has {} environment state values for {b} samples of {entries}",
+            privileged_values.len(),
+        )));
+    }
     let mut state = Vec::with_capacity(b * config.state_inputs());
     for (i, (sample, current)) in batch
         .state
@@ -564,7 +575,7 @@ fn prepare(
     {
         let environment = match config.privileged.is_empty() {
             true => &[][..],
-            false => &environment_now[i * entries..(i + 1) * entries],
+            false => &privileged_values[i * entries..(i + 1) * entries],
         };
         let mut values = run.state_input(current, &sample[..config.state_dim], environment)?;
         let noise = run.train.privileged_noise;
@@ -926,6 +937,7 @@ pub fn train(
         policy_config.privileged = privileged_entries(info, names, dataset)?;
     } else if !resume {
         policy_config.privileged = Vec::new();
+        policy_config.privileged_start = false;
     }
     policy_config.validate().map_err(TrainError::Mismatch)?;
     let stats_path = sponge_datasets::layout::stats_path(dataset);
@@ -1156,6 +1168,58 @@ mod tests {
             offsets(&actions, &[1.0, 1.0, 10.0, 20.0], 2),
             vec![0.0, 1.0, 2.0, 3.0, -5.0, -14.0, -3.0, -12.0]
         );
+    }
+
+    /// Two samples of one episode, at its first frame and later: a policy
+    /// that takes its privileged entry as the episode began sees the first
+    /// frame's value in both; one that takes it now sees each its own.
+    #[test]
+    fn a_policy_privileged_at_the_start_sees_the_first_frames_entries() {
+        let identity = |n: usize| Normalizer {
+            mean: vec![0.0; n],
+            std: vec![1.0; n],
+        };
+        let run = |privileged_start: bool| RunConfig {
+            policy: PolicyConfig {
+                image_size: 16,
+                horizon: 2,
+                actions_per_token: 1,
+                privileged: vec![1],
+                privileged_start,
+                ..PolicyConfig::default()
+            },
+            state: identity(6),
+            action: identity(6),
+            cameras: vec!["front".into()],
+            tasks: vec!["wipe up the ink".into()],
+            train: TrainConfig::default(),
+            fps: 30,
+            environment: Some(identity(2)),
+            motion: None,
+        };
+        let batch = Batch {
+            size: 2,
+            state: vec![0.0; 12],
+            state_is_pad: vec![false; 2],
+            action: vec![0.0; 24],
+            action_is_pad: vec![false; 4],
+            reward: Vec::new(),
+            // (x, y) of the target now, then as the episode began.
+            environment_state: vec![0.1, 0.2, 0.3, 0.4],
+            environment_state_start: vec![0.1, 0.2, 0.1, 0.2],
+            images: [("front".to_owned(), vec![0.5; 2 * 3 * 16 * 16])]
+                .into_iter()
+                .collect(),
+            task_index: vec![0, 0],
+            source: vec![(0, 0), (0, 7)],
+        };
+        let privileged_of = |run: &RunConfig| -> Vec<f32> {
+            let prepared = prepare(&batch, run, &Tokenizer::Words, &Device::Cpu, None).expect("prepare");
+            let state: Vec<Vec<f32>> = prepared.observation.state.to_vec2().expect("state");
+            state.iter().map(|row| row[6]).collect()
+        };
+        assert_eq!(privileged_of(&run(false)), vec![0.2, 0.4]);
+        assert_eq!(privileged_of(&run(true)), vec![0.2, 0.2]);
     }
 
     fn mean_and_range(times: FlowTimes) -> (f64, f32, f32) {
