@@ -106,7 +106,8 @@ pub struct GenerateArgs {
     /// a dataset of scenes rather than demonstrations. With 1, each episode
     /// is the first picture of a seed and what the twin knows of it (where
     /// the named spill lies), to train a perception run on many more scenes
-    /// than there are demonstrations (`sponge train --aux-weight`).
+    /// than there are demonstrations (`sponge train --aux-weight`). Use
+    /// with --png: thousands of one-frame videos are slow to append.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) frames: Option<u64>,
 }
@@ -444,18 +445,23 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
         frames,
         seconds: started.elapsed().as_secs_f64(),
     };
+    let outcome = match args.frames {
+        Some(n) => format!("each cut after {n} frame(s), as --frames asked"),
+        None => format!(
+            "expert succeeded on {}/{} seeds ({:.1}%)",
+            summary.succeeded,
+            summary.attempted,
+            100.0 * summary.succeeded as f64 / summary.attempted.max(1) as f64
+        ),
+    };
     println!(
-        "wrote {} episodes ({} frames, {:.1} s of robot time) to {} in {:.1} s ({:.0} frames/s); \
-         expert succeeded on {}/{} seeds ({:.1}%)",
+        "wrote {} episodes ({} frames, {:.1} s of robot time) to {} in {:.1} s ({:.0} frames/s); {outcome}",
         summary.episodes,
         summary.frames,
         summary.frames as f64 / args.fps as f64,
         args.out.display(),
         summary.seconds,
         summary.frames as f64 / summary.seconds.max(1e-9),
-        summary.succeeded,
-        summary.attempted,
-        100.0 * summary.succeeded as f64 / summary.attempted.max(1) as f64
     );
     if summary.episodes < args.episodes {
         bail!(

@@ -134,6 +134,72 @@ fn same_command_writes_the_same_valid_dataset() {
     let _ = std::fs::remove_dir_all(&b);
 }
 
+/// `--frames 1`: a dataset of scenes, each seed's first picture and where
+/// its named spill lies, kept whatever the expert would have done.
+#[test]
+fn cut_episodes_make_a_dataset_of_scenes() {
+    let out = scratch("scenes");
+    let path = out.to_str().expect("utf-8");
+    let output = sponge(&[
+        "sim",
+        "generate",
+        "--out",
+        path,
+        "--episodes",
+        "3",
+        "--frames",
+        "1",
+        "--seed",
+        "5",
+        "--image-size",
+        "32",
+        "--workers",
+        "3",
+        "--png",
+    ]);
+    assert!(output.status.success(), "generate failed:\n{}", text(&output));
+    assert!(
+        text(&output).contains("wrote 3 episodes (3 frames"),
+        "{}",
+        text(&output)
+    );
+    let validate = sponge(&["dataset", "validate", path]);
+    assert!(validate.status.success(), "validate failed:\n{}", text(&validate));
+    let mut targets = Vec::new();
+    for e in 0..3 {
+        let show = sponge(&["dataset", "show", path, "--episode", &e.to_string(), "--json"]);
+        assert!(show.status.success(), "{}", text(&show));
+        let episode: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+        let scene: Vec<Vec<f64>> = serde_json::from_value(episode["observation.environment_state"].clone())
+            .expect("environment state rows");
+        assert_eq!(scene.len(), 1, "episode {e}: {scene:?}");
+        assert!(
+            scene[0][2] > 0.9,
+            "the spill is untouched at the start: {:?}",
+            scene[0]
+        );
+        targets.push([scene[0][0], scene[0][1]]);
+    }
+    // Three seeds, three scenes.
+    assert!(
+        targets[0] != targets[1] && targets[1] != targets[2],
+        "{targets:?}"
+    );
+    let zero = sponge(&[
+        "sim",
+        "generate",
+        "--out",
+        &format!("{path}-0"),
+        "--episodes",
+        "1",
+        "--frames",
+        "0",
+    ]);
+    assert!(!zero.status.success());
+    assert!(text(&zero).contains("--frames"), "{}", text(&zero));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn bad_settings_are_refused_with_a_clear_error() {
     let out = scratch("bad");
