@@ -114,7 +114,9 @@ pub struct EvalArgs {
     /// twin knows, what this run's auxiliary head (`sponge train
     /// --aux-weight`) makes of the same camera frames, instruction and
     /// joints, so that the pair runs on what a robot has. The summary gives
-    /// how far the perceived target lay from the twin's.
+    /// how far the perceived target lay from the twin's. A policy trained
+    /// with --privileged-start is handed what the run sees in each
+    /// episode's first frame, kept through the episode.
     #[arg(long, value_name = "RUN")]
     pub perception: Option<PathBuf>,
     /// For a policy trained with --privileged: move the twin's target

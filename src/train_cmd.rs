@@ -25,6 +25,9 @@ pub enum EncoderArg {
     /// 3×3 convolutions between patch merges, plus 8 spatial-softmax keypoint
     /// tokens (slower; no better in closed loop so far, see README).
     Conv,
+    /// As conv, plus 4 keypoints placed by the instruction: where the map
+    /// best matches queries drawn from its words, to find the named spill.
+    ConvText,
 }
 
 impl EncoderArg {
@@ -32,7 +35,14 @@ impl EncoderArg {
     pub fn vision(self) -> sponge_policy::pretrained::Vision {
         match self {
             EncoderArg::Patch => sponge_policy::pretrained::Vision::Scratch,
-            EncoderArg::Conv => sponge_policy::pretrained::Vision::Conv { keypoints: 8 },
+            EncoderArg::Conv => sponge_policy::pretrained::Vision::Conv {
+                keypoints: 8,
+                instructed: 0,
+            },
+            EncoderArg::ConvText => sponge_policy::pretrained::Vision::Conv {
+                keypoints: 8,
+                instructed: 4,
+            },
         }
     }
 }

@@ -117,7 +117,7 @@ impl PolicyConfig {
                 shape.stride()
             ));
         }
-        if let Vision::Conv { keypoints: 0 } = self.vision {
+        if let Vision::Conv { keypoints: 0, .. } = self.vision {
             return Err("the conv image encoder needs at least one keypoint".into());
         }
         if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
@@ -264,12 +264,28 @@ enum Encoder {
         /// (x, y, feature there) to a token.
         keypoint_in: Linear,
         keypoint_embedding: Tensor,
+        /// Keypoints placed by the instruction (conv with `instructed` > 0).
+        instructed: Option<Instructed>,
     },
     Resnet {
         net: ResNet,
         project: Linear,
         frozen: bool,
     },
+}
+
+/// Keypoints placed by the instruction: a query per keypoint from the
+/// instruction, matched against the map's features plus a learned key per
+/// place.
+#[derive(Debug, Clone)]
+struct Instructed {
+    /// The instruction (`[B, d]`) to the queries, `[B, n × C]`.
+    query: Linear,
+    /// A key per place of the 1/4-size map, `[places, C]`.
+    place_keys: Tensor,
+    /// Which instructed keypoint a token is, `[n, d]`.
+    embedding: Tensor,
+    n: usize,
 }
 
 impl ImageEncoder {
@@ -302,9 +318,27 @@ impl ImageEncoder {
                 let stages = merges(vb.clone(), "stage")?;
                 (Encoder::Patch { stages }, config.image_size / 16)
             }
-            Vision::Conv { keypoints } => {
+            Vision::Conv {
+                keypoints,
+                instructed,
+            } => {
                 let c = widths[2];
+                let quarter = config.image_size / 4;
+                let instructed = match *instructed {
+                    0 => None,
+                    n => Some(Instructed {
+                        query: linear(d, n * c, vb.pp("instructed_query"))?,
+                        place_keys: vb.get_with_hints(
+                            (quarter * quarter, c),
+                            "instructed_place_keys",
+                            small,
+                        )?,
+                        embedding: vb.get_with_hints((n, d), "instructed_embedding", small)?,
+                        n,
+                    }),
+                };
                 let kind = Encoder::Conv {
+                    instructed,
                     merges: merges(vb.clone(), "merge")?,
                     conv: linear(9 * c, c, vb.pp("conv0"))?,
                     keypoint_logits: linear(c, *keypoints, vb.pp("keypoint_logits"))?,
@@ -318,8 +352,10 @@ impl ImageEncoder {
         Ok(ImageEncoder { kind, position })
     }
 
-    /// `[B, 3, H, W]` → `[B, tokens, d]`.
-    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+    /// `[B, 3, H, W]` → `[B, tokens, d]`; `instruction` (`[B, d]`, the
+    /// instruction's words pooled) places the instructed keypoints of an
+    /// encoder that has them (and such an encoder needs it).
+    pub fn forward(&self, images: &Tensor, instruction: Option<&Tensor>) -> Result<Tensor> {
         // Channels last: [B, H, W, C].
         let pixels = || ((images - 0.5)? * 2.0)?.permute((0, 2, 3, 1));
         match &self.kind {
@@ -349,14 +385,24 @@ impl ImageEncoder {
                 keypoint_logits,
                 keypoint_in,
                 keypoint_embedding,
+                instructed,
             } => {
                 let mut x = per_place(&merges[0], &merge_2x2(&pixels()?)?)?.silu()?;
                 x = per_place(&merges[1], &merge_2x2(&x)?)?.silu()?;
                 x = (&x + conv_3x3(conv, &x)?.silu()?)?;
-                let keypoints = spatial_softmax(&x, keypoint_logits)?;
-                let keypoints = keypoint_in
-                    .forward(&keypoints)?
+                let mut keypoints = keypoint_in
+                    .forward(&spatial_softmax(&x, keypoint_logits)?)?
                     .broadcast_add(keypoint_embedding)?;
+                if let Some(instructed) = instructed {
+                    let Some(instruction) = instruction else {
+                        candle_core::bail!("keypoints placed by the instruction need an instruction")
+                    };
+                    let found = instructed.find(&x, instruction)?;
+                    let found = keypoint_in
+                        .forward(&found)?
+                        .broadcast_add(&instructed.embedding)?;
+                    keypoints = Tensor::cat(&[keypoints, found], 1)?;
+                }
                 x = per_place(&merges[2], &merge_2x2(&x)?)?.silu()?;
                 x = per_place(&merges[3], &merge_2x2(&x)?)?;
                 let (b, h, w, d) = x.dims4()?;
@@ -422,6 +468,19 @@ fn conv_3x3(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     y.reshape((b, h, row, out))?.narrow(2, 0, w)?.contiguous()
 }
 
+impl Instructed {
+    /// The instructed keypoints of a `[B, H, W, C]` map: `[B, n, 2 + C]`
+    /// as [`spatial_softmax`] gives them.
+    fn find(&self, x: &Tensor, instruction: &Tensor) -> Result<Tensor> {
+        let (b, h, w, c) = x.dims4()?;
+        let flat = x.reshape((b, h * w, c))?;
+        let keys = flat.broadcast_add(&self.place_keys)?;
+        let queries = self.query.forward(instruction)?.reshape((b, self.n, c))?;
+        let logits = (queries.matmul(&keys.transpose(1, 2)?.contiguous()?)? / (c as f64).sqrt())?;
+        expected_places(&crate::layers::softmax_f32(&logits)?, &flat, h, w)
+    }
+}
+
 /// Spatial-softmax keypoints of a `[B, H, W, C]` map: for each of the
 /// logits' K outputs, a softmax over the places, and under it the expected
 /// place (x and y in −1..1) and the expected feature: `[B, K, 2 + C]`.
@@ -429,7 +488,13 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     let (b, h, w, c) = x.dims4()?;
     let flat = x.reshape((b, h * w, c))?;
     let weights = logits.forward(&flat)?.transpose(1, 2)?.contiguous()?;
-    let weights = crate::layers::softmax_f32(&weights)?;
+    expected_places(&crate::layers::softmax_f32(&weights)?, &flat, h, w)
+}
+
+/// Under weights over the places of an `h × w` map (`[B, K, h·w]`, each
+/// row summing to 1), the expected place (x and y in −1..1) and feature of
+/// `flat` (`[B, h·w, C]`): `[B, K, 2 + C]`.
+fn expected_places(weights: &Tensor, flat: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let grid: Vec<f32> = (0..h)
         .flat_map(|row| {
             (0..w).flat_map(move |col| {
@@ -440,9 +505,9 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
             })
         })
         .collect();
-    let grid = Tensor::from_vec(grid, (h * w, 2), x.device())?.to_dtype(x.dtype())?;
+    let grid = Tensor::from_vec(grid, (h * w, 2), flat.device())?.to_dtype(flat.dtype())?;
     let places = weights.broadcast_matmul(&grid)?;
-    let features = weights.matmul(&flat)?;
+    let features = weights.matmul(flat)?;
     Tensor::cat(&[places, features], 2)
 }
 
@@ -582,12 +647,6 @@ impl Policy {
     /// The trunk's tokens for an observation: `[B, tokens, d]`.
     pub fn encode(&self, observation: &Observation) -> Result<Tensor> {
         let mut parts = Vec::new();
-        for camera in 0..self.config.cameras {
-            let images = observation.images.narrow(1, camera, 1)?.squeeze(1)?;
-            let tokens = self.image.forward(&images)?;
-            let tag = self.camera_embedding.narrow(0, camera, 1)?;
-            parts.push(tokens.broadcast_add(&tag)?);
-        }
         // Text: padding tokens are zeroed so only the words count.
         let mask = observation
             .tokens
@@ -621,6 +680,15 @@ impl Policy {
                 project.forward(&features)?.broadcast_mul(&mask)?
             }
         };
+        // The instruction's words pooled, for keypoints it places.
+        let words = mask.sum(1)?.clamp(1.0, f64::MAX)?;
+        let instruction = text.sum(1)?.broadcast_div(&words)?;
+        for camera in 0..self.config.cameras {
+            let images = observation.images.narrow(1, camera, 1)?.squeeze(1)?;
+            let tokens = self.image.forward(&images, Some(&instruction))?;
+            let tag = self.camera_embedding.narrow(0, camera, 1)?;
+            parts.push(tokens.broadcast_add(&tag)?);
+        }
         parts.push(text);
         parts.push(self.state_in.forward(&observation.state)?.unsqueeze(1)?);
         let mut x = Tensor::cat(&parts, 1)?;
@@ -917,13 +985,19 @@ mod tests {
     #[test]
     fn a_conv_encoder_without_keypoints_is_refused_by_name() {
         let config = PolicyConfig {
-            vision: Vision::Conv { keypoints: 0 },
+            vision: Vision::Conv {
+                keypoints: 0,
+                instructed: 0,
+            },
             ..PolicyConfig::default()
         };
         let error = config.validate().expect_err("zero keypoints");
         assert!(error.contains("keypoint"), "{error}");
         let config = PolicyConfig {
-            vision: Vision::Conv { keypoints: 8 },
+            vision: Vision::Conv {
+                keypoints: 8,
+                instructed: 0,
+            },
             ..PolicyConfig::default()
         };
         assert!(config.validate().is_ok());

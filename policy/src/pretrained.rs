@@ -81,6 +81,12 @@ pub enum Vision {
     Conv {
         /// Keypoint tokens per camera.
         keypoints: usize,
+        /// Further keypoints per camera placed by the instruction: each is
+        /// where the map best matches a query drawn from the instruction's
+        /// words (with a learned key for every place, so that "on the left"
+        /// can count), to find the named spill among others.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        instructed: usize,
     },
     /// A pretrained ResNet.
     Resnet {
@@ -91,6 +97,10 @@ pub enum Vision {
         /// Its shape.
         shape: ResNetShape,
     },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Vision {

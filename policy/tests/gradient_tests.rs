@@ -99,7 +99,21 @@ fn every_trainable_parameter_receives_a_gradient() {
 #[test]
 fn every_trainable_parameter_of_the_conv_encoder_receives_a_gradient() {
     assert_every_variable_learns(&PolicyConfig {
-        vision: sponge_policy::pretrained::Vision::Conv { keypoints: 4 },
+        vision: sponge_policy::pretrained::Vision::Conv {
+            keypoints: 4,
+            instructed: 0,
+        },
+        ..small_config()
+    });
+}
+
+#[test]
+fn every_trainable_parameter_of_the_instructed_keypoints_receives_a_gradient() {
+    assert_every_variable_learns(&PolicyConfig {
+        vision: sponge_policy::pretrained::Vision::Conv {
+            keypoints: 4,
+            instructed: 2,
+        },
         ..small_config()
     });
 }
@@ -125,7 +139,10 @@ fn every_trainable_parameter_learns_through_a_bf16_copy() {
     for config in [
         small_config(),
         PolicyConfig {
-            vision: sponge_policy::pretrained::Vision::Conv { keypoints: 4 },
+            vision: sponge_policy::pretrained::Vision::Conv {
+                keypoints: 4,
+                instructed: 2,
+            },
             aux_targets: 4,
             ..small_config()
         },

@@ -217,7 +217,7 @@ impl WorldModel {
     /// Latents of observations: `images` `[N, 3, S, S]` in 0..1, `state`
     /// `[N, state_dim]` (normalised), `text` `[N, text_dim]` → `[N, latent]`.
     pub fn encode(&self, images: &Tensor, state: &Tensor, text: &Tensor) -> Result<Tensor> {
-        let tokens = self.squeeze.forward(&self.image.forward(images)?)?.silu()?;
+        let tokens = self.squeeze.forward(&self.image.forward(images, None)?)?.silu()?;
         let n = tokens.dim(0)?;
         let flat = tokens.reshape((n, ()))?;
         let h = self.encode.forward(&Tensor::cat(&[&flat, state, text], 1)?)?;
