@@ -109,6 +109,11 @@ pub struct TrainArgs {
     /// The image encoder trained from scratch (when no --vision-resnet).
     #[arg(long, value_enum, default_value_t = EncoderArg::Patch, conflicts_with = "vision_resnet")]
     encoder: EncoderArg,
+    /// With --encoder conv or conv-text: spatial-softmax keypoints per
+    /// camera (default 8). More give more chances that one settles on the
+    /// spill rather than on the arm.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    keypoints: Option<u64>,
     /// Keep the pretrained image encoder's weights as they are.
     #[arg(long, requires = "vision_resnet")]
     freeze_vision: bool,
@@ -265,7 +270,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(dir) => {
             sponge_policy::pretrained::Vision::resnet(dir, args.freeze_vision).map_err(anyhow::Error::msg)?
         }
-        None => args.encoder.vision(),
+        None => match (args.encoder.vision(), args.keypoints) {
+            (sponge_policy::pretrained::Vision::Conv { instructed, .. }, Some(n)) => {
+                sponge_policy::pretrained::Vision::Conv {
+                    keypoints: n as usize,
+                    instructed,
+                }
+            }
+            (_, Some(_)) => bail!("--keypoints is for --encoder conv or conv-text"),
+            (vision, None) => vision,
+        },
     };
     let text = match &args.text_bert {
         Some(dir) => sponge_policy::bert::Text::bert(dir, args.freeze_text).map_err(anyhow::Error::msg)?,
