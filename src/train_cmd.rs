@@ -301,8 +301,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         policy.validate().map_err(anyhow::Error::msg)?;
     }
     let last = train_with_progress(&args.dataset, &args.out, &policy, &config, &device, args.resume)?;
+    let aux = last
+        .val_aux_loss
+        .map(|a| format!(", auxiliary loss on held-out episodes {a:.4} (of the variance)"))
+        .unwrap_or_default();
     println!(
-        "{}; run in {}",
+        "{}{aux}; run in {}",
         trained(
             last.step,
             args.batch,

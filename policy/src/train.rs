@@ -474,6 +474,10 @@ pub struct LogLine {
     /// in `loss`, which stays the flow's alone so runs compare).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aux_loss: Option<f64>,
+    /// The auxiliary loss on the held-out episodes, when measured at this
+    /// step: whether what the head learned holds on scenes it never saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_aux_loss: Option<f64>,
 }
 
 /// The learning rate at `step` (0-based): linear warm-up, then cosine to 10%.
@@ -1107,16 +1111,21 @@ pub fn train(
         if let Some((_, _, ema)) = &averaged {
             ema.update(step)?;
         }
-        let val_loss = match val_loader.as_mut() {
+        let (val_loss, val_aux_loss) = match val_loader.as_mut() {
             Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
-                let mut total = 0.0;
+                let (mut total, mut aux_total) = (0.0, None);
                 for _ in 0..VALIDATION_BATCHES {
                     let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
-                    total += f64::from(loss(judged, &prepared, config, device)?.0.to_scalar::<f32>()?);
+                    let (flow, aux) = loss(judged, &prepared, config, device)?;
+                    total += f64::from(flow.to_scalar::<f32>()?);
+                    if let Some(aux) = aux {
+                        *aux_total.get_or_insert(0.0) += f64::from(aux.to_scalar::<f32>()?);
+                    }
                 }
-                Some(total / VALIDATION_BATCHES as f64)
+                let batches = VALIDATION_BATCHES as f64;
+                (Some(total / batches), aux_total.map(|a: f64| a / batches))
             }
-            _ => None,
+            _ => (None, None),
         };
         let line = LogLine {
             step: step + 1,
@@ -1128,6 +1137,7 @@ pub fn train(
             aux_loss: aux_loss
                 .map(|a| a.to_scalar::<f32>().map(f64::from))
                 .transpose()?,
+            val_aux_loss,
         };
         let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;

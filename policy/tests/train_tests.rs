@@ -806,7 +806,7 @@ fn the_conv_encoders_auxiliary_head_finds_a_square_in_the_picture() {
         batch: 16,
         learning_rate: 2e-3,
         warmup: 10,
-        validation_every_nth_episode: 0,
+        validation_every_nth_episode: 10,
         aux_weight: 10.0,
         augment: sponge_policy::augment::Augment {
             shift_px: 0,
@@ -837,8 +837,17 @@ fn the_conv_encoders_auxiliary_head_finds_a_square_in_the_picture() {
     let aux: Vec<f64> = lines.iter().filter_map(|l| l.aux_loss).collect();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let (first, last) = (mean(&aux[..20]), mean(&aux[280..]));
-    eprintln!("aux loss {first:.3} -> {last:.3}");
+    eprintln!(
+        "aux loss {first:.3} -> {last:.3}, held out {:?}",
+        lines.last().and_then(|l| l.val_aux_loss)
+    );
     // Normalised: 1 is no better than always the middle.
     assert!(first > 0.5 && last < 0.1, "aux loss {first:.3} -> {last:.3}");
+    // And on the scenes held out (every 10th), measured at the last step.
+    let held_out = lines
+        .last()
+        .and_then(|l| l.val_aux_loss)
+        .expect("a held-out auxiliary loss");
+    assert!(held_out < 0.15, "held-out aux loss {held_out:.3}");
     let _ = std::fs::remove_dir_all(&root);
 }
