@@ -794,7 +794,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                 })
                 .collect();
             let fresh: Vec<bool> = due.iter().map(|&i| latched(i).is_none()).collect();
-            if let Some(perception) = &perception {
+            if let (Some(perception), true) = (&perception, fresh.contains(&true)) {
                 let seen: Vec<_> = policy_inputs(&views, &states, &earlier, &tasks, &[])
                     .into_iter()
                     .zip(&fresh)
