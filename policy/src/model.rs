@@ -476,10 +476,16 @@ impl Instructed {
         let flat = x.reshape((b, h * w, c))?;
         let keys = flat.broadcast_add(&self.place_keys)?;
         let queries = self.query.forward(instruction)?.reshape((b, self.n, c))?;
-        let logits = (queries.matmul(&keys.transpose(1, 2)?.contiguous()?)? / (c as f64).sqrt())?;
+        let scale = KEYPOINT_SHARPNESS / (c as f64).sqrt();
+        let logits = (queries.matmul(&keys.transpose(1, 2)?.contiguous()?)? * scale)?;
         expected_places(&crate::layers::softmax_f32(&logits)?, &flat, h, w)
     }
 }
+
+/// How much sharper than their raw logits the keypoints' softmaxes are: at
+/// 1 the fresh, small logits spread every keypoint's weight over the whole
+/// map, where the gradient that would move it is weak.
+const KEYPOINT_SHARPNESS: f64 = 10.0;
 
 /// Spatial-softmax keypoints of a `[B, H, W, C]` map: for each of the
 /// logits' K outputs, a softmax over the places, and under it the expected
@@ -487,7 +493,7 @@ impl Instructed {
 fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     let (b, h, w, c) = x.dims4()?;
     let flat = x.reshape((b, h * w, c))?;
-    let weights = logits.forward(&flat)?.transpose(1, 2)?.contiguous()?;
+    let weights = (logits.forward(&flat)?.transpose(1, 2)?.contiguous()? * KEYPOINT_SHARPNESS)?;
     expected_places(&crate::layers::softmax_f32(&weights)?, &flat, h, w)
 }
 
