@@ -1104,7 +1104,9 @@ fn load_perception(
             run.policy.image_size
         );
     }
-    if seen.policy.motion_frames != run.policy.motion_frames || seen.fps != run.fps {
+    // A perception run that sees no motion needs no history of its own.
+    let motion_differs = seen.policy.motion_frames != run.policy.motion_frames || seen.fps != run.fps;
+    if seen.policy.motion_frames > 0 && motion_differs {
         bail!(
             "{} sees motion over {} frames at {} fps, the policy over {} at {}: they would need two histories",
             dir.display(),

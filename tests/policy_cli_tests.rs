@@ -409,5 +409,39 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
     let refused = eval(&["--policy", &privileged, "--perception", &plain]);
     assert!(!refused.status.success());
     assert!(text(&refused).contains("--aux-weight"), "{}", text(&refused));
+
+    // A policy that keeps the entries the episode began with, and sees
+    // motion: a perception run without motion needs no history of its own
+    // and serves it.
+    let start = train(
+        "start",
+        &[
+            "--privileged",
+            "target.x_m,target.y_m",
+            "--privileged-start",
+            "--motion-frames",
+            "2",
+        ],
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("start/config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["policy"]["privileged_start"], true);
+    let json = dir.join("start.json");
+    let output = eval(&[
+        "--policy",
+        &start,
+        "--perception",
+        &perception,
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    let error = figures["summary"]["perception_error_m"]
+        .as_f64()
+        .expect("perception error");
+    assert!(error.is_finite() && error > 0.0, "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
