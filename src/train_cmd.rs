@@ -316,7 +316,30 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ),
         args.out.display()
     );
+    print_perception_report(&args.out);
     Ok(())
+}
+
+/// For a run with an auxiliary head: how far off it is on the held-out
+/// episodes, entry by entry (from the run's perception.json).
+fn print_perception_report(run: &std::path::Path) {
+    let path = run.join(sponge_policy::train::PERCEPTION_REPORT);
+    let Some(report) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<sponge_policy::train::PerceptionReport>(&t).ok())
+    else {
+        return;
+    };
+    println!(
+        "the auxiliary head on {} held-out samples, root mean square error (always guessing the mean):",
+        report.samples
+    );
+    for entry in &report.entries {
+        println!(
+            "  {:<20} {:.4} ({:.4})",
+            entry.name, entry.rms_error, entry.rms_spread
+        );
+    }
 }
 
 /// Trains with a progress bar (loss, validation loss, samples/s, eta).

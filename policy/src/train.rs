@@ -663,6 +663,101 @@ fn privileged_entries(
         .collect()
 }
 
+/// The file in a run with an auxiliary head that says how well the head
+/// perceives each entry on the held-out episodes ([`PerceptionReport`]).
+pub const PERCEPTION_REPORT: &str = "perception.json";
+
+/// How well the auxiliary head perceives the environment state on the
+/// held-out episodes, entry by entry, in the dataset's units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerceptionReport {
+    /// Held-out samples judged.
+    pub samples: usize,
+    /// One per entry of `observation.environment_state`.
+    pub entries: Vec<EntryError>,
+}
+
+/// The head's error on one environment state entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryError {
+    /// The entry's name in the dataset.
+    pub name: String,
+    /// Root mean square of perceived less true, in the entry's units.
+    pub rms_error: f64,
+    /// Root mean square of the truth less the dataset's mean: the error of
+    /// always guessing the mean.
+    pub rms_spread: f64,
+}
+
+/// The names of the dataset's `entries` environment state entries (their
+/// indices where the dataset names none).
+fn environment_names(info: &sponge_datasets::info::Info, entries: usize) -> Result<Vec<String>, TrainError> {
+    let names = info
+        .features()?
+        .into_iter()
+        .find(|(name, _)| name == sponge_datasets::writer::ENVIRONMENT_STATE)
+        .and_then(|(_, f)| f.names.as_array().cloned())
+        .unwrap_or_default();
+    Ok((0..entries)
+        .map(|i| {
+            names
+                .get(i)
+                .and_then(|n| n.as_str())
+                .map_or_else(|| i.to_string(), str::to_owned)
+        })
+        .collect())
+}
+
+/// The auxiliary head's error on `VALIDATION_BATCHES` held-out batches.
+fn held_out_perception(
+    policy: &Policy,
+    loader: &mut Loader,
+    run: &RunConfig,
+    tokenizer: &Tokenizer,
+    device: &Device,
+    normalizer: &Normalizer,
+    names: &[String],
+) -> Result<PerceptionReport, TrainError> {
+    let n = normalizer.mean.len();
+    let (mut error, mut spread, mut samples) = (vec![0.0f64; n], vec![0.0f64; n], 0);
+    for _ in 0..VALIDATION_BATCHES {
+        let prepared = prepare(&loader.next_batch()?, run, tokenizer, device, None)?;
+        let Some(truth) = &prepared.environment else {
+            break;
+        };
+        let context = policy.encode(&Observation {
+            images: prepared.observation.images.to_dtype(policy.dtype())?,
+            tokens: prepared.observation.tokens.clone(),
+            state: prepared.observation.state.to_dtype(policy.dtype())?,
+        })?;
+        let Some(perceived) = policy.perceive(&context)? else {
+            break;
+        };
+        let perceived: Vec<Vec<f32>> = perceived.to_dtype(DType::F32)?.to_vec2()?;
+        let truth: Vec<Vec<f32>> = truth.to_vec2()?;
+        for (p, t) in perceived.iter().zip(&truth) {
+            for i in 0..n {
+                // Normalised values times the entry's deviation: the dataset's units.
+                let std = f64::from(normalizer.std[i]);
+                error[i] += (f64::from(p[i] - t[i]) * std).powi(2);
+                spread[i] += (f64::from(t[i]) * std).powi(2);
+            }
+            samples += 1;
+        }
+    }
+    let rms = |sum: f64| (sum / samples.max(1) as f64).sqrt();
+    Ok(PerceptionReport {
+        samples,
+        entries: (0..n)
+            .map(|i| EntryError {
+                name: names.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                rms_error: rms(error[i]),
+                rms_spread: rms(spread[i]),
+            })
+            .collect(),
+    })
+}
+
 /// Each sample's chunk less the sample's state (`actions` `[B, H, dims]`,
 /// `states` `[B, dims]`).
 pub fn offsets(actions: &[f32], states: &[f32], dims: usize) -> Vec<f32> {
@@ -1151,6 +1246,15 @@ pub fn train(
     }
     save()?;
     plot_log(out, &history)?;
+    if let (Some(v), Some(normalizer)) = (val_loader.as_mut(), run.environment.as_ref())
+        && policy_config.aux_targets > 0
+    {
+        let names = environment_names(info, normalizer.mean.len())?;
+        let report = held_out_perception(judged, v, &run, &tokenizer, device, normalizer, &names)?;
+        let path = out.join(PERCEPTION_REPORT);
+        let json = serde_json::to_string_pretty(&report).map_err(|e| run_error(&path, e))?;
+        std::fs::write(&path, json).map_err(|e| run_error(&path, e))?;
+    }
     last.ok_or_else(|| {
         TrainError::Mismatch(format!(
             "no steps left to train: the run is at step {first_step} of {}",

@@ -849,5 +849,22 @@ fn the_conv_encoders_auxiliary_head_finds_a_square_in_the_picture() {
         .and_then(|l| l.val_aux_loss)
         .expect("a held-out auxiliary loss");
     assert!(held_out < 0.15, "held-out aux loss {held_out:.3}");
+    // The run says how far off the head is on the held-out scenes, in the
+    // entries' own units: the squares' centres spread uniformly over
+    // 2/32..30/32 (a deviation of about 0.25), and the head is far closer.
+    let report: sponge_policy::train::PerceptionReport = serde_json::from_str(
+        &std::fs::read_to_string(root.join("run").join(sponge_policy::train::PERCEPTION_REPORT))
+            .expect("report"),
+    )
+    .expect("json");
+    assert!(report.samples > 0);
+    let names: Vec<&str> = report.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["x", "y"]);
+    for entry in &report.entries {
+        assert!(
+            (0.18..0.32).contains(&entry.rms_spread) && entry.rms_error < 0.3 * entry.rms_spread,
+            "{entry:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
