@@ -361,28 +361,33 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
     let output = eval(&["--policy", &privileged]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(!text(&output).contains("perception:"), "{}", text(&output));
-    // On what the perception run makes of the frames: how far off it was is reported.
-    let json = dir.join("perceived.json");
-    let output = eval(&[
-        "--policy",
-        &privileged,
-        "--perception",
-        &perception,
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
+    // On what the perception run makes of the frames: how far off it was
+    // is reported, and lands in the JSON.
+    let perceived = |policy: &str, name: &str| {
+        let json = dir.join(name);
+        let output = eval(&[
+            "--policy",
+            policy,
+            "--perception",
+            &perception,
+            "--json",
+            json.to_str().expect("utf-8"),
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+        let figures: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+        let error = figures["summary"]["perception_error_m"]
+            .as_f64()
+            .expect("perception error");
+        assert!(error.is_finite() && error > 0.0, "{error}");
+        output
+    };
+    let output = perceived(&privileged, "perceived.json");
     assert!(
         text(&output).contains("perception: the target it saw lay"),
         "{}",
         text(&output)
     );
-    let figures: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
-    let error = figures["summary"]["perception_error_m"]
-        .as_f64()
-        .expect("perception error");
-    assert!(error.is_finite() && error > 0.0, "{error}");
     // On the twin's knowledge moved 5 cm; not for a policy that takes none, nor with --perception.
     let json = dir.join("off.json");
     let output = eval(&[
@@ -427,21 +432,6 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("start/config.json")).expect("config"))
             .expect("json");
     assert_eq!(config["policy"]["privileged_start"], true);
-    let json = dir.join("start.json");
-    let output = eval(&[
-        "--policy",
-        &start,
-        "--perception",
-        &perception,
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
-    let figures: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
-    let error = figures["summary"]["perception_error_m"]
-        .as_f64()
-        .expect("perception error");
-    assert!(error.is_finite() && error > 0.0, "{error}");
+    perceived(&start, "start.json");
     let _ = std::fs::remove_dir_all(&dir);
 }
