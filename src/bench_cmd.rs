@@ -236,7 +236,7 @@ fn bench_policy(args: &PolicyBenchArgs) -> anyhow::Result<()> {
     use sponge_policy::bench::{inference_latency, training_throughput};
     let device = args.device.device()?;
     let config = PolicyConfig {
-        vision: args.encoder.vision(),
+        vision: args.encoder.vision(None)?,
         horizon: args.horizon,
         ..args.size.of(PolicyConfig::default())
     };

@@ -772,17 +772,18 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             // A privileged policy (a diagnostic) also sees what the twin
             // knows, or what the perception run makes of the frames; one
             // that takes them as the episode began keeps its first ones.
-            let latched = |i: usize| {
-                slots[i]
-                    .as_ref()
-                    .and_then(|r| r.privileged_at_start.clone())
-                    .filter(|_| run.policy.privileged_start)
-            };
+            let kept: Vec<Option<&Vec<f32>>> = due
+                .iter()
+                .map(|&i| slots[i].as_ref().and_then(|r| r.privileged_at_start.as_ref()))
+                .collect();
+            let fresh: Vec<bool> = kept.iter().map(Option::is_none).collect();
             let mut environments: Vec<Vec<f32>> = due
                 .iter()
-                .map(|&i| match run.policy.privileged.is_empty() {
-                    true => Vec::new(),
-                    false => latched(i).unwrap_or_else(|| {
+                .zip(&kept)
+                .map(|(&i, kept)| match (run.policy.privileged.is_empty(), kept) {
+                    (true, _) => Vec::new(),
+                    (false, Some(kept)) => kept.to_vec(),
+                    (false, None) => {
                         let env = &batch.envs()[i];
                         let mut known = env.environment_state(env.next_target());
                         if let Some(r) = slots[i].as_ref() {
@@ -790,10 +791,9 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                             known[1] += r.target_offset[1];
                         }
                         known.to_vec()
-                    }),
+                    }
                 })
                 .collect();
-            let fresh: Vec<bool> = due.iter().map(|&i| latched(i).is_none()).collect();
             if let (Some(perception), true) = (&perception, fresh.contains(&true)) {
                 let seen: Vec<_> = policy_inputs(&views, &states, &earlier, &tasks, &[])
                     .into_iter()
@@ -1054,7 +1054,6 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     Ok((summary, episodes))
 }
 
-/// Counts what the monitor caught and its false alarms.
 /// The policy's inputs for a batch of observations, one per entry of
 /// `views`; `environments` empty for none.
 fn policy_inputs<'a>(
@@ -1119,6 +1118,7 @@ fn load_perception(
     Ok(perception)
 }
 
+/// Counts what the monitor caught and its false alarms.
 fn monitor_summary(episodes: &[EpisodeResult]) -> MonitorSummary {
     let mut summary = MonitorSummary {
         faults: 0,

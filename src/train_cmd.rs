@@ -31,19 +31,21 @@ pub enum EncoderArg {
 }
 
 impl EncoderArg {
-    /// The policy's vision for this encoder.
-    pub fn vision(self) -> sponge_policy::pretrained::Vision {
-        match self {
+    /// The policy's vision for this encoder, with `keypoints` free
+    /// keypoints (8 when not given; only the conv encoders have them).
+    pub fn vision(self, keypoints: Option<u64>) -> anyhow::Result<sponge_policy::pretrained::Vision> {
+        let conv = |instructed| sponge_policy::pretrained::Vision::Conv {
+            keypoints: keypoints.map_or(8, |n| n as usize),
+            instructed,
+        };
+        Ok(match self {
+            EncoderArg::Patch if keypoints.is_some() => {
+                bail!("--keypoints is for --encoder conv or conv-text")
+            }
             EncoderArg::Patch => sponge_policy::pretrained::Vision::Scratch,
-            EncoderArg::Conv => sponge_policy::pretrained::Vision::Conv {
-                keypoints: 8,
-                instructed: 0,
-            },
-            EncoderArg::ConvText => sponge_policy::pretrained::Vision::Conv {
-                keypoints: 8,
-                instructed: 4,
-            },
-        }
+            EncoderArg::Conv => conv(0),
+            EncoderArg::ConvText => conv(4),
+        })
     }
 }
 
@@ -270,16 +272,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(dir) => {
             sponge_policy::pretrained::Vision::resnet(dir, args.freeze_vision).map_err(anyhow::Error::msg)?
         }
-        None => match (args.encoder.vision(), args.keypoints) {
-            (sponge_policy::pretrained::Vision::Conv { instructed, .. }, Some(n)) => {
-                sponge_policy::pretrained::Vision::Conv {
-                    keypoints: n as usize,
-                    instructed,
-                }
-            }
-            (_, Some(_)) => bail!("--keypoints is for --encoder conv or conv-text"),
-            (vision, None) => vision,
-        },
+        None => args.encoder.vision(args.keypoints)?,
     };
     let text = match &args.text_bert {
         Some(dir) => sponge_policy::bert::Text::bert(dir, args.freeze_text).map_err(anyhow::Error::msg)?,

@@ -498,6 +498,17 @@ struct Prepared {
     environment: Option<Tensor>,
 }
 
+impl Prepared {
+    /// The observation with its images and state in `dtype` (the tokens are ids).
+    fn observation_as(&self, dtype: DType) -> candle_core::Result<Observation> {
+        Ok(Observation {
+            images: self.observation.images.to_dtype(dtype)?,
+            tokens: self.observation.tokens.clone(),
+            state: self.observation.state.to_dtype(dtype)?,
+        })
+    }
+}
+
 fn prepare(
     batch: &Batch,
     run: &RunConfig,
@@ -564,7 +575,7 @@ fn prepare(
         true => &batch.environment_state_start,
         false => &environment_now,
     };
-    if !config.privileged.is_empty() && privileged_values.len() != b * entries {
+    if !config.privileged.is_empty() && config.privileged_start && privileged_values.len() != b * entries {
         return Err(TrainError::Mismatch(format!(
             "the batch has {} environment state values for {b} samples of {entries}",
             privileged_values.len(),
@@ -642,13 +653,7 @@ fn privileged_entries(
     if names.is_empty() {
         return Ok((0..entries).collect());
     }
-    let known: Vec<String> = match feature.names.as_array() {
-        Some(list) => list
-            .iter()
-            .map(|n| n.as_str().unwrap_or_default().to_owned())
-            .collect(),
-        None => (0..entries).map(|i| i.to_string()).collect(),
-    };
+    let known = environment_names(info, entries)?;
     names
         .iter()
         .map(|name| {
@@ -725,11 +730,7 @@ fn held_out_perception(
         let Some(truth) = &prepared.environment else {
             break;
         };
-        let context = policy.encode(&Observation {
-            images: prepared.observation.images.to_dtype(policy.dtype())?,
-            tokens: prepared.observation.tokens.clone(),
-            state: prepared.observation.state.to_dtype(policy.dtype())?,
-        })?;
+        let context = policy.encode(&prepared.observation_as(policy.dtype())?)?;
         let Some(perceived) = policy.perceive(&context)? else {
             break;
         };
@@ -748,9 +749,11 @@ fn held_out_perception(
     let rms = |sum: f64| (sum / samples.max(1) as f64).sqrt();
     Ok(PerceptionReport {
         samples,
-        entries: (0..n)
-            .map(|i| EntryError {
-                name: names.get(i).cloned().unwrap_or_else(|| i.to_string()),
+        entries: names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| EntryError {
+                name: name.clone(),
                 rms_error: rms(error[i]),
                 rms_spread: rms(spread[i]),
             })
@@ -788,11 +791,7 @@ fn loss(
     let noise = Tensor::randn(0f32, 1f32, (rows, h, a), device)?.to_dtype(dtype)?;
     // The times stay f32: the time features are computed from them in f32.
     let t = config.flow_times.draw(rows, device)?;
-    let observation = Observation {
-        images: prepared.observation.images.to_dtype(dtype)?,
-        tokens: prepared.observation.tokens.clone(),
-        state: prepared.observation.state.to_dtype(dtype)?,
-    };
+    let observation = prepared.observation_as(dtype)?;
     let environment = match &prepared.environment {
         Some(e) => Some(e.to_dtype(dtype)?),
         None => None,
