@@ -222,7 +222,7 @@ fn a_folder_that_is_no_run_is_refused_by_name() {
 fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
     let dir = scratch("flow");
     let out = dir.join("run");
-    let refused: [(&[&str], &str); 13] = [
+    let refused: [(&[&str], &str); 16] = [
         (&["--ema-decay", "1.5"], "--ema-decay 1.5"),
         (&["--flow-samples", "0"], "--flow-samples 0"),
         (&["--flow-samples", "65"], "--flow-samples 65"),
@@ -242,6 +242,12 @@ fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
             "d_model 100 is not divisible by 3 heads",
         ),
         (&["--expert-layers", "0"], "expert_layers 0"),
+        (
+            &["--keypoints", "4"],
+            "--keypoints is for --encoder conv or conv-text",
+        ),
+        (&["--encoder", "conv", "--keypoints", "0"], "--keypoints"),
+        (&["--privileged-start"], "--privileged"),
     ];
     let no_dataset = dir.join("no-dataset");
     for (flags, named) in refused {
