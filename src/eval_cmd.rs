@@ -116,7 +116,10 @@ pub struct EvalArgs {
     /// joints, so that the pair runs on what a robot has. The summary gives
     /// how far the perceived target lay from the twin's. A policy trained
     /// with --privileged-start is handed what the run sees in each
-    /// episode's first frame, kept through the episode.
+    /// episode's first frame, kept through the episode. A run trained with
+    /// --place-weight gives the target where its keypoint finds the named
+    /// spill in the picture (through the camera, on the table) rather than
+    /// what its auxiliary head regresses.
     #[arg(long, value_name = "RUN")]
     pub perception: Option<PathBuf>,
     /// For a policy trained with --privileged: move the twin's target
@@ -800,7 +803,15 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     .zip(&fresh)
                     .filter_map(|(input, &fresh)| fresh.then_some(input))
                     .collect();
-                let perceived = perception.perceive(&seen)?;
+                let mut perceived = perception.perceive(&seen)?;
+                if perception.run_config().train.place.is_some() {
+                    for (p, place) in perceived.iter_mut().zip(perception.place(&seen)?) {
+                        if let Some([x, y]) = place {
+                            p[0] = x as f32;
+                            p[1] = y as f32;
+                        }
+                    }
+                }
                 let rows = environments
                     .iter_mut()
                     .zip(&fresh)

@@ -154,6 +154,16 @@ pub struct TrainArgs {
     /// spill. 0 leaves it out. Inference never needs the environment state.
     #[arg(long, default_value_t = 0.0, value_parser = crate::train_cmd::aux_weight)]
     aux_weight: f64,
+    /// Weight of a place loss (needs --encoder conv-text and the twin's
+    /// target.x_m and target.y_m): the first keypoint placed by the
+    /// instruction learns where the named spill's dirt lies in the front
+    /// camera's picture, as a small Gaussian over the places of its map
+    /// (the twin's nominal camera pose turns metres into a place). Every
+    /// place of the map is told whether the spill is there, which teaches
+    /// "where" far faster than a regressed (x, y). Train with --shift-px 0:
+    /// the place is not shifted with the picture. 0 leaves it out.
+    #[arg(long, default_value_t = 0.0, value_parser = crate::train_cmd::place_weight)]
+    place_weight: f64,
     /// A diagnostic, not a policy for the arm: the state token also takes
     /// the dataset's observation.environment_state (in the twin's datasets:
     /// target.x_m and target.y_m, where the dirt left of the named spill
@@ -218,6 +228,24 @@ pub fn aux_weight(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The twin's front camera at its nominal pose.
+pub fn front_camera() -> sponge_policy::place::TableCamera {
+    let (eye_m, aim_m, fov_deg) = sponge_sim::render::front_camera();
+    sponge_policy::place::TableCamera {
+        eye_m,
+        aim_m,
+        fov_deg,
+    }
+}
+
+/// Parses `--place-weight`: a finite weight of at least 0.
+pub fn place_weight(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
+        _ => Err(format!("--place-weight {text} is not a number of at least 0")),
+    }
+}
+
 /// Parses `--flow-samples`: 1 to 64 noise draws per chunk.
 pub fn flow_samples(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -260,6 +288,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             names => names.split(',').map(|n| n.trim().to_owned()).collect(),
         }),
         precision: args.precision,
+        place: (args.place_weight > 0.0).then(|| sponge_policy::train::PlaceTarget {
+            weight: args.place_weight,
+            camera: front_camera(),
+            // A sixth of a place of the 1/4-size map at 96 pixels is 1/12
+            // of the half-width: about one place.
+            sigma: 1.0 / 12.0,
+        }),
         ..TrainConfig::default()
     };
     if !args.resume && args.out.join("model.safetensors").exists() {
@@ -298,8 +333,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .val_aux_loss
         .map(|a| format!(", auxiliary loss on held-out episodes {a:.4} (of the variance)"))
         .unwrap_or_default();
+    let place = last
+        .val_place_loss
+        .map(|a| {
+            format!(", place loss on held-out episodes {a:.3} (0: the keypoint's weights are the target's)")
+        })
+        .unwrap_or_default();
     println!(
-        "{}{aux}; run in {}",
+        "{}{aux}{place}; run in {}",
         trained(
             last.step,
             args.batch,
@@ -324,7 +365,8 @@ fn print_perception_report(run: &std::path::Path) {
         return;
     };
     println!(
-        "the auxiliary head on {} held-out samples, root mean square error (always guessing the mean):",
+        "perception on {} held-out samples (the auxiliary head's entries; keypoint.*: where the keypoint \
+         placed by the instruction finds the named spill), root mean square error (always guessing the mean):",
         report.samples
     );
     for entry in &report.entries {

@@ -360,6 +360,30 @@ impl Agent {
             .to_vec2::<f32>()?;
         Ok(predicted.iter().map(|row| normalizer.denormalize(row)).collect())
     }
+
+    /// Where the first keypoint placed by the instruction finds the named
+    /// spill in the first camera's picture, as a point on the table (x and
+    /// y, metres, through the camera the run was trained with): for a run
+    /// trained with a place target (`sponge train --place-weight`). `None`
+    /// for an observation whose place lies above the horizon.
+    pub fn place(&self, inputs: &[Input]) -> Result<Vec<Option<[f64; 2]>>, TrainError> {
+        let Some(target) = &self.run.train.place else {
+            return Err(TrainError::Mismatch(
+                "the run has no keypoint trained to find the named spill (train it with --place-weight)"
+                    .into(),
+            ));
+        };
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let places = self.policy.place(&self.observation(inputs)?)?.ok_or_else(|| {
+            TrainError::Mismatch("the model has no keypoints placed by the instruction".into())
+        })?;
+        Ok(places
+            .iter()
+            .map(|p| target.camera.on_table([f64::from(p[0]), f64::from(p[1])]))
+            .collect())
+    }
 }
 
 /// `chunk` averaged over a centred window of `window` actions (shorter at

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod bert;
 pub mod layers;
 pub mod model;
+pub mod place;
 pub mod plot;
 pub mod pretrained;
 pub mod tokenizer;

@@ -356,6 +356,19 @@ impl ImageEncoder {
     /// instruction's words pooled) places the instructed keypoints of an
     /// encoder that has them (and such an encoder needs it).
     pub fn forward(&self, images: &Tensor, instruction: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.forward_with_place(images, instruction)?.0)
+    }
+
+    /// [`ImageEncoder::forward`], and for an encoder with instructed
+    /// keypoints the first one's logits over the places of the 1/4-size
+    /// map (`[B, places]`, row by row): where the instruction's thing is,
+    /// for training it against where the twin says it is
+    /// ([`Policy::losses`]).
+    pub fn forward_with_place(
+        &self,
+        images: &Tensor,
+        instruction: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         // Channels last: [B, H, W, C].
         let pixels = || ((images - 0.5)? * 2.0)?.permute((0, 2, 3, 1));
         match &self.kind {
@@ -366,7 +379,7 @@ impl ImageEncoder {
                 }
                 let (b, c, h, w) = features.dims4()?;
                 let tokens = features.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
-                project.forward(&tokens)?.broadcast_add(&self.position)
+                Ok((project.forward(&tokens)?.broadcast_add(&self.position)?, None))
             }
             Encoder::Patch { stages } => {
                 let mut x = pixels()?;
@@ -377,7 +390,7 @@ impl ImageEncoder {
                     }
                 }
                 let (b, h, w, d) = x.dims4()?;
-                x.reshape((b, h * w, d))?.broadcast_add(&self.position)
+                Ok((x.reshape((b, h * w, d))?.broadcast_add(&self.position)?, None))
             }
             Encoder::Conv {
                 merges,
@@ -393,11 +406,13 @@ impl ImageEncoder {
                 let mut keypoints = keypoint_in
                     .forward(&spatial_softmax(&x, keypoint_logits)?)?
                     .broadcast_add(keypoint_embedding)?;
+                let mut place = None;
                 if let Some(instructed) = instructed {
                     let Some(instruction) = instruction else {
                         candle_core::bail!("keypoints placed by the instruction need an instruction")
                     };
-                    let found = instructed.find(&x, instruction)?;
+                    let (found, logits) = instructed.find(&x, instruction)?;
+                    place = Some(logits.narrow(1, 0, 1)?.squeeze(1)?);
                     let found = keypoint_in
                         .forward(&found)?
                         .broadcast_add(&instructed.embedding)?;
@@ -407,7 +422,7 @@ impl ImageEncoder {
                 x = per_place(&merges[3], &merge_2x2(&x)?)?;
                 let (b, h, w, d) = x.dims4()?;
                 let patches = x.reshape((b, h * w, d))?.broadcast_add(&self.position)?;
-                Tensor::cat(&[patches, keypoints], 1)
+                Ok((Tensor::cat(&[patches, keypoints], 1)?, place))
             }
         }
     }
@@ -470,15 +485,17 @@ fn conv_3x3(layer: &Linear, x: &Tensor) -> Result<Tensor> {
 
 impl Instructed {
     /// The instructed keypoints of a `[B, H, W, C]` map: `[B, n, 2 + C]`
-    /// as [`spatial_softmax`] gives them.
-    fn find(&self, x: &Tensor, instruction: &Tensor) -> Result<Tensor> {
+    /// as [`spatial_softmax`] gives them, and their logits over the places,
+    /// `[B, n, H·W]`.
+    fn find(&self, x: &Tensor, instruction: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, h, w, c) = x.dims4()?;
         let flat = x.reshape((b, h * w, c))?;
         let keys = flat.broadcast_add(&self.place_keys)?;
         let queries = self.query.forward(instruction)?.reshape((b, self.n, c))?;
         let scale = KEYPOINT_SHARPNESS / (c as f64).sqrt();
         let logits = (queries.matmul(&keys.transpose(1, 2)?.contiguous()?)? * scale)?;
-        expected_places(&crate::layers::softmax_f32(&logits)?, &flat, h, w)
+        let found = expected_places(&crate::layers::softmax_f32(&logits)?, &flat, h, w)?;
+        Ok((found, logits))
     }
 }
 
@@ -497,10 +514,34 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     expected_places(&crate::layers::softmax_f32(&weights)?, &flat, h, w)
 }
 
-/// Under weights over the places of an `h × w` map (`[B, K, h·w]`, each
-/// row summing to 1), the expected place (x and y in −1..1) and feature of
-/// `flat` (`[B, h·w, C]`): `[B, K, 2 + C]`.
-fn expected_places(weights: &Tensor, flat: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+/// The peak of weights over the places of a square map (row by row),
+/// refined by the weighted mean of the 3×3 places around it: x and y in
+/// −1..1.
+fn peak_place(weights: &[f32]) -> [f32; 2] {
+    let side = (weights.len() as f64).sqrt().round() as usize;
+    let best = (0..weights.len())
+        .max_by(|&a, &b| weights[a].total_cmp(&weights[b]))
+        .unwrap_or(0);
+    let (row, col) = ((best / side) as i64, (best % side) as i64);
+    let (mut sum, mut x, mut y) = (0.0f32, 0.0f32, 0.0f32);
+    for r in row - 1..=row + 1 {
+        for c in col - 1..=col + 1 {
+            if r < 0 || c < 0 || r >= side as i64 || c >= side as i64 {
+                continue;
+            }
+            let w = weights[r as usize * side + c as usize];
+            sum += w;
+            x += w * c as f32;
+            y += w * r as f32;
+        }
+    }
+    let centre = |v: f32| (v / sum.max(f32::MIN_POSITIVE) + 0.5) / side as f32 * 2.0 - 1.0;
+    [centre(x), centre(y)]
+}
+
+/// The places of an `h × w` map, row by row: `[h·w, 2]`, x and y of each
+/// place's centre in −1..1.
+fn place_grid(h: usize, w: usize, device: &candle_core::Device) -> Result<Tensor> {
     let grid: Vec<f32> = (0..h)
         .flat_map(|row| {
             (0..w).flat_map(move |col| {
@@ -511,7 +552,14 @@ fn expected_places(weights: &Tensor, flat: &Tensor, h: usize, w: usize) -> Resul
             })
         })
         .collect();
-    let grid = Tensor::from_vec(grid, (h * w, 2), flat.device())?.to_dtype(flat.dtype())?;
+    Tensor::from_vec(grid, (h * w, 2), device)
+}
+
+/// Under weights over the places of an `h × w` map (`[B, K, h·w]`, each
+/// row summing to 1), the expected place (x and y in −1..1) and feature of
+/// `flat` (`[B, h·w, C]`): `[B, K, 2 + C]`.
+fn expected_places(weights: &Tensor, flat: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let grid = place_grid(h, w, flat.device())?.to_dtype(flat.dtype())?;
     let places = weights.broadcast_matmul(&grid)?;
     let features = weights.matmul(flat)?;
     Tensor::cat(&[places, features], 2)
@@ -556,6 +604,28 @@ enum TextEncoder {
         project: Linear,
         frozen: bool,
     },
+}
+
+/// What [`Policy::losses`] learns from besides the chunks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Targets<'a> {
+    /// The auxiliary head's targets, `[B, aux_targets]`, normalised.
+    pub environment: Option<&'a Tensor>,
+    /// Where the instruction's thing lies in the first camera's picture, as
+    /// weights over the places of the 1/4-size map (`[B, places]`, each
+    /// row summing to 1), for the first instructed keypoint.
+    pub place: Option<&'a Tensor>,
+}
+
+/// The losses of [`Policy::losses`].
+#[derive(Debug, Clone)]
+pub struct Losses {
+    /// The flow (or L1 chunk) loss.
+    pub flow: Tensor,
+    /// The auxiliary head's, given its targets.
+    pub aux: Option<Tensor>,
+    /// The instructed keypoint's, given a place.
+    pub place: Option<Tensor>,
 }
 
 /// The policy network.
@@ -652,6 +722,13 @@ impl Policy {
 
     /// The trunk's tokens for an observation: `[B, tokens, d]`.
     pub fn encode(&self, observation: &Observation) -> Result<Tensor> {
+        Ok(self.encode_with_place(observation)?.0)
+    }
+
+    /// [`Policy::encode`], and with instructed keypoints the first one's
+    /// logits over the places of the first camera's 1/4-size map
+    /// (`[B, places]`; see [`ImageEncoder::forward_with_place`]).
+    pub fn encode_with_place(&self, observation: &Observation) -> Result<(Tensor, Option<Tensor>)> {
         let mut parts = Vec::new();
         // Text: padding tokens are zeroed so only the words count.
         let mask = observation
@@ -689,9 +766,13 @@ impl Policy {
         // The instruction's words pooled, for keypoints it places.
         let words = mask.sum(1)?.clamp(1.0, f64::MAX)?;
         let instruction = text.sum(1)?.broadcast_div(&words)?;
+        let mut place = None;
         for camera in 0..self.config.cameras {
             let images = observation.images.narrow(1, camera, 1)?.squeeze(1)?;
-            let tokens = self.image.forward(&images, Some(&instruction))?;
+            let (tokens, logits) = self.image.forward_with_place(&images, Some(&instruction))?;
+            if camera == 0 {
+                place = logits;
+            }
             let tag = self.camera_embedding.narrow(0, camera, 1)?;
             parts.push(tokens.broadcast_add(&tag)?);
         }
@@ -701,7 +782,23 @@ impl Policy {
         for block in &self.trunk {
             x = block.forward(&x)?;
         }
-        self.trunk_norm.forward(&x)
+        Ok((self.trunk_norm.forward(&x)?, place))
+    }
+
+    /// Where the first instructed keypoint of the first camera puts the
+    /// instruction's thing: per observation, x and y in −1..1 of the picture
+    /// (x to the right, y down), at the peak of the keypoint's weights over
+    /// the places, refined by the weighted mean of the 3×3 places around
+    /// it (as heatmap pose estimators read a heatmap: the mean over the
+    /// whole map would fall between two candidates, or towards the middle
+    /// when the weights are spread); `None` for an encoder without
+    /// instructed keypoints.
+    pub fn place(&self, observation: &Observation) -> Result<Option<Vec<[f32; 2]>>> {
+        let Some(logits) = self.encode_with_place(observation)?.1 else {
+            return Ok(None);
+        };
+        let weights: Vec<Vec<f32>> = crate::layers::softmax_f32(&logits.to_dtype(DType::F32)?)?.to_vec2()?;
+        Ok(Some(weights.iter().map(|w| peak_place(w)).collect()))
     }
 
     /// What the action expert attends to: per expert block, the keys and
@@ -773,30 +870,52 @@ impl Policy {
         noise: &Tensor,
         t: &Tensor,
     ) -> Result<Tensor> {
-        Ok(self.losses(observation, actions, noise, t, None)?.0)
+        Ok(self
+            .losses(observation, actions, noise, t, Targets::default())?
+            .flow)
     }
 
-    /// [`Policy::flow_loss`] and, given `aux_target` (`[B, aux_targets]`,
-    /// normalised) and an auxiliary head, the mean squared error of the
-    /// head's prediction of it from the trunk's state token: both from one
-    /// encoding of the observation.
+    /// [`Policy::flow_loss`] and, from the same encoding of the
+    /// observation, the losses of what `targets` gives: the auxiliary
+    /// head's mean squared error, and how far the first instructed
+    /// keypoint's weights over the places lie from the place given (the
+    /// Kullback-Leibler divergence from the given distribution).
     pub fn losses(
         &self,
         observation: &Observation,
         actions: &Tensor,
         noise: &Tensor,
         t: &Tensor,
-        aux_target: Option<&Tensor>,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let context = self.encode(observation)?;
-        let aux = match (aux_target, self.perceive(&context)?) {
+        targets: Targets,
+    ) -> Result<Losses> {
+        let (context, logits) = self.encode_with_place(observation)?;
+        let aux = match (targets.environment, self.perceive(&context)?) {
             (Some(target), Some(predicted)) => Some((predicted - target)?.sqr()?.mean_all()?),
             (Some(_), None) => {
                 candle_core::bail!("an auxiliary target for a policy without an auxiliary head")
             }
             (None, _) => None,
         };
-        Ok((self.flow_loss_from(&context, actions, noise, t)?, aux))
+        let place = match (targets.place, logits) {
+            (Some(wanted), Some(logits)) => {
+                let logits = logits.to_dtype(DType::F32)?;
+                let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+                let wanted = wanted.to_dtype(DType::F32)?;
+                // Σ q (log q − log p), with 0 log 0 = 0.
+                let log_q = wanted.clamp(1e-12, 1.0)?.log()?;
+                let b = logits.dim(0)? as f64;
+                Some(((wanted * (log_q - log_p)?)?.sum_all()? / b)?)
+            }
+            (Some(_), None) => {
+                candle_core::bail!("a place target for a policy without keypoints placed by the instruction")
+            }
+            (None, _) => None,
+        };
+        Ok(Losses {
+            flow: self.flow_loss_from(&context, actions, noise, t)?,
+            aux,
+            place,
+        })
     }
 
     /// The auxiliary head's prediction from an encoding (`[B, tokens, d]`,
@@ -1011,6 +1130,22 @@ mod tests {
 
     /// A keypoint whose logit peaks at one place reports that place, in
     /// −1..1, and the feature there.
+    #[test]
+    fn the_peak_place_is_the_strongest_candidates_not_the_mean_of_two() {
+        // A 4×4 map: most weight at row 1, col 2, a rival at row 3, col 0.
+        let mut w = vec![0.0f32; 16];
+        w[6] = 0.5;
+        w[7] = 0.1;
+        w[12] = 0.4;
+        let [x, y] = peak_place(&w);
+        // Column 2 pulled a sixth of the way to column 3: (2 + 1/6 + 0.5) / 4 * 2 - 1.
+        assert!(
+            (x - ((2.0 + 1.0 / 6.0 + 0.5) / 4.0 * 2.0 - 1.0)).abs() < 1e-6,
+            "{x}"
+        );
+        assert!((y - (1.5 / 4.0 * 2.0 - 1.0)).abs() < 1e-6, "{y}");
+    }
+
     #[test]
     fn a_spatial_softmax_keypoint_finds_the_brightest_place() {
         let (h, w) = (6, 8);

@@ -24,6 +24,7 @@ use sponge_datasets::loader::{
 use sponge_datasets::stats::FeatureStats;
 
 use crate::augment::Augment;
+use crate::model::{Losses, Targets};
 use crate::tokenizer::Tokenizer;
 use crate::{ActionFrame, Observation, Policy, PolicyConfig};
 
@@ -227,7 +228,32 @@ pub struct TrainConfig {
     /// The dtype of the forward and backward passes.
     #[serde(default)]
     pub precision: Precision,
+    /// Teaching the first instructed keypoint where the named spill lies
+    /// in the first camera's picture (`None`: not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<PlaceTarget>,
 }
+
+/// How the first instructed keypoint learns where the named spill lies:
+/// the dataset's `target.x_m` and `target.y_m` (where the dirt left of the
+/// named spill lies on the table) seen through the camera become a small
+/// Gaussian over the places of the keypoint's map, and the keypoint's
+/// weights over the places learn it (dense supervision, as pose
+/// estimators train heatmaps: every place of the map is told whether the
+/// thing is there, where one regressed number tells little).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PlaceTarget {
+    /// Weight of its loss (the Kullback-Leibler divergence of the
+    /// keypoint's weights from the Gaussian) in the training loss.
+    pub weight: f64,
+    /// The first camera as the twin sets it up (its nominal pose).
+    pub camera: crate::place::TableCamera,
+    /// The Gaussian's standard deviation, in −1..1 units of the picture.
+    pub sigma: f64,
+}
+
+/// The environment state entries a [`PlaceTarget`] is made from.
+pub const PLACE_ENTRIES: [&str; 2] = ["target.x_m", "target.y_m"];
 
 /// The dtype training computes in. The weights, the optimiser's moments
 /// and the checkpoints stay f32 either way.
@@ -358,6 +384,7 @@ impl Default for TrainConfig {
             privileged: None,
             privileged_noise: 0.0,
             precision: Precision::F32,
+            place: None,
         }
     }
 }
@@ -386,6 +413,10 @@ pub struct RunConfig {
     /// `motion_frames` > 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motion: Option<Normalizer>,
+    /// The indices of [`PLACE_ENTRIES`] in the dataset's environment
+    /// state (runs with a [`PlaceTarget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place_entries: Option<[usize; 2]>,
 }
 
 impl RunConfig {
@@ -478,6 +509,12 @@ pub struct LogLine {
     /// step: whether what the head learned holds on scenes it never saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_aux_loss: Option<f64>,
+    /// The place loss of this step (runs with a [`PlaceTarget`]; not in `loss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place_loss: Option<f64>,
+    /// The place loss on the held-out episodes, when measured at this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_place_loss: Option<f64>,
 }
 
 /// The learning rate at `step` (0-based): linear warm-up, then cosine to 10%.
@@ -496,6 +533,12 @@ struct Prepared {
     actions: Tensor,
     /// Normalised auxiliary targets, `[B, aux_targets]` (runs with an auxiliary head).
     environment: Option<Tensor>,
+    /// Where the named spill lies in the first camera's picture, as
+    /// weights over the places of the 1/4-size map (runs with a [`PlaceTarget`]).
+    place: Option<Tensor>,
+    /// Where the named spill lies on the table, metres, `[x, y]` per
+    /// sample (runs with a [`PlaceTarget`]).
+    place_on_table: Vec<[f64; 2]>,
 }
 
 impl Prepared {
@@ -558,7 +601,8 @@ fn prepare(
         .collect();
     let states = now(&batch.state);
     let entries = run.environment.as_ref().map_or(0, |n| n.mean.len());
-    let environment_now = if !config.privileged.is_empty() || config.aux_targets > 0 {
+    let place = run.train.place.as_ref().zip(run.place_entries);
+    let environment_now = if !config.privileged.is_empty() || config.aux_targets > 0 || place.is_some() {
         let values = now(&batch.environment_state);
         if values.len() != b * entries {
             return Err(TrainError::Mismatch(format!(
@@ -618,7 +662,30 @@ fn prepare(
         )?),
         _ => None,
     };
+    let place_on_table: Vec<[f64; 2]> = match place {
+        Some((_, [x, y])) => environment_now
+            .chunks(entries.max(1))
+            .map(|e| [f64::from(e[x]), f64::from(e[y])])
+            .collect(),
+        None => Vec::new(),
+    };
+    let place = match place {
+        Some((target, _)) => {
+            let side = size / 4;
+            let mut weights = Vec::with_capacity(b * side * side);
+            for &[x, y] in &place_on_table {
+                let at = target.camera.project([x, y, 0.0]).ok_or_else(|| {
+                    TrainError::Mismatch(format!("the named spill at ({x}, {y}) m lies behind the camera"))
+                })?;
+                weights.extend(crate::place::place_weights(at, side, target.sigma));
+            }
+            Some(Tensor::from_vec(weights, (b, side * side), device)?)
+        }
+        None => None,
+    };
     Ok(Prepared {
+        place,
+        place_on_table,
         environment,
         observation: Observation {
             images,
@@ -627,6 +694,27 @@ fn prepare(
         },
         actions: Tensor::from_vec(actions, (b, config.horizon, config.action_dim), device)?,
     })
+}
+
+/// The indices of [`PLACE_ENTRIES`] in `info`'s environment state, for a
+/// policy whose first instructed keypoint can learn them.
+fn place_entries(
+    info: &sponge_datasets::info::Info,
+    policy: &PolicyConfig,
+    dataset: &Path,
+) -> Result<[usize; 2], TrainError> {
+    if !matches!(
+        policy.vision,
+        crate::pretrained::Vision::Conv { instructed: 1.., .. }
+    ) {
+        return Err(TrainError::Mismatch(
+            "a place target trains the first keypoint placed by the instruction: it needs the conv-text encoder"
+                .into(),
+        ));
+    }
+    let names = PLACE_ENTRIES.map(String::from);
+    let found = privileged_entries(info, &names, dataset)?;
+    Ok([found[0], found[1]])
 }
 
 /// The indices of the environment state entries a privileged policy
@@ -725,41 +813,78 @@ fn held_out_perception(
 ) -> Result<PerceptionReport, TrainError> {
     let n = normalizer.mean.len();
     let (mut error, mut spread, mut samples) = (vec![0.0f64; n], vec![0.0f64; n], 0);
+    // The keypoint's place on the table: x and y error, and spread.
+    let (mut place_error, mut place_spread, mut placed) = ([0.0f64; 2], [0.0f64; 2], 0);
+    let camera = run.train.place.map(|p| p.camera);
+    let mean = |i: usize| {
+        run.place_entries
+            .map_or(0.0, |e| f64::from(normalizer.mean[e[i]]))
+    };
     for _ in 0..VALIDATION_BATCHES {
         let prepared = prepare(&loader.next_batch()?, run, tokenizer, device, None)?;
-        let Some(truth) = &prepared.environment else {
-            break;
-        };
-        let context = policy.encode(&prepared.observation_as(policy.dtype())?)?;
-        let Some(perceived) = policy.perceive(&context)? else {
-            break;
-        };
-        let perceived: Vec<Vec<f32>> = perceived.to_dtype(DType::F32)?.to_vec2()?;
-        let truth: Vec<Vec<f32>> = truth.to_vec2()?;
-        for (p, t) in perceived.iter().zip(&truth) {
-            for i in 0..n {
-                // Normalised values times the entry's deviation: the dataset's units.
-                let std = f64::from(normalizer.std[i]);
-                error[i] += (f64::from(p[i] - t[i]) * std).powi(2);
-                spread[i] += (f64::from(t[i]) * std).powi(2);
+        let observation = prepared.observation_as(policy.dtype())?;
+        if let (Some(truth), Some(perceived)) = (
+            &prepared.environment,
+            policy.perceive(&policy.encode(&observation)?)?,
+        ) {
+            let perceived: Vec<Vec<f32>> = perceived.to_dtype(DType::F32)?.to_vec2()?;
+            let truth: Vec<Vec<f32>> = truth.to_vec2()?;
+            for (p, t) in perceived.iter().zip(&truth) {
+                for i in 0..n {
+                    // Normalised values times the entry's deviation: the dataset's units.
+                    let std = f64::from(normalizer.std[i]);
+                    error[i] += (f64::from(p[i] - t[i]) * std).powi(2);
+                    spread[i] += (f64::from(t[i]) * std).powi(2);
+                }
+                samples += 1;
             }
-            samples += 1;
+        }
+        if let (Some(camera), Some(places)) = (camera, policy.place(&observation)?) {
+            for (place, truth) in places.iter().zip(&prepared.place_on_table) {
+                // A place above the horizon counts as the far edge of the work area.
+                let seen = camera
+                    .on_table([f64::from(place[0]), f64::from(place[1])])
+                    .unwrap_or([truth[0], truth[1] + 1.0]);
+                for i in 0..2 {
+                    place_error[i] += (seen[i] - truth[i]).powi(2);
+                    place_spread[i] += (truth[i] - mean(i)).powi(2);
+                }
+                placed += 1;
+            }
         }
     }
-    let rms = |sum: f64| (sum / samples.max(1) as f64).sqrt();
-    Ok(PerceptionReport {
-        samples,
-        entries: names
+    let rms = |sum: f64, samples: usize| (sum / samples.max(1) as f64).sqrt();
+    let mut entries: Vec<EntryError> = match samples {
+        0 => Vec::new(),
+        _ => names
             .iter()
             .enumerate()
             .map(|(i, name)| EntryError {
                 name: name.clone(),
-                rms_error: rms(error[i]),
-                rms_spread: rms(spread[i]),
+                rms_error: rms(error[i], samples),
+                rms_spread: rms(spread[i], samples),
             })
             .collect(),
+    };
+    if placed > 0 {
+        for (i, name) in PLACE_KEYPOINT_ENTRIES.iter().enumerate() {
+            entries.push(EntryError {
+                name: (*name).to_owned(),
+                rms_error: rms(place_error[i], placed),
+                rms_spread: rms(place_spread[i], placed),
+            });
+        }
+    }
+    Ok(PerceptionReport {
+        samples: samples.max(placed),
+        entries,
     })
 }
+
+/// The names [`PerceptionReport`] gives the place the first instructed
+/// keypoint finds, turned into metres on the table, for runs with a
+/// [`PlaceTarget`].
+pub const PLACE_KEYPOINT_ENTRIES: [&str; 2] = ["keypoint.x_m", "keypoint.y_m"];
 
 /// Each sample's chunk less the sample's state (`actions` `[B, H, dims]`,
 /// `states` `[B, dims]`).
@@ -784,7 +909,7 @@ fn loss(
     prepared: &Prepared,
     config: &TrainConfig,
     device: &Device,
-) -> Result<(Tensor, Option<Tensor>), TrainError> {
+) -> Result<Losses, TrainError> {
     let (b, h, a) = prepared.actions.dims3()?;
     let rows = b * config.flow_samples.max(1);
     let dtype = policy.dtype();
@@ -796,19 +921,23 @@ fn loss(
         Some(e) => Some(e.to_dtype(dtype)?),
         None => None,
     };
-    let (flow, aux) = policy.losses(
+    let losses = policy.losses(
         &observation,
         &prepared.actions.to_dtype(dtype)?,
         &noise,
         &t,
-        environment.as_ref(),
+        Targets {
+            environment: environment.as_ref(),
+            place: prepared.place.as_ref(),
+        },
     )?;
     // Losses are reported, summed and differentiated from f32.
-    let aux = match aux {
-        Some(aux) => Some(aux.to_dtype(DType::F32)?),
-        None => None,
-    };
-    Ok((flow.to_dtype(DType::F32)?, aux))
+    let f32 = |t: Option<Tensor>| t.map(|t| t.to_dtype(DType::F32)).transpose();
+    Ok(Losses {
+        flow: losses.flow.to_dtype(DType::F32)?,
+        aux: f32(losses.aux)?,
+        place: f32(losses.place)?,
+    })
 }
 
 /// Scales the gradients so their global norm is at most `max`; returns the norm before.
@@ -1038,6 +1167,10 @@ pub fn train(
         policy_config.privileged_start = false;
     }
     policy_config.validate().map_err(TrainError::Mismatch)?;
+    let place_entries = match &config.place {
+        Some(_) => Some(place_entries(info, &policy_config, dataset)?),
+        None => None,
+    };
     let stats_path = sponge_datasets::layout::stats_path(dataset);
     let stats: serde_json::Value = std::fs::read_to_string(&stats_path)
         .map_err(|e| run_error(&stats_path, e))
@@ -1068,7 +1201,10 @@ pub fn train(
         tasks: data.tasks().to_vec(),
         train: config.clone(),
         fps: info.fps,
-        environment: if config.aux_weight > 0.0 || !policy_config.privileged.is_empty() {
+        environment: if config.aux_weight > 0.0
+            || !policy_config.privileged.is_empty()
+            || place_entries.is_some()
+        {
             Some(Normalizer::from_stats(&feature(
                 sponge_datasets::writer::ENVIRONMENT_STATE,
             )?))
@@ -1076,6 +1212,7 @@ pub fn train(
             None
         },
         motion,
+        place_entries,
     };
     std::fs::create_dir_all(out).map_err(|e| run_error(out, e))?;
     let json = serde_json::to_string_pretty(&run).map_err(|e| run_error(&config_path, e))?;
@@ -1194,44 +1331,62 @@ pub fn train(
                 &cast
             }
         };
-        let (loss_value, aux_loss) = loss(stepped, &prepared, config, device)?;
-        let total = match &aux_loss {
-            Some(aux) => (&loss_value + (aux * config.aux_weight)?)?,
-            None => loss_value.clone(),
-        };
+        let losses = loss(stepped, &prepared, config, device)?;
+        let mut total = losses.flow.clone();
+        if let Some(aux) = &losses.aux {
+            total = (total + (aux * config.aux_weight)?)?;
+        }
+        if let (Some(place), Some(target)) = (&losses.place, &config.place) {
+            total = (total + (place * target.weight)?)?;
+        }
         let mut grads = total.backward()?;
         let grad_norm = clip(&mut grads, &vars, config.grad_clip)?;
         optimizer.step(&grads)?;
         if let Some((_, _, ema)) = &averaged {
             ema.update(step)?;
         }
-        let (val_loss, val_aux_loss) = match val_loader.as_mut() {
+        let (val_loss, val_aux_loss, val_place_loss) = match val_loader.as_mut() {
             Some(v) if (step + 1) % config.validation_every == 0 || step + 1 == config.steps => {
-                let (mut total, mut aux_total) = (0.0, None);
+                let (mut total, mut aux_total, mut place_total) = (0.0, None, None);
+                let add = |sum: &mut Option<f64>, t: Option<Tensor>| -> Result<(), TrainError> {
+                    if let Some(t) = t {
+                        *sum.get_or_insert(0.0) += f64::from(t.to_scalar::<f32>()?);
+                    }
+                    Ok(())
+                };
                 for _ in 0..VALIDATION_BATCHES {
                     let prepared = prepare(&v.next_batch()?, &run, &tokenizer, device, None)?;
-                    let (flow, aux) = loss(judged, &prepared, config, device)?;
-                    total += f64::from(flow.to_scalar::<f32>()?);
-                    if let Some(aux) = aux {
-                        *aux_total.get_or_insert(0.0) += f64::from(aux.to_scalar::<f32>()?);
-                    }
+                    let losses = loss(judged, &prepared, config, device)?;
+                    total += f64::from(losses.flow.to_scalar::<f32>()?);
+                    add(&mut aux_total, losses.aux)?;
+                    add(&mut place_total, losses.place)?;
                 }
                 let batches = VALIDATION_BATCHES as f64;
-                (Some(total / batches), aux_total.map(|a: f64| a / batches))
+                (
+                    Some(total / batches),
+                    aux_total.map(|a: f64| a / batches),
+                    place_total.map(|a: f64| a / batches),
+                )
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let line = LogLine {
             step: step + 1,
-            loss: f64::from(loss_value.to_scalar::<f32>()?),
+            loss: f64::from(losses.flow.to_scalar::<f32>()?),
             lr,
             grad_norm,
             val_loss,
             samples_per_s: ((step + 1 - first_step) * config.batch) as f64 / started.elapsed().as_secs_f64(),
-            aux_loss: aux_loss
+            aux_loss: losses
+                .aux
                 .map(|a| a.to_scalar::<f32>().map(f64::from))
                 .transpose()?,
             val_aux_loss,
+            place_loss: losses
+                .place
+                .map(|a| a.to_scalar::<f32>().map(f64::from))
+                .transpose()?,
+            val_place_loss,
         };
         let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
@@ -1246,7 +1401,7 @@ pub fn train(
     save()?;
     plot_log(out, &history)?;
     if let (Some(v), Some(normalizer)) = (val_loader.as_mut(), run.environment.as_ref())
-        && policy_config.aux_targets > 0
+        && (policy_config.aux_targets > 0 || run.place_entries.is_some())
     {
         let names = environment_names(info, normalizer.mean.len())?;
         let report = held_out_perception(judged, v, &run, &tokenizer, device, normalizer, &names)?;
@@ -1309,6 +1464,7 @@ mod tests {
             fps: 30,
             environment: Some(identity(2)),
             motion: None,
+            place_entries: None,
         };
         let batch = Batch {
             size: 2,

@@ -7,6 +7,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
+use sponge_policy::model::Targets;
 use sponge_policy::tokenizer::tokenize;
 use sponge_policy::{Head, Observation, Policy, PolicyConfig};
 
@@ -118,6 +119,79 @@ fn every_trainable_parameter_of_the_instructed_keypoints_receives_a_gradient() {
     });
 }
 
+/// The place loss alone trains the image encoder and the keypoints placed
+/// by the instruction (and the text encoder that places them), not the
+/// action expert; and it is smallest when the keypoint's weights are the
+/// target's.
+#[test]
+fn the_place_loss_trains_the_encoders_that_find_the_place_and_not_the_expert() {
+    let device = Device::Cpu;
+    let config = PolicyConfig {
+        vision: sponge_policy::pretrained::Vision::Conv {
+            keypoints: 4,
+            instructed: 2,
+        },
+        ..small_config()
+    };
+    let (varmap, policy) = fresh_policy(&config, &device);
+    let inputs = inputs(&config, &device);
+    let place_loss = |place: &Tensor| {
+        policy
+            .losses(
+                &inputs.obs,
+                &inputs.actions,
+                &inputs.noise,
+                &inputs.t,
+                Targets {
+                    environment: None,
+                    place: Some(place),
+                },
+            )
+            .expect("losses")
+            .place
+            .expect("a place loss")
+    };
+    let loss = place_loss(&inputs.place);
+    let grads = loss.backward().expect("backward");
+    let vars = varmap.data().lock().expect("varmap").clone();
+    let norm = |name: &str| {
+        grads
+            .get(vars.get(name).unwrap_or_else(|| panic!("no variable {name}")))
+            .map_or(0.0, |g| {
+                g.sqr()
+                    .and_then(|g| g.sum_all())
+                    .and_then(|g| g.to_scalar::<f32>())
+                    .expect("norm")
+            })
+    };
+    for name in [
+        "image.instructed_query.weight",
+        "image.instructed_place_keys",
+        "image.merge0.weight",
+        "image.conv0.weight",
+        "token_embedding.weight",
+    ] {
+        assert!(norm(name) > 0.0, "{name} gets no gradient from the place loss");
+    }
+    for name in [
+        "action_out.weight",
+        "expert_norm.weight",
+        "image.keypoint_in.weight",
+    ] {
+        assert_eq!(norm(name), 0.0, "{name} should not depend on the place");
+    }
+    // The keypoint's own weights as the target give the smallest loss: 0.
+    let logits = policy
+        .encode_with_place(&inputs.obs)
+        .expect("encode")
+        .1
+        .expect("logits");
+    let own = candle_nn::ops::softmax(&logits, 1).expect("softmax");
+    let at_own = place_loss(&own).to_scalar::<f32>().expect("loss");
+    let at_other = loss.to_scalar::<f32>().expect("loss");
+    assert!(at_own.abs() < 1e-4 && at_other > 0.1, "{at_own} {at_other}");
+}
+
 #[test]
 fn every_trainable_parameter_of_the_l1_baseline_receives_a_gradient() {
     assert_every_variable_learns(&PolicyConfig {
@@ -162,14 +236,25 @@ fn batch_loss(policy: &Policy, config: &PolicyConfig, inputs: &Inputs) -> Tensor
         state: cast(&inputs.obs.state),
     };
     let (actions, noise) = (cast(&inputs.actions), cast(&inputs.noise));
-    let loss = if config.aux_targets > 0 {
-        let (flow, aux) = policy
-            .losses(&obs, &actions, &noise, &inputs.t, Some(&cast(&inputs.target)))
-            .expect("losses");
-        (flow + aux.expect("an auxiliary loss")).expect("sum")
-    } else {
-        policy.flow_loss(&obs, &actions, &noise, &inputs.t).expect("loss")
+    let instructed = matches!(
+        config.vision,
+        sponge_policy::pretrained::Vision::Conv { instructed: 1.., .. }
+    );
+    let environment = cast(&inputs.target);
+    let targets = Targets {
+        environment: (config.aux_targets > 0).then_some(&environment),
+        place: instructed.then_some(&inputs.place),
     };
+    let losses = policy
+        .losses(&obs, &actions, &noise, &inputs.t, targets)
+        .expect("losses");
+    assert_eq!(losses.aux.is_some(), config.aux_targets > 0);
+    assert_eq!(losses.place.is_some(), instructed);
+    let mut loss = losses.flow;
+    for extra in [losses.aux, losses.place].into_iter().flatten() {
+        let extra = extra.to_dtype(loss.dtype()).expect("cast");
+        loss = (loss + extra).expect("sum");
+    }
     loss.to_dtype(DType::F32).expect("f32 loss")
 }
 
@@ -180,6 +265,8 @@ struct Inputs {
     noise: Tensor,
     t: Tensor,
     target: Tensor,
+    /// Weights over the places of the 1/4-size map (keypoints placed by the instruction).
+    place: Tensor,
 }
 
 /// One batch of inputs from a seeded generator.
@@ -192,6 +279,11 @@ fn inputs(config: &PolicyConfig, device: &Device) -> Inputs {
         noise: normal(rng, 0.0, 1.0, &chunk, device),
         t: Tensor::new(&[0.3f32, 0.8], device).expect("t"),
         target: normal(rng, 0.0, 1.0, &[2, config.aux_targets.max(1)], device),
+        place: {
+            let side = config.image_size / 4;
+            let logits = normal(rng, 0.0, 2.0, &[2, side * side], device);
+            candle_nn::ops::softmax(&logits, 1).expect("place weights")
+        },
     }
 }
 

@@ -134,7 +134,7 @@ impl Appearance {
                 u(rng, -0.025, 0.025),
                 u(rng, -0.025, 0.025),
             ],
-            camera_fov_deg: 50.0 + u(rng, -2.0, 2.0),
+            camera_fov_deg: crate::render::FRONT_FOV_DEG + u(rng, -2.0, 2.0),
         }
     }
 }

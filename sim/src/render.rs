@@ -56,6 +56,18 @@ const GRID_IN_TABLE: [usize; 2] = [
 /// Nominal front camera position and aim point (base frame), metres.
 const FRONT_EYE_M: [f32; 3] = [0.30, -0.50, 0.40];
 const FRONT_AIM_M: [f32; 3] = [0.0, -0.13, 0.03];
+/// Nominal front camera vertical field of view, degrees (each episode
+/// varies it a little, [`Appearance::random`]).
+pub const FRONT_FOV_DEG: f32 = 50.0;
+
+/// The front camera's nominal eye, aim point (base frame, metres) and
+/// vertical field of view (degrees), for turning places on the table into
+/// places in its pictures and back (each episode moves it by up to 2.5 cm
+/// and widens or narrows it by up to 2°).
+pub fn front_camera() -> ([f64; 3], [f64; 3], f64) {
+    let f = |v: [f32; 3]| v.map(f64::from);
+    (f(FRONT_EYE_M), f(FRONT_AIM_M), f64::from(FRONT_FOV_DEG))
+}
 
 /// Errors from the renderer.
 #[derive(Debug, thiserror::Error)]

@@ -433,6 +433,8 @@ pub fn train(
             samples_per_s: ((step + 1 - first_step) * config.batch) as f64 / started.elapsed().as_secs_f64(),
             aux_loss: None,
             val_aux_loss: None,
+            place_loss: None,
+            val_place_loss: None,
         };
         let text = serde_json::to_string(&line).map_err(|e| run_error(&log_path, e))?;
         writeln!(log, "{text}").map_err(|e| run_error(&log_path, e))?;
