@@ -313,6 +313,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(dir) => sponge_policy::bert::Text::bert(dir, args.freeze_text).map_err(anyhow::Error::msg)?,
         None => sponge_policy::bert::Text::Scratch,
     };
+    if args.place_weight > 0.0
+        && !args.resume
+        && !matches!(
+            vision,
+            sponge_policy::pretrained::Vision::Conv { instructed: 1.., .. }
+        )
+    {
+        bail!("--place-weight trains a keypoint placed by the instruction: it needs --encoder conv-text");
+    }
     let policy = PolicyConfig {
         head: args.head,
         vision,

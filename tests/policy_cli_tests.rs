@@ -222,7 +222,7 @@ fn a_folder_that_is_no_run_is_refused_by_name() {
 fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
     let dir = scratch("flow");
     let out = dir.join("run");
-    let refused: [(&[&str], &str); 16] = [
+    let refused: [(&[&str], &str); 19] = [
         (&["--ema-decay", "1.5"], "--ema-decay 1.5"),
         (&["--flow-samples", "0"], "--flow-samples 0"),
         (&["--flow-samples", "65"], "--flow-samples 65"),
@@ -248,6 +248,12 @@ fn bad_training_settings_are_refused_by_name_before_anything_is_written() {
         ),
         (&["--encoder", "conv", "--keypoints", "0"], "--keypoints"),
         (&["--privileged-start"], "--privileged"),
+        (&["--place-weight", "1"], "needs --encoder conv-text"),
+        (
+            &["--encoder", "conv", "--place-weight", "1"],
+            "needs --encoder conv-text",
+        ),
+        (&["--place-weight", "nan"], "--place-weight nan"),
     ];
     let no_dataset = dir.join("no-dataset");
     for (flags, named) in refused {

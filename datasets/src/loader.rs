@@ -284,11 +284,15 @@ fn batch_loop(
     let mut rng = Rng(config.seed);
     let mut pool: Vec<PoolEntry> = Vec::new();
     let mut filled = false;
+    // Frames not yet drawn from the episodes in the pool.
+    let mut frames_left = 0usize;
     while !stop.load(Ordering::SeqCst) {
         while pool.len() < config.pool_episodes.max(1) {
             // Wait for a full pool at first (so that the first batches mix
-            // as many episodes as the rest), then take whatever is ready.
-            let received = if pool.is_empty() || !filled {
+            // as many episodes as the rest), and whenever the pool holds
+            // fewer frames than a batch (episodes of a frame or a few are
+            // drawn faster than they are decoded); else take whatever is ready.
+            let received = if pool.is_empty() || !filled || frames_left < config.batch_size {
                 episodes.recv().ok()
             } else {
                 episodes.try_recv().ok()
@@ -297,6 +301,7 @@ fn batch_loop(
                 Some(Ok(episode)) => {
                     let mut remaining: Vec<usize> = (0..episode.state.len()).collect();
                     rng.shuffle(&mut remaining);
+                    frames_left += remaining.len();
                     pool.push(PoolEntry { episode, remaining });
                 }
                 Some(Err(e)) => {
@@ -316,6 +321,7 @@ fn batch_loop(
             let entry = &mut pool[slot];
             if let Some(frame) = entry.remaining.pop() {
                 picks.push((entry.episode.clone(), frame));
+                frames_left -= 1;
             }
             if entry.remaining.is_empty() {
                 pool.swap_remove(slot);

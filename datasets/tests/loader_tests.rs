@@ -170,3 +170,41 @@ fn the_training_pool_holds_as_many_episodes_as_fit_in_its_budget() {
     episodes.dedup();
     assert_eq!(episodes, vec![0, 1, 2], "the first batch drew from {episodes:?}");
 }
+
+/// Episodes of one frame (a dataset of scenes) are drawn far faster than
+/// they are decoded once the first pool is spent: every batch is still
+/// full, and over the epochs every scene is drawn.
+#[test]
+fn batches_of_one_frame_episodes_are_full() {
+    let dir = std::env::temp_dir().join(format!("sponge-loader-{}-scenes", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut spec = DatasetSpec::so100(30);
+    spec.storage = CameraStorage::Png;
+    spec.cameras = vec![CameraSpec {
+        name: "front".into(),
+        width: 16,
+        height: 8,
+    }];
+    let mut writer = DatasetWriter::create(&dir, spec).unwrap();
+    let scenes = 40u64;
+    for e in 0..scenes {
+        synth::write_episode(&mut writer, e, 1, "a").unwrap();
+    }
+    writer.close().unwrap();
+    let config = LoaderConfig {
+        batch_size: 16,
+        observation_deltas: vec![0],
+        action_horizon: 2,
+        pool_episodes: scenes as usize,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(&dir, config).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        let batch = loader.next_batch().unwrap();
+        assert_eq!(batch.size, 16, "batch {i} holds {} samples", batch.size);
+        seen.extend(batch.source.iter().map(|(e, _)| *e));
+    }
+    assert_eq!(seen.len(), scenes as usize, "every scene is drawn");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
