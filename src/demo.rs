@@ -199,6 +199,7 @@ fn record_dataset(args: &DemoArgs) -> anyhow::Result<PathBuf> {
         perturb: 0.0,
         noise: 0.0,
         frames: None,
+        scatter: false,
     })?;
     if let Some(problem) = sponge_datasets::validate::validate(&root).first() {
         anyhow::bail!("the demo dataset does not validate: {problem}");

@@ -110,6 +110,14 @@ pub struct GenerateArgs {
     /// with --png: thousands of one-frame videos are slow to append.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) frames: Option<u64>,
+    /// Start each episode as if mid-wipe: the arm at rest at a random pose
+    /// over the table and each spill partly wiped by a few random strokes,
+    /// before the first frame. With --frames 1, scenes where the arm is
+    /// not on its way to the named spill, so that a perception trained on
+    /// them (`sponge train --place-weight`) cannot read the target from
+    /// where the arm is; without it, demonstrations that start anywhere.
+    #[arg(long)]
+    pub(crate) scatter: bool,
 }
 
 /// Options of `sponge sim expert`.
@@ -331,6 +339,9 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<GenerateSummary> {
                 if slot.is_none() && (needed as usize) < args.episodes && next_ordinal < max_attempts {
                     let env = &mut batch.envs_mut()[i];
                     env.reset(args.seed + next_ordinal);
+                    if args.scatter {
+                        env.scatter();
+                    }
                     let expert = Expert::new(env);
                     *slot = Some(Running {
                         ordinal: next_ordinal,
@@ -752,6 +763,7 @@ pub fn bench(args: &crate::bench_cmd::SimBenchArgs) -> anyhow::Result<()> {
             perturb: 0.0,
             noise: 0.0,
             frames: None,
+            scatter: false,
         });
         let _ = std::fs::remove_dir_all(&dir);
         let summary = summary?;

@@ -440,6 +440,72 @@ impl Env {
             .unwrap_or(0)
     }
 
+    /// Puts the episode in a random state as if mid-wipe, for scenes where
+    /// the arm is not heading to the named spill (to train a perception
+    /// that cannot read the target from where the arm is): the arm at rest
+    /// at a random pose over the work area (the sponge flat, anywhere in
+    /// reach, from just above the table to 12 cm over it), and each spill
+    /// wiped by up to four random strokes of about the sponge's width (no
+    /// stroke for about a third of them), each leaving 0-30% of the dirt
+    /// it passes over. Draws from the episode's noise stream.
+    pub fn scatter(&mut self) {
+        let rng = &mut self.noise_rng;
+        let size = self.arm.params().sponge_size_m;
+        for spill in &mut self.scene.spills {
+            let strokes = if rng.random::<f64>() < 0.35 {
+                0
+            } else {
+                rng.random_range(1..=4)
+            };
+            for _ in 0..strokes {
+                let [cx, cy] = spill.centre_m;
+                let p = [
+                    cx + rng.random_range(-0.03..0.03),
+                    cy + rng.random_range(-0.03..0.03),
+                ];
+                let angle = rng.random_range(0.0..std::f64::consts::PI);
+                let (along, across) = ([angle.cos(), angle.sin()], [-angle.sin(), angle.cos()]);
+                let half_width = 0.5 * rng.random_range(size[0].min(size[1])..=size[0].max(size[1]));
+                let half_length = rng.random_range(0.02..0.08);
+                let left = rng.random_range(0.0..0.3f32);
+                for (i, d) in spill.dirt.iter_mut().enumerate() {
+                    if *d <= 0.0 {
+                        continue;
+                    }
+                    let [x, y] =
+                        crate::spill::cell_centre(i % crate::spill::GRID_NX, i / crate::spill::GRID_NX);
+                    let v = [x - p[0], y - p[1]];
+                    let dot = |a: [f64; 2]| a[0] * v[0] + a[1] * v[1];
+                    if dot(along).abs() <= half_length && dot(across).abs() <= half_width {
+                        *d *= left;
+                    }
+                }
+            }
+        }
+        use sponge_robot::ik::{IkTarget, solve};
+        // Anywhere the spills may lie and a little beyond (see
+        // `task::spill_centre`), drawn again where the arm cannot reach.
+        let from = self.arm.joint_positions();
+        for _ in 0..32 {
+            let r = rng.random_range(0.10..0.25);
+            let a = rng.random_range(-0.95..0.95f64);
+            let target = IkTarget {
+                position_in_base_m: nalgebra::Point3::new(
+                    r * a.sin(),
+                    -0.0452 - r * a.cos(),
+                    rng.random_range(0.005..0.12),
+                ),
+                pitch_rad: std::f64::consts::FRAC_PI_2,
+                roll_rad: Some(rng.random_range(-0.6..0.6)),
+            };
+            if let Ok(q) = solve(&target, &from, sponge_robot::model::Tool::SpongeFace) {
+                self.arm.teleport(&q);
+                break;
+            }
+        }
+        self.face = self.arm.sponge_face();
+    }
+
     /// A random number source for the episode's own noise (the expert's),
     /// continuing the episode seed's stream.
     pub fn noise_rng(&mut self) -> &mut ChaCha8Rng {

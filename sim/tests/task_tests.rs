@@ -82,3 +82,68 @@ fn actions_beyond_joint_limits_are_reported() {
     assert!(q <= Joint::ElbowFlex.limits().max_rad + 0.02, "elbow at {q}");
     assert!(!env.step(&action).info.success);
 }
+
+/// A scattered episode starts as if mid-wipe: the arm at rest away from
+/// the ready pose, the sponge over the table, some spills partly wiped and
+/// others untouched; holding still then wipes nothing more (the sponge's
+/// last place moved with it); the same seed scatters the same way; and the
+/// expert still wipes the named spills from there.
+#[test]
+fn a_scattered_episode_starts_mid_wipe_and_the_expert_finishes_it() {
+    let ready = Env::new(EnvConfig::default(), 0)
+        .arm()
+        .sponge_face()
+        .translation
+        .vector;
+    let (mut moved, mut wiped, mut untouched) = (0, 0, 0);
+    for seed in 0..12u64 {
+        let mut env = Env::new(EnvConfig::default(), seed);
+        env.scatter();
+        let face = env.arm().sponge_face().translation.vector;
+        assert!(face.z > 0.0 && face.z < 0.14, "seed {seed}: sponge at {face:?}");
+        moved += usize::from((face - ready).norm() > 0.03);
+        let before = env.scene().fractions_cleaned();
+        wiped += before.iter().filter(|f| **f > 0.05).count();
+        untouched += before.iter().filter(|f| **f == 0.0).count();
+        assert!(env.arm().joint_velocities().iter().all(|v| v.abs() < 1e-6));
+        let scattered = env.arm().joint_positions();
+        let hold = *env.arm().goal();
+        for _ in 0..5 {
+            env.step(&hold);
+        }
+        let after = env.scene().fractions_cleaned();
+        for (b, a) in before.iter().zip(&after) {
+            assert!(
+                (a - b).abs() < 0.01,
+                "seed {seed}: holding still wiped {b} -> {a}"
+            );
+        }
+        let mut again = Env::new(EnvConfig::default(), seed);
+        again.scatter();
+        assert_eq!(again.scene().fractions_cleaned(), before);
+        assert_eq!(again.arm().joint_positions(), scattered);
+    }
+    assert!(moved >= 10, "the arm left the ready pose in {moved} of 12");
+    assert!(
+        wiped >= 4 && untouched >= 2,
+        "{wiped} spills wiped, {untouched} untouched"
+    );
+    // The expert finishes a scattered episode.
+    let mut env = Env::new(EnvConfig::default(), 3);
+    env.scatter();
+    let mut expert = Expert::new(&mut env);
+    let mut last = None;
+    for _ in 0..env.config().max_steps() {
+        let action = expert.act(&mut env);
+        let step = env.step(&action);
+        let done = step.done;
+        last = Some(step.info);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        last.expect("steps").success,
+        "the expert did not finish a scattered episode"
+    );
+}
