@@ -15,18 +15,26 @@ use sponge_datasets::{CameraSpec, CameraStorage, DatasetSpec, DatasetWriter, syn
 const LENGTHS: [u64; 3] = [9, 14, 6];
 
 fn dataset(name: &str) -> PathBuf {
+    dataset_of(name, &LENGTHS, true)
+}
+
+/// A dataset of synthetic episodes of `lengths` frames (the second named
+/// "b", the others "a"), with an environment state or not.
+fn dataset_of(name: &str, lengths: &[u64], environment: bool) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sponge-loader-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut spec = DatasetSpec::so100(30);
     spec.storage = CameraStorage::Png;
-    spec.environment_state = vec!["progress".into(), "progress again".into()];
+    if environment {
+        spec.environment_state = vec!["progress".into(), "progress again".into()];
+    }
     spec.cameras = vec![CameraSpec {
         name: "front".into(),
         width: 16,
         height: 8,
     }];
     let mut writer = DatasetWriter::create(&dir, spec).unwrap();
-    for (e, length) in LENGTHS.iter().enumerate() {
+    for (e, length) in lengths.iter().enumerate() {
         synth::write_episode(&mut writer, e as u64, *length, if e == 1 { "b" } else { "a" }).unwrap();
     }
     writer.close().unwrap();
@@ -176,21 +184,8 @@ fn the_training_pool_holds_as_many_episodes_as_fit_in_its_budget() {
 /// full, and over the epochs every scene is drawn.
 #[test]
 fn batches_of_one_frame_episodes_are_full() {
-    let dir = std::env::temp_dir().join(format!("sponge-loader-{}-scenes", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut spec = DatasetSpec::so100(30);
-    spec.storage = CameraStorage::Png;
-    spec.cameras = vec![CameraSpec {
-        name: "front".into(),
-        width: 16,
-        height: 8,
-    }];
-    let mut writer = DatasetWriter::create(&dir, spec).unwrap();
     let scenes = 40u64;
-    for e in 0..scenes {
-        synth::write_episode(&mut writer, e, 1, "a").unwrap();
-    }
-    writer.close().unwrap();
+    let dir = dataset_of("scenes", &[1; 40], false);
     let config = LoaderConfig {
         batch_size: 16,
         observation_deltas: vec![0],

@@ -745,37 +745,30 @@ fn a_policy_blind_to_the_state_acts_the_same_from_any_state() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// A dataset of one-frame episodes: a grey, slightly noisy picture with one
-/// dark 4×4 square somewhere, and where it is (x, y in 0..1) as the
-/// environment state.
-fn square_dataset(root: &std::path::Path, scenes: u64) -> std::path::PathBuf {
+/// A dataset of `scenes` one-frame episodes ("wipe up the ink") of 32×32
+/// pictures, PNG-stored: `draw` gives each its picture and its
+/// environment state (entries named `entries`).
+fn one_frame_dataset(
+    root: &std::path::Path,
+    entries: &[&str],
+    scenes: u64,
+    seed: u64,
+    mut draw: impl FnMut(&mut rand::rngs::StdRng) -> (Vec<u8>, Vec<f32>),
+) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(root);
     let dataset = root.join("dataset");
     let mut spec = sponge_datasets::DatasetSpec::so100(30);
     spec.storage = sponge_datasets::CameraStorage::Png;
-    spec.environment_state = vec!["x".into(), "y".into()];
+    spec.environment_state = entries.iter().map(|e| (*e).to_owned()).collect();
     spec.cameras = vec![sponge_datasets::CameraSpec {
         name: "front".into(),
         width: 32,
         height: 32,
     }];
     let mut writer = sponge_datasets::DatasetWriter::create(&dataset, spec).expect("writer");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for _ in 0..scenes {
-        let (sx, sy) = (rng.random_range(0..28usize), rng.random_range(0..28usize));
-        let mut image = vec![0u8; 32 * 32 * 3];
-        for y in 0..32 {
-            for x in 0..32 {
-                let inside = (sx..sx + 4).contains(&x) && (sy..sy + 4).contains(&y);
-                let v = if inside {
-                    40
-                } else {
-                    150 + rng.random_range(0..30u8)
-                };
-                image[(y * 32 + x) * 3..(y * 32 + x) * 3 + 3].fill(v);
-            }
-        }
-        let centre = [(sx as f32 + 2.0) / 32.0, (sy as f32 + 2.0) / 32.0];
+        let (image, environment) = draw(&mut rng);
         writer.start_episode("wipe up the ink").expect("episode");
         writer
             .add_frame(&sponge_datasets::FrameInput {
@@ -784,13 +777,74 @@ fn square_dataset(root: &std::path::Path, scenes: u64) -> std::path::PathBuf {
                 images: &[&image],
                 reward: 0.0,
                 done: true,
-                environment_state: &centre,
+                environment_state: &environment,
             })
             .expect("frame");
         writer.finish_episode().expect("finish");
     }
     writer.close().expect("close");
     dataset
+}
+
+/// A grey, slightly noisy 32×32 picture with a dark 4×4 square whose
+/// top-left pixel is (`x`, `y`).
+fn square_picture(rng: &mut rand::rngs::StdRng, x: i64, y: i64) -> Vec<u8> {
+    let mut image = vec![0u8; 32 * 32 * 3];
+    for row in 0..32i64 {
+        for col in 0..32i64 {
+            let inside = (x..x + 4).contains(&col) && (y..y + 4).contains(&row);
+            let v = if inside {
+                40
+            } else {
+                150 + rng.random_range(0..30u8)
+            };
+            let at = (row * 32 + col) as usize * 3;
+            image[at..at + 3].fill(v);
+        }
+    }
+    image
+}
+
+/// A dataset of one-frame episodes: a grey, slightly noisy picture with one
+/// dark 4×4 square somewhere, and where it is (x, y in 0..1) as the
+/// environment state.
+fn square_dataset(root: &std::path::Path, scenes: u64) -> std::path::PathBuf {
+    one_frame_dataset(root, &["x", "y"], scenes, 7, |rng| {
+        let (sx, sy) = (rng.random_range(0..28i64), rng.random_range(0..28i64));
+        let centre = vec![(sx as f32 + 2.0) / 32.0, (sy as f32 + 2.0) / 32.0];
+        (square_picture(rng, sx, sy), centre)
+    })
+}
+
+/// 300 steps of 16 scenes at a high learning rate, every 10th scene held
+/// out, the pictures not shifted (the square's place is the label).
+fn scene_training() -> TrainConfig {
+    TrainConfig {
+        steps: 300,
+        batch: 16,
+        learning_rate: 2e-3,
+        warmup: 10,
+        validation_every_nth_episode: 10,
+        augment: sponge_policy::augment::Augment {
+            shift_px: 0,
+            ..sponge_policy::augment::Augment::default()
+        },
+        ..TrainConfig::default()
+    }
+}
+
+/// [`tiny_policy`] on 32×32 pictures with the conv encoder's `keypoints`
+/// and `instructed` keypoints, blind to the state.
+fn scene_policy(keypoints: usize, instructed: usize) -> PolicyConfig {
+    PolicyConfig {
+        image_size: 32,
+        vision: sponge_policy::pretrained::Vision::Conv {
+            keypoints,
+            instructed,
+        },
+        blind_state: true,
+        ..tiny_policy()
+    }
 }
 
 /// The conv encoder's keypoints find where a small thing lies in the
@@ -802,27 +856,10 @@ fn the_conv_encoders_auxiliary_head_finds_a_square_in_the_picture() {
     let root = std::env::temp_dir().join(format!("sponge-square-{}", std::process::id()));
     let dataset = square_dataset(&root, 300);
     let config = TrainConfig {
-        steps: 300,
-        batch: 16,
-        learning_rate: 2e-3,
-        warmup: 10,
-        validation_every_nth_episode: 10,
         aux_weight: 10.0,
-        augment: sponge_policy::augment::Augment {
-            shift_px: 0,
-            ..sponge_policy::augment::Augment::default()
-        },
-        ..TrainConfig::default()
+        ..scene_training()
     };
-    let policy = PolicyConfig {
-        image_size: 32,
-        vision: sponge_policy::pretrained::Vision::Conv {
-            keypoints: 4,
-            instructed: 0,
-        },
-        blind_state: true,
-        ..tiny_policy()
-    };
+    let policy = scene_policy(4, 0);
     let mut lines = Vec::new();
     train(
         &dataset,
@@ -883,52 +920,15 @@ fn place_camera() -> sponge_policy::place::TableCamera {
 /// [`place_camera`], and the environment state is that point as the twin
 /// names it (`target.x_m`, `target.y_m`).
 fn table_square_dataset(root: &std::path::Path, scenes: u64) -> std::path::PathBuf {
-    let _ = std::fs::remove_dir_all(root);
-    let dataset = root.join("dataset");
-    let mut spec = sponge_datasets::DatasetSpec::so100(30);
-    spec.storage = sponge_datasets::CameraStorage::Png;
-    spec.environment_state = vec!["target.x_m".into(), "target.y_m".into()];
-    spec.cameras = vec![sponge_datasets::CameraSpec {
-        name: "front".into(),
-        width: 32,
-        height: 32,
-    }];
-    let mut writer = sponge_datasets::DatasetWriter::create(&dataset, spec).expect("writer");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let camera = place_camera();
-    for _ in 0..scenes {
+    one_frame_dataset(root, &["target.x_m", "target.y_m"], scenes, 9, |rng| {
         let point = [rng.random_range(-0.15..0.15), rng.random_range(-0.1..0.1)];
         let place = camera.project([point[0], point[1], 0.0]).expect("in front");
-        let pixel = |p: f64| ((p + 1.0) * 16.0).round() as i64;
-        let (cx, cy) = (pixel(place[0]), pixel(place[1]));
-        let mut image = vec![0u8; 32 * 32 * 3];
-        for y in 0..32i64 {
-            for x in 0..32i64 {
-                let inside = (x - cx).abs() <= 2 && (y - cy).abs() <= 2;
-                let v = if inside {
-                    40
-                } else {
-                    150 + rng.random_range(0..30u8)
-                };
-                let at = (y * 32 + x) as usize * 3;
-                image[at..at + 3].fill(v);
-            }
-        }
-        writer.start_episode("wipe up the ink").expect("episode");
-        writer
-            .add_frame(&sponge_datasets::FrameInput {
-                state: &[0.0; 6],
-                action: &[0.0; 6],
-                images: &[&image],
-                reward: 0.0,
-                done: true,
-                environment_state: &[point[0] as f32, point[1] as f32],
-            })
-            .expect("frame");
-        writer.finish_episode().expect("finish");
-    }
-    writer.close().expect("close");
-    dataset
+        // The square's top-left pixel, so that its centre is at the place.
+        let pixel = |p: f64| ((p + 1.0) * 16.0).round() as i64 - 2;
+        let image = square_picture(rng, pixel(place[0]), pixel(place[1]));
+        (image, vec![point[0] as f32, point[1] as f32])
+    })
 }
 
 /// With a place target, the keypoint placed by the instruction learns
@@ -941,32 +941,15 @@ fn a_place_target_teaches_the_instructed_keypoint_where_the_thing_lies_on_the_ta
     let root = std::env::temp_dir().join(format!("sponge-place-{}", std::process::id()));
     let dataset = table_square_dataset(&root, 300);
     let config = TrainConfig {
-        steps: 300,
-        batch: 16,
-        learning_rate: 2e-3,
-        warmup: 10,
-        validation_every_nth_episode: 10,
-        augment: sponge_policy::augment::Augment {
-            shift_px: 0,
-            ..sponge_policy::augment::Augment::default()
-        },
         place: Some(sponge_policy::train::PlaceTarget {
             weight: 1.0,
             camera: place_camera(),
             // A place of the 8×8 map is 0.25 wide.
             sigma: 0.25,
         }),
-        ..TrainConfig::default()
+        ..scene_training()
     };
-    let policy = PolicyConfig {
-        image_size: 32,
-        vision: sponge_policy::pretrained::Vision::Conv {
-            keypoints: 2,
-            instructed: 1,
-        },
-        blind_state: true,
-        ..tiny_policy()
-    };
+    let policy = scene_policy(2, 1);
     let run = root.join("run");
     let mut lines = Vec::new();
     train(&dataset, &run, &policy, &config, &Device::Cpu, false, |l| {
