@@ -803,13 +803,12 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     .zip(&fresh)
                     .filter_map(|(input, &fresh)| fresh.then_some(input))
                     .collect();
-                let mut perceived = perception.perceive(&seen)?;
-                if perception.run_config().train.place.is_some() {
-                    for (p, place) in perceived.iter_mut().zip(perception.place(&seen)?) {
-                        if let Some([x, y]) = place {
-                            p[0] = x as f32;
-                            p[1] = y as f32;
-                        }
+                let with_place = perception.run_config().train.place.is_some();
+                let (mut perceived, places) = perception.perceive_and_place(&seen, with_place)?;
+                for (p, place) in perceived.iter_mut().zip(places) {
+                    if let Some([x, y]) = place {
+                        p[0] = x as f32;
+                        p[1] = y as f32;
                     }
                 }
                 let rows = environments

@@ -340,25 +340,7 @@ impl Agent {
     /// units, one entry per value the head was trained on. A run trained
     /// without `--aux-weight` has no such head and says so.
     pub fn perceive(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, TrainError> {
-        let normalizer = match (&self.run.environment, self.run.policy.aux_targets) {
-            (Some(normalizer), n) if n > 0 => normalizer,
-            _ => {
-                return Err(TrainError::Mismatch(
-                    "the run has no auxiliary head to perceive with (train it with --aux-weight)".into(),
-                ));
-            }
-        };
-        if inputs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let context = self.policy.encode(&self.observation(inputs)?)?;
-        let predicted = self
-            .policy
-            .perceive(&context)?
-            .ok_or_else(|| TrainError::Mismatch("the model has no auxiliary head".into()))?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec2::<f32>()?;
-        Ok(predicted.iter().map(|row| normalizer.denormalize(row)).collect())
+        Ok(self.perceive_and_place(inputs, false)?.0)
     }
 
     /// Where the first keypoint placed by the instruction finds the named
@@ -366,25 +348,72 @@ impl Agent {
     /// y, metres, through the camera the run was trained with): for a run
     /// trained with a place target (`sponge train --place-weight`). `None`
     /// for an observation whose place lies above the horizon.
-    pub fn place(&self, inputs: &[Input]) -> Result<Vec<Option<[f64; 2]>>, TrainError> {
-        let Some(target) = &self.run.train.place else {
-            return Err(TrainError::Mismatch(
-                "the run has no keypoint trained to find the named spill (train it with --place-weight)"
-                    .into(),
-            ));
+    pub fn place(&self, inputs: &[Input]) -> Result<Vec<TablePlace>, TrainError> {
+        Ok(self.perceive_and_place(inputs, true)?.1)
+    }
+
+    /// [`Agent::perceive`] (when the run has an auxiliary head; else
+    /// empty) and, `with_place`, [`Agent::place`] (else empty), from one
+    /// encoding of the observations.
+    pub fn perceive_and_place(
+        &self,
+        inputs: &[Input],
+        with_place: bool,
+    ) -> Result<(Vec<Vec<f32>>, Vec<TablePlace>), TrainError> {
+        let normalizer = match (&self.run.environment, self.run.policy.aux_targets) {
+            (Some(normalizer), n) if n > 0 => Some(normalizer),
+            _ if with_place => None,
+            _ => {
+                return Err(TrainError::Mismatch(
+                    "the run has no auxiliary head to perceive with (train it with --aux-weight)".into(),
+                ));
+            }
+        };
+        let camera = match (&self.run.train.place, with_place) {
+            (Some(target), true) => Some(target.camera),
+            (None, true) => {
+                return Err(TrainError::Mismatch(
+                    "the run has no keypoint trained to find the named spill (train it with --place-weight)"
+                        .into(),
+                ));
+            }
+            (_, false) => None,
         };
         if inputs.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
-        let places = self.policy.place(&self.observation(inputs)?)?.ok_or_else(|| {
-            TrainError::Mismatch("the model has no keypoints placed by the instruction".into())
-        })?;
-        Ok(places
-            .iter()
-            .map(|p| target.camera.on_table([f64::from(p[0]), f64::from(p[1])]))
-            .collect())
+        let (context, logits) = self.policy.encode_with_place(&self.observation(inputs)?)?;
+        let perceived = match normalizer {
+            Some(normalizer) => self
+                .policy
+                .perceive(&context)?
+                .ok_or_else(|| TrainError::Mismatch("the model has no auxiliary head".into()))?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec2::<f32>()?
+                .iter()
+                .map(|row| normalizer.denormalize(row))
+                .collect(),
+            None => Vec::new(),
+        };
+        let places = match (camera, logits) {
+            (Some(camera), Some(logits)) => crate::model::places_at_peak(&logits)?
+                .iter()
+                .map(|p| camera.on_table([f64::from(p[0]), f64::from(p[1])]))
+                .collect(),
+            (Some(_), None) => {
+                return Err(TrainError::Mismatch(
+                    "the model has no keypoints placed by the instruction".into(),
+                ));
+            }
+            (None, _) => Vec::new(),
+        };
+        Ok((perceived, places))
     }
 }
+
+/// A point on the table (x and y, metres), or `None` for a place in the
+/// picture above the horizon.
+pub type TablePlace = Option<[f64; 2]>;
 
 /// `chunk` averaged over a centred window of `window` actions (shorter at
 /// the ends, so the first and last actions stay near their own values).

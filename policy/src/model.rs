@@ -514,6 +514,13 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     expected_places(&crate::layers::softmax_f32(&weights)?, &flat, h, w)
 }
 
+/// [`Policy::place`] from the keypoint's logits over the places
+/// (`[B, places]`, [`Policy::encode_with_place`]).
+pub fn places_at_peak(logits: &Tensor) -> Result<Vec<[f32; 2]>> {
+    let weights: Vec<Vec<f32>> = crate::layers::softmax_f32(&logits.to_dtype(DType::F32)?)?.to_vec2()?;
+    Ok(weights.iter().map(|w| peak_place(w)).collect())
+}
+
 /// The peak of weights over the places of a square map (row by row),
 /// refined by the weighted mean of the 3×3 places around it: x and y in
 /// −1..1.
@@ -794,11 +801,10 @@ impl Policy {
     /// when the weights are spread); `None` for an encoder without
     /// instructed keypoints.
     pub fn place(&self, observation: &Observation) -> Result<Option<Vec<[f32; 2]>>> {
-        let Some(logits) = self.encode_with_place(observation)?.1 else {
-            return Ok(None);
-        };
-        let weights: Vec<Vec<f32>> = crate::layers::softmax_f32(&logits.to_dtype(DType::F32)?)?.to_vec2()?;
-        Ok(Some(weights.iter().map(|w| peak_place(w)).collect()))
+        match self.encode_with_place(observation)?.1 {
+            Some(logits) => Ok(Some(places_at_peak(&logits)?)),
+            None => Ok(None),
+        }
     }
 
     /// What the action expert attends to: per expert block, the keys and
