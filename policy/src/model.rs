@@ -514,8 +514,14 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
     expected_places(&crate::layers::softmax_f32(&weights)?, &flat, h, w)
 }
 
-/// [`Policy::place`] from the keypoint's logits over the places
-/// (`[B, places]`, [`Policy::encode_with_place`]).
+/// Where the first instructed keypoint of the first camera puts the
+/// instruction's thing, from its logits over the places (`[B, places]`,
+/// [`Policy::encode_with_place`]): per observation, x and y in −1..1 of the
+/// picture (x to the right, y down), at the peak of the keypoint's weights,
+/// refined by the weighted mean of the 3×3 places around it (as heatmap
+/// pose estimators read a heatmap: the mean over the whole map would fall
+/// between two candidates, or towards the middle when the weights are
+/// spread).
 pub fn places_at_peak(logits: &Tensor) -> Result<Vec<[f32; 2]>> {
     let weights: Vec<Vec<f32>> = crate::layers::softmax_f32(&logits.to_dtype(DType::F32)?)?.to_vec2()?;
     Ok(weights.iter().map(|w| peak_place(w)).collect())
@@ -548,7 +554,7 @@ fn peak_place(weights: &[f32]) -> [f32; 2] {
 
 /// The places of an `h × w` map, row by row: `[h·w, 2]`, x and y of each
 /// place's centre in −1..1.
-fn place_grid(h: usize, w: usize, device: &candle_core::Device) -> Result<Tensor> {
+fn place_grid(h: usize, w: usize, device: &Device) -> Result<Tensor> {
     let grid: Vec<f32> = (0..h)
         .flat_map(|row| {
             (0..w).flat_map(move |col| {
@@ -790,21 +796,6 @@ impl Policy {
             x = block.forward(&x)?;
         }
         Ok((self.trunk_norm.forward(&x)?, place))
-    }
-
-    /// Where the first instructed keypoint of the first camera puts the
-    /// instruction's thing: per observation, x and y in −1..1 of the picture
-    /// (x to the right, y down), at the peak of the keypoint's weights over
-    /// the places, refined by the weighted mean of the 3×3 places around
-    /// it (as heatmap pose estimators read a heatmap: the mean over the
-    /// whole map would fall between two candidates, or towards the middle
-    /// when the weights are spread); `None` for an encoder without
-    /// instructed keypoints.
-    pub fn place(&self, observation: &Observation) -> Result<Option<Vec<[f32; 2]>>> {
-        match self.encode_with_place(observation)?.1 {
-            Some(logits) => Ok(Some(places_at_peak(&logits)?)),
-            None => Ok(None),
-        }
     }
 
     /// What the action expert attends to: per expert block, the keys and

@@ -822,11 +822,9 @@ fn held_out_perception(
     };
     for _ in 0..VALIDATION_BATCHES {
         let prepared = prepare(&loader.next_batch()?, run, tokenizer, device, None)?;
-        let observation = prepared.observation_as(policy.dtype())?;
-        if let (Some(truth), Some(perceived)) = (
-            &prepared.environment,
-            policy.perceive(&policy.encode(&observation)?)?,
-        ) {
+        // One encoding for the head and the keypoint.
+        let (context, logits) = policy.encode_with_place(&prepared.observation_as(policy.dtype())?)?;
+        if let (Some(truth), Some(perceived)) = (&prepared.environment, policy.perceive(&context)?) {
             let perceived: Vec<Vec<f32>> = perceived.to_dtype(DType::F32)?.to_vec2()?;
             let truth: Vec<Vec<f32>> = truth.to_vec2()?;
             for (p, t) in perceived.iter().zip(&truth) {
@@ -839,8 +837,11 @@ fn held_out_perception(
                 samples += 1;
             }
         }
-        if let (Some(camera), Some(places)) = (camera, policy.place(&observation)?) {
-            for (place, truth) in places.iter().zip(&prepared.place_on_table) {
+        if let (Some(camera), Some(logits)) = (camera, logits) {
+            for (place, truth) in crate::model::places_at_peak(&logits)?
+                .iter()
+                .zip(&prepared.place_on_table)
+            {
                 // A place above the horizon counts as the far edge of the work area.
                 let seen = camera
                     .on_table([f64::from(place[0]), f64::from(place[1])])
