@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use sponge_datasets::DatasetWriter;
-use sponge_policy::agent::{Agent, Chunk, History, Input};
+use sponge_policy::agent::{Agent, Chunk, History, Input, Near};
 use sponge_robot::JointVector;
 use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
@@ -122,6 +122,24 @@ pub struct EvalArgs {
     /// what its auxiliary head regresses.
     #[arg(long, value_name = "RUN")]
     pub perception: Option<PathBuf>,
+    /// With a --perception run trained with --place-weight: after the
+    /// first frame, look for the named spill only within M metres (on the
+    /// table) of where it was last seen, so that a look that strays to
+    /// another spill, or to the arm, does not move the target (a tracker).
+    /// 0: look over the whole picture at every replan.
+    #[arg(long, default_value_t = 0.0, value_name = "M", requires = "perception")]
+    pub perception_track: f64,
+    /// With --perception-track: look over the whole picture after all when
+    /// the keypoint's strongest place near the last target weighs less
+    /// than this fraction of its strongest anywhere (the spill tracked is
+    /// wiped and the keypoint has found the next one named). 0: never.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "FRACTION",
+        requires = "perception_track"
+    )]
+    pub perception_release: f32,
     /// For a policy trained with --privileged: move the twin's target
     /// (`target.x_m`, `target.y_m`) this many metres, in a direction drawn
     /// for each episode and kept through it, as a perception that is off
@@ -220,6 +238,10 @@ pub struct EpisodeResult {
     pub alarm_cause: Option<String>,
     /// The largest surprise of the episode.
     pub max_surprise: Option<f64>,
+    /// With --perception: the mean distance, metres, between the target the
+    /// perception run saw and the twin's, over this episode's replans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perception_error_m: Option<f64>,
     /// Every monitor check's parts, one per world-model segment (10 steps)
     /// from the second on (with --world-model; for calibration and for studying
     /// detection rules).
@@ -322,6 +344,11 @@ struct Running {
     /// With --perception-error: how far, metres (x, y), this episode's
     /// privileged policy sees its target off the twin's.
     target_offset: [f32; 2],
+    /// With --perception-track: where the perception last placed the target.
+    tracked: Option<[f64; 2]>,
+    /// With --perception: the summed distance, metres, between the target
+    /// it saw and the twin's, and how many times it looked.
+    perception_error: (f64, usize),
     /// For a policy that takes its privileged entries as the episode began:
     /// those it was handed at the first step, kept through the episode.
     privileged_at_start: Option<Vec<f32>>,
@@ -449,6 +476,8 @@ fn finish(
 ) -> anyhow::Result<()> {
     if let Some(mut finished) = slot.take() {
         finished.result.following_trace = finished.senses.take_trace();
+        let (off, looks) = finished.perception_error;
+        finished.result.perception_error_m = (looks > 0).then(|| off / looks as f64);
         if let (Some(recorder), Some(steps)) = (recorder.as_mut(), finished.recorded) {
             recorder.add(finished.ordinal, finished.task, steps)?;
         }
@@ -471,6 +500,18 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             args.perception_error
         );
     }
+    if !(0.0..=1.0).contains(&args.perception_release) {
+        bail!(
+            "--perception-release {} is not a fraction from 0 to 1",
+            args.perception_release
+        );
+    }
+    if !(args.perception_track.is_finite() && args.perception_track >= 0.0) {
+        bail!(
+            "--perception-track {} is not a distance of at least 0",
+            args.perception_track
+        );
+    }
     let device = args.device.device()?;
     let mut agent = Agent::load(&args.policy, &device, args.seed)
         .with_context(|| format!("loading the policy from {}", args.policy.display()))?;
@@ -490,7 +531,16 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
         }
     }
     let perception = match &args.perception {
-        Some(dir) => Some(load_perception(dir, &run, &device, args.seed)?),
+        Some(dir) => {
+            let perception = load_perception(dir, &run, &device, args.seed)?;
+            if args.perception_track > 0.0 && perception.run_config().train.place.is_none() {
+                bail!(
+                    "--perception-track needs a perception run trained with --place-weight; {} was not",
+                    dir.display()
+                );
+            }
+            Some(perception)
+        }
         None => None,
     };
     // Summed distance between the perceived and the twin's target, and the count.
@@ -622,6 +672,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         alarm_at_s: None,
                         alarm_cause: None,
                         max_surprise: None,
+                        perception_error_m: None,
                         checks: Vec::new(),
                         check_colours: Vec::new(),
                         following_trace: Vec::new(),
@@ -640,6 +691,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         ]
                     },
                     privileged_at_start: None,
+                    tracked: None,
+                    perception_error: (0.0, 0),
                     senses: {
                         let mut senses =
                             Senses::so100(fps).with_response(calibration.as_ref().and_then(|c| c.response));
@@ -804,21 +857,44 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     .filter_map(|(input, &fresh)| fresh.then_some(input))
                     .collect();
                 let with_place = perception.run_config().train.place.is_some();
-                let (mut perceived, places) = perception.perceive_and_place(&seen, with_place)?;
-                for (p, place) in perceived.iter_mut().zip(places) {
+                let looking: Vec<usize> = due
+                    .iter()
+                    .zip(&fresh)
+                    .filter_map(|(&i, &fresh)| fresh.then_some(i))
+                    .collect();
+                let near: Vec<Option<Near>> = looking
+                    .iter()
+                    .map(|&i| {
+                        let last = slots[i].as_ref().and_then(|r| r.tracked);
+                        last.filter(|_| args.perception_track > 0.0).map(|centre_m| Near {
+                            centre_m,
+                            radius_m: args.perception_track,
+                            release: args.perception_release,
+                        })
+                    })
+                    .collect();
+                let (mut perceived, places) = perception.perceive_and_place_near(&seen, with_place, &near)?;
+                for ((p, place), &i) in perceived.iter_mut().zip(places).zip(&looking) {
                     if let Some([x, y]) = place {
                         p[0] = x as f32;
                         p[1] = y as f32;
+                        if let Some(r) = slots[i].as_mut() {
+                            r.tracked = Some([x, y]);
+                        }
                     }
                 }
                 let rows = environments
                     .iter_mut()
                     .zip(&fresh)
                     .filter_map(|(e, &f)| f.then_some(e));
-                for (twin, perceived) in rows.zip(perceived) {
-                    perception_error.0 +=
-                        f64::from(twin[0] - perceived[0]).hypot(f64::from(twin[1] - perceived[1]));
+                for ((twin, perceived), &i) in rows.zip(perceived).zip(&looking) {
+                    let off = f64::from(twin[0] - perceived[0]).hypot(f64::from(twin[1] - perceived[1]));
+                    perception_error.0 += off;
                     perception_error.1 += 1;
+                    if let Some(r) = slots[i].as_mut() {
+                        r.perception_error.0 += off;
+                        r.perception_error.1 += 1;
+                    }
                     *twin = perceived;
                 }
             }
@@ -1048,6 +1124,8 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
             "world_model": args.world_model,
             "perception": args.perception,
             "perception_error_m": args.perception_error,
+            "perception_track_m": args.perception_track,
+            "perception_release": args.perception_release,
             "risk_weight": args.world_model.as_ref().map(|_| args.risk_weight),
             "first_seed": args.seed,
             "two_spills": args.two_spills,
@@ -1242,6 +1320,7 @@ mod tests {
             alarm_at_s,
             alarm_cause: None,
             max_surprise: None,
+            perception_error_m: None,
             checks: Vec::new(),
             check_colours: Vec::new(),
             following_trace: Vec::new(),

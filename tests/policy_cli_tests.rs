@@ -427,6 +427,70 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
     assert!(!refused.status.success());
     assert!(text(&refused).contains("--aux-weight"), "{}", text(&refused));
 
+    // Tracking the spill needs a perception run whose keypoint finds it
+    // (--place-weight); a tracking run records each episode's error.
+    let refused = eval(&[
+        "--policy",
+        &privileged,
+        "--perception",
+        &perception,
+        "--perception-track",
+        "0.02",
+    ]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--place-weight"), "{}", text(&refused));
+    let place = train(
+        "place",
+        &[
+            "--aux-weight",
+            "1",
+            "--encoder",
+            "conv-text",
+            "--place-weight",
+            "1",
+            "--shift-px",
+            "0",
+        ],
+    );
+    for bad in [["--perception-track", "-0.01"], ["--perception-release", "1.5"]] {
+        let mut args = vec![
+            "--policy",
+            &privileged,
+            "--perception",
+            &place,
+            "--perception-track",
+            "0.02",
+        ];
+        if bad[0] == "--perception-track" {
+            args.truncate(4);
+        }
+        args.extend_from_slice(&bad);
+        let refused = eval(&args);
+        assert!(!refused.status.success(), "{args:?} was accepted");
+        assert!(text(&refused).contains(bad[0]), "{}", text(&refused));
+    }
+    let json = dir.join("tracked.json");
+    let output = eval(&[
+        "--policy",
+        &privileged,
+        "--perception",
+        &place,
+        "--perception-track",
+        "0.02",
+        "--perception-release",
+        "0.1",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    assert_eq!(figures["perception_track_m"], 0.02);
+    let episode = figures["episodes"][0]["perception_error_m"]
+        .as_f64()
+        .expect("the episode's perception error");
+    assert!(episode.is_finite() && episode > 0.0, "{episode}");
+
     // A policy that keeps the entries the episode began with, and sees
     // motion: a perception run without motion needs no history of its own
     // and serves it.

@@ -360,6 +360,18 @@ impl Agent {
         inputs: &[Input],
         with_place: bool,
     ) -> Result<(Vec<Vec<f32>>, Vec<TablePlace>), TrainError> {
+        self.perceive_and_place_near(inputs, with_place, &[])
+    }
+
+    /// [`Agent::perceive_and_place`], where the place of observation `i`
+    /// is looked for only near `near[i]` when that is given (a tracker's
+    /// last place; see [`Near::weights`]).
+    pub fn perceive_and_place_near(
+        &self,
+        inputs: &[Input],
+        with_place: bool,
+        near: &[Option<Near>],
+    ) -> Result<(Vec<Vec<f32>>, Vec<TablePlace>), TrainError> {
         let normalizer = match (&self.run.environment, self.run.policy.aux_targets) {
             (Some(normalizer), n) if n > 0 => Some(normalizer),
             _ if with_place => None,
@@ -396,9 +408,16 @@ impl Agent {
             None => Vec::new(),
         };
         let places = match (camera, logits) {
-            (Some(camera), Some(logits)) => crate::model::places_at_peak(&logits)?
+            (Some(camera), Some(logits)) => crate::model::keypoint_weights(&logits)?
                 .iter()
-                .map(|p| camera.on_table([f64::from(p[0]), f64::from(p[1])]))
+                .enumerate()
+                .map(|(i, weights)| {
+                    let p = match near.get(i).copied().flatten() {
+                        Some(near) => crate::model::peak_place(&near.weights(weights, &camera)),
+                        None => crate::model::peak_place(weights),
+                    };
+                    camera.on_table([f64::from(p[0]), f64::from(p[1])])
+                })
                 .collect(),
             (Some(_), None) => {
                 return Err(TrainError::Mismatch(
@@ -414,6 +433,8 @@ impl Agent {
 /// A point on the table (x and y, metres), or `None` for a place in the
 /// picture above the horizon.
 pub type TablePlace = Option<[f64; 2]>;
+
+pub use crate::place::Near;
 
 /// `chunk` averaged over a centred window of `window` actions (shorter at
 /// the ends, so the first and last actions stay near their own values).

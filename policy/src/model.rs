@@ -523,14 +523,19 @@ fn spatial_softmax(x: &Tensor, logits: &Linear) -> Result<Tensor> {
 /// between two candidates, or towards the middle when the weights are
 /// spread).
 pub fn places_at_peak(logits: &Tensor) -> Result<Vec<[f32; 2]>> {
-    let weights: Vec<Vec<f32>> = crate::layers::softmax_f32(&logits.to_dtype(DType::F32)?)?.to_vec2()?;
-    Ok(weights.iter().map(|w| peak_place(w)).collect())
+    Ok(keypoint_weights(logits)?.iter().map(|w| peak_place(w)).collect())
+}
+
+/// The first instructed keypoint's weights over the places (its softmax),
+/// per observation, from its logits (`[B, places]`).
+pub fn keypoint_weights(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    crate::layers::softmax_f32(&logits.to_dtype(DType::F32)?)?.to_vec2()
 }
 
 /// The peak of weights over the places of a square map (row by row),
 /// refined by the weighted mean of the 3×3 places around it: x and y in
 /// −1..1.
-fn peak_place(weights: &[f32]) -> [f32; 2] {
+pub fn peak_place(weights: &[f32]) -> [f32; 2] {
     let side = (weights.len() as f64).sqrt().round() as usize;
     let best = (0..weights.len())
         .max_by(|&a, &b| weights[a].total_cmp(&weights[b]))

@@ -105,6 +105,62 @@ pub fn place_weights(place: [f64; 2], side: usize, sigma: f64) -> Vec<f32> {
     w.iter().map(|v| (v / total) as f32).collect()
 }
 
+/// `weights` over the places of a square map (row by row) with every place
+/// whose ray meets the table farther than `radius_m` from `centre_m` (or
+/// not at all) set to 0: a keypoint that tracks one thing looks for it
+/// only near where it last was. When no place lies that near (a centre
+/// outside the picture, a radius under a place's width) the weights stay
+/// as they are.
+pub fn weights_near(weights: &[f32], camera: &TableCamera, centre_m: [f64; 2], radius_m: f64) -> Vec<f32> {
+    let side = (weights.len() as f64).sqrt().round() as usize;
+    let centre = |i: usize| (i as f64 + 0.5) / side as f64 * 2.0 - 1.0;
+    let kept: Vec<f32> = weights
+        .iter()
+        .enumerate()
+        .map(|(k, &w)| {
+            let near = camera
+                .on_table([centre(k % side), centre(k / side)])
+                .is_some_and(|p| (p[0] - centre_m[0]).hypot(p[1] - centre_m[1]) <= radius_m);
+            if near { w } else { 0.0 }
+        })
+        .collect();
+    if kept.iter().any(|&w| w > 0.0) {
+        kept
+    } else {
+        weights.to_vec()
+    }
+}
+
+/// Where on the table to look for a place: within `radius_m` of
+/// `centre_m` (x and y, metres).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Near {
+    /// The point looked around (x and y, metres).
+    pub centre_m: [f64; 2],
+    /// How far from it to look, metres.
+    pub radius_m: f64,
+    /// Look over the whole picture after all when the strongest place near
+    /// the point weighs less than this fraction of the strongest anywhere
+    /// (the thing tracked is gone, and the keypoint has found the next); 0:
+    /// never.
+    pub release: f32,
+}
+
+impl Near {
+    /// The weights to read the place from: those near the point
+    /// ([`weights_near`]), or all of them when the strongest near it
+    /// weighs less than `release` of the strongest anywhere.
+    pub fn weights(&self, weights: &[f32], camera: &TableCamera) -> Vec<f32> {
+        let kept = weights_near(weights, camera, self.centre_m, self.radius_m);
+        let strongest = |w: &[f32]| w.iter().copied().fold(0.0f32, f32::max);
+        if strongest(&kept) < self.release * strongest(weights) {
+            weights.to_vec()
+        } else {
+            kept
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +227,53 @@ mod tests {
             .max_by(|&a, &b| w[a].total_cmp(&w[b]))
             .expect("places");
         assert_eq!(best % side, side - 1);
+    }
+
+    #[test]
+    fn weights_near_a_point_keep_only_the_places_around_it() {
+        let c = camera();
+        let side = 24;
+        // Two candidates: a strong one at one table point, a weaker one 10 cm away.
+        let strong = c.project([0.05, -0.3, 0.0]).expect("in front");
+        let weak_m = [-0.05, -0.3];
+        let weak = c.project([weak_m[0], weak_m[1], 0.0]).expect("in front");
+        let w: Vec<f32> = place_weights(strong, side, 0.05)
+            .iter()
+            .zip(place_weights(weak, side, 0.05))
+            .map(|(a, b)| a + 0.3 * b)
+            .collect();
+        let on_table = |w: &[f32]| {
+            let p = crate::model::peak_place(w);
+            c.on_table([f64::from(p[0]), f64::from(p[1])])
+                .expect("on the table")
+        };
+        let dist = |a: [f64; 2], b: [f64; 2]| (a[0] - b[0]).hypot(a[1] - b[1]);
+        // Unrestricted, the peak is the strong candidate.
+        assert!(dist(on_table(&w), [0.05, -0.3]) < 0.015, "{:?}", on_table(&w));
+        // Looked for near the weak one, the peak is the weak one.
+        let near = weights_near(&w, &c, [-0.04, -0.31], 0.04);
+        assert!(dist(on_table(&near), weak_m) < 0.015, "{:?}", on_table(&near));
+        // Every place kept lies within the radius; the others are 0.
+        let centre = |i: usize| (i as f64 + 0.5) / side as f64 * 2.0 - 1.0;
+        for (k, &v) in near.iter().enumerate() {
+            let p = c.on_table([centre(k % side), centre(k / side)]);
+            let inside = p.is_some_and(|p| dist(p, [-0.04, -0.31]) <= 0.04);
+            assert_eq!(v > 0.0, inside, "place {k}");
+        }
+        // A centre off the picture keeps every weight.
+        assert_eq!(weights_near(&w, &c, [3.0, 3.0], 0.04), w);
+        // A tracker keeps to the weak candidate while it weighs at least
+        // `release` of the strong one, and leaves it when it weighs less.
+        let peak_of = |w: &[f32]| w.iter().copied().fold(0.0f32, f32::max);
+        let ratio = peak_of(&near) / peak_of(&w);
+        assert!(ratio > 0.2 && ratio < 0.5, "{ratio}");
+        let tracker = |release: f32| Near {
+            centre_m: [-0.04, -0.31],
+            radius_m: 0.04,
+            release,
+        };
+        assert_eq!(tracker(0.0).weights(&w, &c), near);
+        assert_eq!(tracker(0.8 * ratio).weights(&w, &c), near);
+        assert_eq!(tracker(1.25 * ratio).weights(&w, &c), w);
     }
 }
