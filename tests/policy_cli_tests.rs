@@ -452,22 +452,21 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
             "0",
         ],
     );
-    for bad in [["--perception-track", "-0.01"], ["--perception-release", "1.5"]] {
-        let mut args = vec![
-            "--policy",
-            &privileged,
-            "--perception",
-            &place,
+    for (bad, named) in [
+        (
+            ["--perception-track=-0.01", "--perception-release=0"],
             "--perception-track",
-            "0.02",
-        ];
-        if bad[0] == "--perception-track" {
-            args.truncate(4);
-        }
+        ),
+        (
+            ["--perception-track=0.02", "--perception-release=1.5"],
+            "--perception-release",
+        ),
+    ] {
+        let mut args = vec!["--policy", &privileged, "--perception", &place];
         args.extend_from_slice(&bad);
         let refused = eval(&args);
         assert!(!refused.status.success(), "{args:?} was accepted");
-        assert!(text(&refused).contains(bad[0]), "{}", text(&refused));
+        assert!(text(&refused).contains(named), "{}", text(&refused));
     }
     let json = dir.join("tracked.json");
     let output = eval(&[
