@@ -856,7 +856,6 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     .zip(&fresh)
                     .filter_map(|(input, &fresh)| fresh.then_some(input))
                     .collect();
-                let with_place = perception.run_config().train.place.is_some();
                 let looking: Vec<usize> = due
                     .iter()
                     .zip(&fresh)
@@ -873,14 +872,10 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         })
                     })
                     .collect();
-                let (mut perceived, places) = perception.perceive_and_place_near(&seen, with_place, &near)?;
-                for ((p, place), &i) in perceived.iter_mut().zip(places).zip(&looking) {
-                    if let Some([x, y]) = place {
-                        p[0] = x as f32;
-                        p[1] = y as f32;
-                        if let Some(r) = slots[i].as_mut() {
-                            r.tracked = Some([x, y]);
-                        }
+                let (perceived, places) = perception.perceive_environment(&seen, &near)?;
+                for (place, &i) in places.into_iter().zip(&looking) {
+                    if let (Some(place), Some(r)) = (place, slots[i].as_mut()) {
+                        r.tracked = Some(place);
                     }
                 }
                 let rows = environments
@@ -1172,37 +1167,10 @@ fn load_perception(
 ) -> anyhow::Result<Agent> {
     let perception = Agent::load(dir, device, seed)
         .with_context(|| format!("loading the perception run from {}", dir.display()))?;
-    let seen = perception.run_config();
-    let needed = run.environment.as_ref().map_or(0, |n| n.mean.len());
-    if seen.policy.aux_targets != needed {
-        bail!(
-            "{} perceives {} environment state entries (sponge train --aux-weight); the policy takes the dataset's {needed}",
-            dir.display(),
-            seen.policy.aux_targets
-        );
-    }
-    if seen.cameras != run.cameras || seen.policy.image_size != run.policy.image_size {
-        bail!(
-            "{} sees {:?} at {} px, the policy {:?} at {} px",
-            dir.display(),
-            seen.cameras,
-            seen.policy.image_size,
-            run.cameras,
-            run.policy.image_size
-        );
-    }
-    // A perception run that sees no motion needs no history of its own.
-    let motion_differs = seen.policy.motion_frames != run.policy.motion_frames || seen.fps != run.fps;
-    if seen.policy.motion_frames > 0 && motion_differs {
-        bail!(
-            "{} sees motion over {} frames at {} fps, the policy over {} at {}: they would need two histories",
-            dir.display(),
-            seen.policy.motion_frames,
-            seen.fps,
-            run.policy.motion_frames,
-            run.fps
-        );
-    }
+    perception
+        .run_config()
+        .serves(run)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     Ok(perception)
 }
 

@@ -18,6 +18,9 @@ use sponge_robot::calibration::ArmCalibration;
 use sponge_robot::joint::{Joint, JointVector};
 use sponge_robot::msg::JointState;
 
+#[path = "common/twin_labelled.rs"]
+mod twin_labelled;
+
 /// The launches run one at a time: each starts several processes, and the
 /// hold-time test measures milliseconds that two cores shared with three
 /// other launches (one rendering the twin) would not give it.
@@ -648,4 +651,87 @@ fn sim_autonomy_runs_a_trained_policy_whose_chunks_drive_the_twin() {
         .find(|l| l.contains("chunks published, inference"))
         .unwrap_or_else(|| panic!("no policy summary in:\n{}", lines.join("\n")));
     assert!(!summary.contains(" 0 chunks"), "{summary}");
+}
+
+#[test]
+fn sim_autonomy_runs_a_privileged_policy_on_what_its_perception_sees() {
+    use sponge_robot::msg::JointTrajectory;
+    use twin_labelled::{PLACE_PERCEPTION, train_briefly, twin_labelled_dataset};
+
+    let _one = one_at_a_time();
+    let dir = scratch("sim-autonomy-pair");
+    let dataset = twin_labelled_dataset(&dir.join("dataset"));
+    let policy = train_briefly(
+        &dataset,
+        &dir.join("privileged"),
+        &[
+            "--privileged",
+            "target.x_m,target.y_m",
+            "--horizon",
+            "12",
+            "--actions-per-token",
+            "3",
+        ],
+    );
+    let perception = train_briefly(&dataset, &dir.join("perception"), PLACE_PERCEPTION);
+    let plain = train_briefly(
+        &dataset,
+        &dir.join("plain"),
+        &["--horizon", "12", "--actions-per-token", "3"],
+    );
+    // Refused before anything starts: a privileged policy alone (it would
+    // need the twin's knowledge), and a perception for a policy that takes none.
+    for (args, named) in [
+        (vec![format!("policy={policy}")], "perception=RUN"),
+        (
+            vec![format!("policy={plain}"), format!("perception={perception}")],
+            "--privileged",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sponge"))
+            .args(["launch", "--check"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("launch/sim_autonomy.toml"))
+            .args(&args)
+            .output()
+            .expect("sponge runs");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} passed the check");
+        assert!(said.contains(named), "{args:?}: {said}");
+    }
+    // The pair drives the twin: the policy's chunks reach the executor.
+    let mut launch = Launch::start(
+        "launch/sim_autonomy.toml",
+        &dir,
+        &[
+            format!("policy={policy}"),
+            format!("perception={perception}"),
+            "task=wipe up the ink".into(),
+        ],
+    );
+    let router = launch.router();
+    let node = observer(&router);
+    let chunks = node
+        .subscriber::<JointTrajectory>("action_chunk")
+        .expect("subscriber");
+    let started = launch.wait_for("policy from ", Duration::from_secs(60));
+    assert!(
+        started.contains("perception from") && started.contains("tracking within 0.02 m"),
+        "{started}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut received = 0;
+    while received < 10 && Instant::now() < deadline {
+        if let Some(chunk) = chunks.recv_timeout(Duration::from_millis(50)).expect("chunk") {
+            assert_eq!(chunk.points.len(), 12, "the privileged policy's horizon");
+            received += 1;
+        }
+    }
+    assert!(received >= 10, "only {received} chunks in 60 s");
+    let (status, lines) = launch.interrupt();
+    assert!(status.success(), "launch exit: {status:?}\n{}", lines.join("\n"));
+    assert!(
+        !lines.iter().any(|l| l.contains("restarting policy")),
+        "{}",
+        lines.join("\n")
+    );
 }

@@ -3,10 +3,13 @@
 //! with its JSON and GIF, and a clear error for a folder that is no run.
 
 mod common;
+#[path = "common/twin_labelled.rs"]
+mod twin_labelled;
 
 use std::path::PathBuf;
 
 use common::{sponge, text};
+use twin_labelled::{PLACE_PERCEPTION, train_briefly, twin_labelled_dataset};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = common::scratch("policy-cli", name);
@@ -303,42 +306,9 @@ fn bad_bench_sizes_and_precisions_are_refused_by_name_before_timing() {
 fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
     let dir = scratch("privileged");
     // Synthetic episodes with an environment state named as the twin names its.
-    let dataset = dir.join("dataset");
-    let mut spec = sponge_datasets::DatasetSpec::so100(30);
-    spec.storage = sponge_datasets::CameraStorage::Png;
-    spec.environment_state = sponge_sim::env::ENVIRONMENT_STATE_NAMES
-        .map(String::from)
-        .to_vec();
-    spec.cameras = vec![sponge_datasets::CameraSpec {
-        name: "front".into(),
-        width: 32,
-        height: 32,
-    }];
-    let mut writer = sponge_datasets::DatasetWriter::create(&dataset, spec).expect("writer");
-    for e in 0..2 {
-        sponge_datasets::synth::write_episode(&mut writer, e, 30, "wipe up the ink").expect("episode");
-    }
-    writer.close().expect("close");
+    let dataset = twin_labelled_dataset(&dir.join("dataset"));
     let data = dataset.to_str().expect("utf-8");
-    let train = |name: &str, extra: &[&str]| {
-        let run = dir.join(name);
-        let run = run.to_str().expect("utf-8").to_owned();
-        let mut args = vec![
-            "train",
-            "--dataset",
-            data,
-            "--out",
-            &run,
-            "--steps",
-            "2",
-            "--batch",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        let output = sponge(&args);
-        assert!(output.status.success(), "{}", text(&output));
-        run
-    };
+    let train = |name: &str, extra: &[&str]| train_briefly(&dataset, &dir.join(name), extra);
     let privileged = train("privileged", &["--privileged", "target.x_m,target.y_m"]);
     let perception = train("perception", &["--aux-weight", "1"]);
     let plain = train("plain", &[]);
@@ -439,19 +409,7 @@ fn a_privileged_policy_runs_on_the_twins_knowledge_or_on_a_perception_run() {
     ]);
     assert!(!refused.status.success());
     assert!(text(&refused).contains("--place-weight"), "{}", text(&refused));
-    let place = train(
-        "place",
-        &[
-            "--aux-weight",
-            "1",
-            "--encoder",
-            "conv-text",
-            "--place-weight",
-            "1",
-            "--shift-px",
-            "0",
-        ],
-    );
+    let place = train("place", PLACE_PERCEPTION);
     for (bad, named) in [
         (
             ["--perception-track=-0.01", "--perception-release=0"],

@@ -99,16 +99,7 @@ impl Agent {
     /// Loads the run folder `run` (`config.json`, `model.safetensors`) onto
     /// `device`; `seed` seeds the flow's noise.
     pub fn load(run: &Path, device: &Device, seed: u64) -> Result<Agent, TrainError> {
-        let config_path = run.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| TrainError::Run {
-            path: config_path.clone(),
-            reason: format!("{e} (is this a run folder written by `sponge train`?)"),
-        })?;
-        let config: RunConfig = serde_json::from_str(&text).map_err(|e| TrainError::Run {
-            path: config_path.clone(),
-            reason: e.to_string(),
-        })?;
-        config.policy.validate().map_err(TrainError::Mismatch)?;
+        let config = RunConfig::read(run)?;
         let weights = run.join("model.safetensors");
         if !weights.exists() {
             return Err(TrainError::Run {
@@ -426,6 +417,27 @@ impl Agent {
             }
             (None, _) => Vec::new(),
         };
+        Ok((perceived, places))
+    }
+
+    /// What this run, as a perception, hands a privileged policy for each
+    /// observation: its auxiliary head's entries, with the target's x and
+    /// y (the first two) taken from where its place keypoint finds the
+    /// named spill when it was trained with one (looked for near `near[i]`
+    /// when that is given); and that place.
+    pub fn perceive_environment(
+        &self,
+        inputs: &[Input],
+        near: &[Option<Near>],
+    ) -> Result<(Vec<Vec<f32>>, Vec<TablePlace>), TrainError> {
+        let with_place = self.run.train.place.is_some();
+        let (mut perceived, places) = self.perceive_and_place_near(inputs, with_place, near)?;
+        for (p, place) in perceived.iter_mut().zip(&places) {
+            if let (Some([x, y]), true) = (place, p.len() >= 2) {
+                p[0] = *x as f32;
+                p[1] = *y as f32;
+            }
+        }
         Ok((perceived, places))
     }
 }

@@ -420,6 +420,58 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The run folder `run`'s `config.json`, checked.
+    pub fn read(run: &Path) -> Result<RunConfig, TrainError> {
+        let config_path = run.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| TrainError::Run {
+            path: config_path.clone(),
+            reason: format!("{e} (is this a run folder written by `sponge train`?)"),
+        })?;
+        let config: RunConfig = serde_json::from_str(&text).map_err(|e| TrainError::Run {
+            path: config_path.clone(),
+            reason: e.to_string(),
+        })?;
+        config.policy.validate().map_err(TrainError::Mismatch)?;
+        Ok(config)
+    }
+
+    /// Whether this run, as a perception (`sponge train --aux-weight`,
+    /// optionally `--place-weight`), can hand `policy` (a run trained with
+    /// `--privileged`) its environment entries: it perceives as many as
+    /// the policy takes, from the same cameras at the same size, and, when
+    /// it sees motion, over the same frames. The error says what differs.
+    pub fn serves(&self, policy: &RunConfig) -> Result<(), String> {
+        let seen = self;
+        let needed = policy.environment.as_ref().map_or(0, |n| n.mean.len());
+        if policy.policy.privileged.is_empty() {
+            return Err(
+                "the policy takes no environment state (it was not trained with --privileged)".into(),
+            );
+        }
+        if seen.policy.aux_targets != needed {
+            return Err(format!(
+                "the perception perceives {} environment state entries (sponge train --aux-weight); the policy takes the dataset's {needed}",
+                seen.policy.aux_targets
+            ));
+        }
+        if seen.cameras != policy.cameras || seen.policy.image_size != policy.policy.image_size {
+            return Err(format!(
+                "the perception sees {:?} at {} px, the policy {:?} at {} px",
+                seen.cameras, seen.policy.image_size, policy.cameras, policy.policy.image_size
+            ));
+        }
+        // A perception run that sees no motion needs no history of its own.
+        let motion_differs =
+            seen.policy.motion_frames != policy.policy.motion_frames || seen.fps != policy.fps;
+        if seen.policy.motion_frames > 0 && motion_differs {
+            return Err(format!(
+                "the perception sees motion over {} frames at {} fps, the policy over {} at {}: they would need two histories",
+                seen.policy.motion_frames, seen.fps, policy.policy.motion_frames, policy.fps
+            ));
+        }
+        Ok(())
+    }
+
     /// The state token's inputs for one observation, normalised: the
     /// state (dataset units), then, for a policy that sees motion, the
     /// state less `earlier`, the state `motion_frames` before, then, for a

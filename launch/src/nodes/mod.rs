@@ -185,6 +185,24 @@ const POLICY: &[ParamSpec] = &[
         "\"wipe the table\"",
         "instruction (the task topic changes it)",
     ),
+    ParamSpec::with_default(
+        "perception",
+        T::Str,
+        "\"\"",
+        "for a policy trained with --privileged: the run (--aux-weight, --place-weight) that makes its entries of the camera",
+    ),
+    ParamSpec::with_default(
+        "perception_track_m",
+        T::Float,
+        "0.02",
+        "the perception looks for the named spill within this many metres of where it last saw it (0: anywhere)",
+    ),
+    ParamSpec::with_default(
+        "perception_release",
+        T::Float,
+        "0",
+        "look anywhere again when the keypoint is surer elsewhere by this fraction (0: never)",
+    ),
     ParamSpec::with_default("rate_hz", T::Float, "10", "chunks per second"),
     ParamSpec::with_default("seed", T::Int, "0", "seed of the flow's noise"),
     ParamSpec::with_default("horizon", T::Int, "50", "stand-in: actions per chunk"),
@@ -334,11 +352,32 @@ impl NodeKind {
                 .and(positive("period_s")),
             NodeKind::Policy => {
                 positive("rate_hz")?;
+                let track = params.float("perception_track_m");
+                if !(track.is_finite() && track >= 0.0) {
+                    return Err(format!(
+                        "perception_track_m {track} must be a distance of at least 0"
+                    ));
+                }
+                let release = params.float("perception_release");
+                if !(0.0..=1.0).contains(&release) {
+                    return Err(format!(
+                        "perception_release {release} must be a fraction from 0 to 1"
+                    ));
+                }
+                let perception = params.str("perception").filter(|p| !p.is_empty());
+                if let Some(dir) = perception
+                    && !std::path::Path::new(dir).join("config.json").is_file()
+                {
+                    return Err(format!(
+                        "perception '{dir}' is not a run folder (no config.json; train one with `sponge train --aux-weight`)"
+                    ));
+                }
                 match params.str("policy").filter(|p| !p.is_empty()) {
                     Some(run) if !std::path::Path::new(run).join("config.json").is_file() => Err(format!(
                         "policy '{run}' is not a run folder (no config.json; train one with `sponge train`)"
                     )),
-                    _ => Ok(()),
+                    Some(run) => check_pair(run, perception),
+                    None => Ok(()),
                 }
             }
             NodeKind::Monitor => match params.str("world_model").filter(|p| !p.is_empty()) {
@@ -456,5 +495,26 @@ pub(crate) fn pace(next: &mut std::time::Instant, period: Duration) {
         std::thread::sleep(*next - now);
     } else {
         *next = now;
+    }
+}
+
+/// Whether the policy run `run` and the `perception` run (if any) make a
+/// policy node: a privileged policy (`sponge train --privileged`) needs a
+/// perception run that serves it, and only such a policy takes one.
+fn check_pair(run: &str, perception: Option<&str>) -> Result<(), String> {
+    use sponge_policy::train::RunConfig;
+    let policy = RunConfig::read(std::path::Path::new(run)).map_err(|e| format!("policy '{run}': {e}"))?;
+    match perception {
+        None if !policy.policy.privileged.is_empty() => Err(format!(
+            "policy '{run}' was trained with --privileged: it takes the environment state, which on the arm \
+             only a perception run can give (perception=RUN, trained with --aux-weight and --place-weight)"
+        )),
+        None => Ok(()),
+        Some(dir) => {
+            let seen =
+                RunConfig::read(std::path::Path::new(dir)).map_err(|e| format!("perception '{dir}': {e}"))?;
+            seen.serves(&policy)
+                .map_err(|e| format!("perception '{dir}' for policy '{run}': {e}"))
+        }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sponge_policy::agent::{Agent, History, Input};
+use sponge_policy::agent::{Agent, History, Input, Near};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS, clamp_to_limits};
 use sponge_robot::msg::{
     Duration as RosDuration, Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg,
@@ -117,12 +117,40 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         params.int("seed") as u64,
     )?;
     let config = agent.run_config().clone();
-    if !config.policy.privileged.is_empty() {
-        return Err(format!(
-            "{run} is a privileged policy (trained with --privileged: it takes the twin's environment state); \
-             it runs only in sponge eval, never on the arm"
-        )
-        .into());
+    // A privileged policy takes what a perception run makes of the camera.
+    let perception = match params.str("perception").filter(|p| !p.is_empty()) {
+        Some(dir) => {
+            let perception = Agent::load(
+                std::path::Path::new(dir),
+                &candle_core::Device::Cpu,
+                params.int("seed") as u64,
+            )?;
+            perception
+                .run_config()
+                .serves(&config)
+                .map_err(|e| format!("perception {dir} for policy {run}: {e}"))?;
+            Some(perception)
+        }
+        None if !config.policy.privileged.is_empty() => {
+            return Err(format!(
+                "{run} is a privileged policy (trained with --privileged: it takes the environment state); \
+                 on the arm it needs a perception run that makes those entries of the camera \
+                 (perception=RUN, trained with --aux-weight, and --place-weight to find the named spill)"
+            )
+            .into());
+        }
+        None => None,
+    };
+    let track_m = params.float("perception_track_m");
+    let release = params.float("perception_release") as f32;
+    if track_m > 0.0
+        && perception
+            .as_ref()
+            .is_some_and(|p| p.run_config().train.place.is_none())
+    {
+        eprintln!(
+            "the perception run has no place keypoint (--place-weight): it looks over the whole picture"
+        );
     }
     let size = config.policy.image_size;
     let names: Vec<String> = config
@@ -139,9 +167,19 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
     let chunks = node.publisher::<JointTrajectory>(topics::ACTION_CHUNK)?;
     let mut task = params.str("task").unwrap_or_default().to_owned();
     eprintln!(
-        "policy from {run}: cameras {}, {size}x{size}, task '{task}'",
-        names.join(", ")
+        "policy from {run}: cameras {}, {size}x{size}, task '{task}'{}",
+        names.join(", "),
+        match params.str("perception").filter(|_| perception.is_some()) {
+            Some(dir) if track_m > 0.0 => format!(", perception from {dir} tracking within {track_m} m"),
+            Some(dir) => format!(", perception from {dir}"),
+            None => String::new(),
+        }
     );
+    // Where the perception last put the named spill, and, for a policy
+    // that keeps the entries the episode began with, those; both start
+    // over with a new instruction.
+    let mut tracked: Option<[f64; 2]> = None;
+    let mut kept: Option<Vec<f32>> = None;
     let period = Duration::from_secs_f64(1.0 / params.float("rate_hz"));
     let step_s = 1.0 / f64::from(config.fps);
     let mut state: Option<JointVector> = None;
@@ -159,6 +197,8 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         if let Some(text) = tasks.newest()? {
             eprintln!("task: '{}'", text.data);
             task = text.data;
+            tracked = None;
+            kept = None;
         }
         for (camera, frame) in cameras.iter().zip(frames.iter_mut()) {
             if let Some(image) = camera.newest()? {
@@ -173,14 +213,38 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         let started = Instant::now();
         let dataset_state = joints_to_dataset_f32(&q);
         let views: Vec<&[u8]> = frames.iter().flatten().map(Vec::as_slice).collect();
+        let seen = Input {
+            images: &views,
+            state: &dataset_state,
+            earlier: history.earlier(),
+            task: &task,
+            environment: &[],
+        };
+        let environment = match (&perception, &kept) {
+            (None, _) => Vec::new(),
+            (Some(_), Some(kept)) => kept.clone(),
+            (Some(perception), None) => {
+                let near = tracked.filter(|_| track_m > 0.0).map(|centre_m| Near {
+                    centre_m,
+                    radius_m: track_m,
+                    release,
+                });
+                let (mut perceived, places) = perception.perceive_environment(&[seen], &[near])?;
+                if let Some(Some(place)) = places.first() {
+                    tracked = Some(*place);
+                }
+                let environment = perceived.swap_remove(0);
+                if config.policy.privileged_start {
+                    kept = Some(environment.clone());
+                }
+                environment
+            }
+        };
         let chunk = agent
             .act(
                 &[Input {
-                    images: &views,
-                    state: &dataset_state,
-                    earlier: history.earlier(),
-                    task: &task,
-                    environment: &[],
+                    environment: &environment,
+                    ..seen
                 }],
                 1,
             )?
