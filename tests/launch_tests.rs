@@ -734,4 +734,16 @@ fn sim_autonomy_runs_a_privileged_policy_on_what_its_perception_sees() {
         "{}",
         lines.join("\n")
     );
+    // The twin says which scene it set and, at the end, how much of each
+    // spill was cleaned.
+    let scene = lines
+        .iter()
+        .find(|l| l.contains("[twin] scene of seed 0: "))
+        .unwrap_or_else(|| panic!("no scene line in:\n{}", lines.join("\n")));
+    let spills = scene.matches(" m").count();
+    let cleaned = lines
+        .iter()
+        .find(|l| l.contains("[twin]") && l.contains("cleaned: "))
+        .unwrap_or_else(|| panic!("no cleaned line in:\n{}", lines.join("\n")));
+    assert_eq!(cleaned.matches('%').count(), spills + 1, "{scene}\n{cleaned}");
 }

@@ -469,9 +469,19 @@ pub fn run(spec: &NodeSpec, session: &SessionConfig, stop: &AtomicBool) -> Resul
                 camera_size: p.bool("camera").then_some(p.int("camera_size") as u32),
             };
             let stats = twin::run(&node, &config, stop)?;
+            let cleaned: Vec<String> = stats
+                .cleaned
+                .iter()
+                .map(|(kind, f)| format!("{kind} {:.0}%", 100.0 * f))
+                .collect();
             Ok(format!(
-                "{} ticks, {} commands ({} rejected), {} holds",
-                stats.ticks, stats.commands, stats.rejected, stats.holds
+                "{} ticks, {} commands ({} rejected), {} holds; cleaned: {} (the scene's named spills {:.0}%)",
+                stats.ticks,
+                stats.commands,
+                stats.rejected,
+                stats.holds,
+                cleaned.join(", "),
+                100.0 * stats.named_cleaned
             ))
         }
         NodeKind::Follower => arm::run_follower(&node, p, stop),

@@ -47,7 +47,7 @@ impl Default for TwinNodeConfig {
 }
 
 /// What a twin node did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TwinNodeStats {
     /// Control ticks run.
     pub ticks: u64,
@@ -57,6 +57,11 @@ pub struct TwinNodeStats {
     pub rejected: u64,
     /// Times the watchdog started holding.
     pub holds: u64,
+    /// Each spill of the scene, in the scene's order: its kind and the
+    /// fraction of it cleaned at the end.
+    pub cleaned: Vec<(String, f64)>,
+    /// The fraction cleaned of the spills the scene's own instruction names.
+    pub named_cleaned: f64,
 }
 
 /// Runs the twin until `stop` is set.
@@ -70,6 +75,25 @@ pub fn run(node: &Node, config: &TwinNodeConfig, stop: &AtomicBool) -> Result<Tw
     };
     env_config.validate().map_err(Error::Config)?;
     let mut env = Env::new(env_config, config.seed);
+    let scene = env.scene();
+    let spills: Vec<String> = scene
+        .spills
+        .iter()
+        .map(|s| {
+            format!(
+                "{} at ({:.2}, {:.2}) m",
+                s.kind.name(),
+                s.centre_m[0],
+                s.centre_m[1]
+            )
+        })
+        .collect();
+    eprintln!(
+        "scene of seed {}: {}; its own instruction: '{}'",
+        config.seed,
+        spills.join(", "),
+        scene.instruction
+    );
     let mut renderer = match config.camera_size {
         Some(size) => Some(
             Renderer::new(RenderConfig {
@@ -154,5 +178,13 @@ pub fn run(node: &Node, config: &TwinNodeConfig, stop: &AtomicBool) -> Result<Tw
             next_tick = now;
         }
     }
+    let scene = env.scene();
+    stats.cleaned = scene
+        .spills
+        .iter()
+        .zip(scene.fractions_cleaned())
+        .map(|(s, f)| (s.kind.name().to_owned(), f))
+        .collect();
+    stats.named_cleaned = scene.target_fraction_cleaned();
     Ok(stats)
 }
