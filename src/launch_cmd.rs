@@ -1,5 +1,6 @@
 //! `sponge launch`: run, check or list launch files and their nodes.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +139,11 @@ fn supervise_file(
             .args(["--node", &spec.name, "--router", router]);
         cmd
     };
-    let log = |line: &str| eprintln!("[launch] {line}");
+    // A closed stderr (its reader gone) must not stop the launcher, which
+    // still has nodes to stop: eprintln! would panic.
+    let log = |line: &str| {
+        let _ = writeln!(std::io::stderr(), "[launch] {line}");
+    };
     let outcomes = supervise(file, &SupervisorConfig::default(), command, stop, log)?;
     let failed: Vec<String> = outcomes
         .iter()

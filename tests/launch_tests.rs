@@ -747,3 +747,47 @@ fn sim_autonomy_runs_a_privileged_policy_on_what_its_perception_sees() {
         .unwrap_or_else(|| panic!("no cleaned line in:\n{}", lines.join("\n")));
     assert_eq!(cleaned.matches('%').count(), spills + 1, "{scene}\n{cleaned}");
 }
+
+#[test]
+fn nodes_stop_when_the_launcher_is_killed() {
+    let _one = one_at_a_time();
+    let dir = scratch("launcher-killed");
+    let mut launch = Launch::start("launch/sim_autonomy.toml", &dir, &[]);
+    // The stand-in policy, the executor, the twin and the monitor.
+    let mut pids = Vec::new();
+    while pids.len() < 4 {
+        let line = launch.wait_for("(pid ", Duration::from_secs(60));
+        let pid = line
+            .rsplit("(pid ")
+            .next()
+            .and_then(|p| p.trim_end_matches(')').parse::<i32>().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        pids.push(pid);
+    }
+    launch.wait_for("[twin] scene of seed", Duration::from_secs(60));
+    // Killed outright: no Ctrl-C handling, no chance to stop its nodes.
+    launch.child.kill().expect("kill");
+    launch.child.wait().expect("wait");
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            // The state follows the command name in parentheses; a zombie has ended.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            !matches!(state, Some("Z" | "X"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|&p| running(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<i32> = pids.iter().copied().filter(|&p| running(p)).collect();
+    for &pid in &left {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(
+        left.is_empty(),
+        "nodes {left:?} of {pids:?} outlived the launcher by 20 s"
+    );
+}

@@ -3,7 +3,7 @@
 //! orderly stop: every node is asked to stop (SIGINT, so followers go
 //! torque-off or hold as configured) and killed only if it does not.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,17 +86,48 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Makes the node's process get SIGINT, and so stop as on Ctrl-C (the
+/// follower holding or letting go as its file says), when the launcher's
+/// thread that started it ends: a launcher killed, or one that died, leaves
+/// no node running on its own.
+#[allow(
+    unsafe_code,
+    reason = "pre_exec is unsafe: the closure runs between fork and exec"
+)]
+fn outlive_no_launcher(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let launcher = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and
+        // calls only prctl and getppid, which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGINT)?;
+                if nix::unistd::getppid() != launcher {
+                    return Err(std::io::Error::other(
+                        "the launcher ended before the node started",
+                    ));
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
 /// Copies a child's output to ours, each line prefixed with the node's name.
 fn forward(name: &str, stream: impl Read + Send + 'static, to_stderr: bool) {
     let prefix = format!("[{name}] ");
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            if to_stderr {
-                eprintln!("{prefix}{line}");
+            // Our own output closed (a pipe whose reader left) loses the
+            // lines, not the launch: println! would panic here.
+            let _ = if to_stderr {
+                writeln!(std::io::stderr(), "{prefix}{line}")
             } else {
-                println!("{prefix}{line}");
-            }
+                writeln!(std::io::stdout(), "{prefix}{line}")
+            };
         }
     });
 }
@@ -158,6 +189,7 @@ pub fn supervise(
         if !node.spec.kind.wants_keyboard() {
             cmd.stdin(Stdio::null());
         }
+        outlive_no_launcher(&mut cmd);
         node.restart_at = None;
         match cmd.spawn() {
             Ok(mut child) => {
