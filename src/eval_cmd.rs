@@ -356,11 +356,6 @@ struct Running {
     recorded: Option<Vec<Frame>>,
 }
 
-/// How near its last target a place-trained perception looks by default,
-/// metres: the best of 0.015-0.04 on 50 held-out seeds
-/// (`bench/perception-track.json`), and the launch policy node's default.
-pub const DEFAULT_PERCEPTION_TRACK_M: f64 = 0.02;
-
 /// `--record`: finished episodes written in the order they were started.
 struct Recorder {
     writer: DatasetWriter,
@@ -548,7 +543,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
     // How near its last target the perception looks (0: anywhere).
     let track_m = match (&perception, args.perception_track) {
         (_, Some(m)) => m,
-        (Some(p), None) if p.run_config().train.place.is_some() => DEFAULT_PERCEPTION_TRACK_M,
+        (Some(p), None) if p.run_config().train.place.is_some() => sponge_policy::place::DEFAULT_TRACK_M,
         _ => 0.0,
     };
     // Summed distance between the perceived and the twin's target, and the count.

@@ -172,3 +172,21 @@ fn line_column_counts_characters_not_bytes() {
     let x = text.find('x').expect("x");
     assert_eq!(line_column(text, x), (2, 5));
 }
+
+#[test]
+fn the_launch_files_track_the_spill_as_eval_does_by_default() {
+    let default = sponge_policy::place::DEFAULT_TRACK_M;
+    let spec = sponge_launch::nodes::NodeKind::Policy
+        .params()
+        .iter()
+        .find(|p| p.name == "perception_track_m")
+        .expect("the policy node's perception_track_m");
+    let node_default: f64 = spec.default.expect("a default").parse().expect("a number");
+    assert_eq!(node_default, default);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["sim_autonomy.toml", "real_autonomy.toml", "remote_policy.toml"] {
+        let file = sponge_launch::file::load(&root.join(name), &[]).expect("the launch file loads");
+        let arg = file.args.get("perception_track").and_then(toml::Value::as_float);
+        assert_eq!(arg, Some(default), "{name}'s perception_track");
+    }
+}

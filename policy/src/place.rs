@@ -131,6 +131,12 @@ pub fn weights_near(weights: &[f32], camera: &TableCamera, centre_m: [f64; 2], r
     }
 }
 
+/// How near its last target a place-trained perception looks by default,
+/// metres (`sponge eval --perception-track`, the launch policy node's
+/// `perception_track_m`): the best of 0.015-0.04 on 50 held-out seeds
+/// (`bench/perception-track.json`).
+pub const DEFAULT_TRACK_M: f64 = 0.02;
+
 /// Where on the table to look for a place: within `radius_m` of
 /// `centre_m` (x and y, metres).
 #[derive(Debug, Clone, Copy, PartialEq)]
