@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use sponge_datasets::DatasetWriter;
-use sponge_policy::agent::{Agent, Chunk, History, Input, Near};
+use sponge_policy::agent::{Agent, Chunk, History, Input, Tracker};
 use sponge_robot::JointVector;
 use sponge_robot::joint::clamp_to_limits;
 use sponge_robot::units::{dataset_f32_to_joints, joints_to_dataset_f32};
@@ -341,8 +341,9 @@ struct Running {
     /// With --perception-error: how far, metres (x, y), this episode's
     /// privileged policy sees its target off the twin's.
     target_offset: [f32; 2],
-    /// With --perception-track: where the perception last placed the target.
-    tracked: Option<[f64; 2]>,
+    /// With --perception: where it last placed the target, and how near
+    /// that it looks next.
+    tracker: Tracker,
     /// With --perception: the summed distance, metres, between the target
     /// it saw and the twin's, and how many times it looked.
     perception_error: (f64, usize),
@@ -694,7 +695,7 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                         ]
                     },
                     privileged_at_start: None,
-                    tracked: None,
+                    tracker: Tracker::new(track_m, args.perception_release),
                     perception_error: (0.0, 0),
                     senses: {
                         let mut senses =
@@ -864,21 +865,14 @@ pub fn evaluate(args: &EvalArgs, show_progress: bool) -> anyhow::Result<(Summary
                     .zip(&fresh)
                     .filter_map(|(&i, &fresh)| fresh.then_some(i))
                     .collect();
-                let near: Vec<Option<Near>> = looking
+                let near: Vec<_> = looking
                     .iter()
-                    .map(|&i| {
-                        let last = slots[i].as_ref().and_then(|r| r.tracked);
-                        last.filter(|_| track_m > 0.0).map(|centre_m| Near {
-                            centre_m,
-                            radius_m: track_m,
-                            release: args.perception_release,
-                        })
-                    })
+                    .map(|&i| slots[i].as_ref().and_then(|r| r.tracker.near()))
                     .collect();
                 let (perceived, places) = perception.perceive_environment(&seen, &near)?;
                 for (place, &i) in places.into_iter().zip(&looking) {
-                    if let (Some(place), Some(r)) = (place, slots[i].as_mut()) {
-                        r.tracked = Some(place);
+                    if let Some(r) = slots[i].as_mut() {
+                        r.tracker.saw(place);
                     }
                 }
                 let rows = environments

@@ -331,7 +331,7 @@ impl Agent {
     /// units, one entry per value the head was trained on. A run trained
     /// without `--aux-weight` has no such head and says so.
     pub fn perceive(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>, TrainError> {
-        Ok(self.perceive_and_place(inputs, false)?.0)
+        Ok(self.perceive_and_place(inputs, false, &[])?.0)
     }
 
     /// Where the first keypoint placed by the instruction finds the named
@@ -340,24 +340,15 @@ impl Agent {
     /// trained with a place target (`sponge train --place-weight`). `None`
     /// for an observation whose place lies above the horizon.
     pub fn place(&self, inputs: &[Input]) -> Result<Vec<TablePlace>, TrainError> {
-        Ok(self.perceive_and_place(inputs, true)?.1)
+        Ok(self.perceive_and_place(inputs, true, &[])?.1)
     }
 
     /// [`Agent::perceive`] (when the run has an auxiliary head; else
     /// empty) and, `with_place`, [`Agent::place`] (else empty), from one
-    /// encoding of the observations.
+    /// encoding of the observations; the place of observation `i` is
+    /// looked for only near `near[i]` when that is given (a tracker's last
+    /// place; see [`Near::weights`]).
     pub fn perceive_and_place(
-        &self,
-        inputs: &[Input],
-        with_place: bool,
-    ) -> Result<(Vec<Vec<f32>>, Vec<TablePlace>), TrainError> {
-        self.perceive_and_place_near(inputs, with_place, &[])
-    }
-
-    /// [`Agent::perceive_and_place`], where the place of observation `i`
-    /// is looked for only near `near[i]` when that is given (a tracker's
-    /// last place; see [`Near::weights`]).
-    pub fn perceive_and_place_near(
         &self,
         inputs: &[Input],
         with_place: bool,
@@ -431,7 +422,7 @@ impl Agent {
         near: &[Option<Near>],
     ) -> Result<(Vec<Vec<f32>>, Vec<TablePlace>), TrainError> {
         let with_place = self.run.train.place.is_some();
-        let (mut perceived, places) = self.perceive_and_place_near(inputs, with_place, near)?;
+        let (mut perceived, places) = self.perceive_and_place(inputs, with_place, near)?;
         for (p, place) in perceived.iter_mut().zip(&places) {
             if let (Some([x, y]), true) = (place, p.len() >= 2) {
                 p[0] = *x as f32;
@@ -446,7 +437,7 @@ impl Agent {
 /// picture above the horizon.
 pub type TablePlace = Option<[f64; 2]>;
 
-pub use crate::place::Near;
+pub use crate::place::{Near, Tracker};
 
 /// `chunk` averaged over a centred window of `window` actions (shorter at
 /// the ends, so the first and last actions stay near their own values).

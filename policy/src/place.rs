@@ -167,6 +167,50 @@ impl Near {
     }
 }
 
+/// Follows the place a perception found from look to look: after the
+/// first, each look is [`Near`] the last place found, within `radius_m`
+/// (0: every look is over the whole picture).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tracker {
+    /// How far from the last place to look, metres.
+    pub radius_m: f64,
+    /// [`Near::release`].
+    pub release: f32,
+    last: Option<[f64; 2]>,
+}
+
+impl Tracker {
+    /// A tracker that has seen nothing yet.
+    pub fn new(radius_m: f64, release: f32) -> Tracker {
+        Tracker {
+            radius_m,
+            release,
+            last: None,
+        }
+    }
+
+    /// Where the next look goes: near the last place found, or anywhere.
+    pub fn near(&self) -> Option<Near> {
+        self.last.filter(|_| self.radius_m > 0.0).map(|centre_m| Near {
+            centre_m,
+            radius_m: self.radius_m,
+            release: self.release,
+        })
+    }
+
+    /// What a look found (a place off the table keeps the last one).
+    pub fn saw(&mut self, place: Option<[f64; 2]>) {
+        if place.is_some() {
+            self.last = place;
+        }
+    }
+
+    /// Starts over (a new instruction names another thing).
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +325,19 @@ mod tests {
         assert_eq!(tracker(0.0).weights(&w, &c), near);
         assert_eq!(tracker(0.8 * ratio).weights(&w, &c), near);
         assert_eq!(tracker(1.25 * ratio).weights(&w, &c), w);
+        // The tracker looks anywhere until it has found something, then
+        // near the last place found; a look off the table changes nothing;
+        // with radius 0 it always looks anywhere.
+        let mut follow = Tracker::new(0.04, 0.0);
+        assert_eq!(follow.near(), None);
+        follow.saw(Some([-0.04, -0.31]));
+        assert_eq!(follow.near(), Some(tracker(0.0)));
+        follow.saw(None);
+        assert_eq!(follow.near(), Some(tracker(0.0)));
+        follow.forget();
+        assert_eq!(follow.near(), None);
+        let mut anywhere = Tracker::new(0.0, 0.0);
+        anywhere.saw(Some([-0.04, -0.31]));
+        assert_eq!(anywhere.near(), None);
     }
 }

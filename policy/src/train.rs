@@ -441,32 +441,31 @@ impl RunConfig {
     /// the policy takes, from the same cameras at the same size, and, when
     /// it sees motion, over the same frames. The error says what differs.
     pub fn serves(&self, policy: &RunConfig) -> Result<(), String> {
-        let seen = self;
         let needed = policy.environment.as_ref().map_or(0, |n| n.mean.len());
         if policy.policy.privileged.is_empty() {
             return Err(
                 "the policy takes no environment state (it was not trained with --privileged)".into(),
             );
         }
-        if seen.policy.aux_targets != needed {
+        if self.policy.aux_targets != needed {
             return Err(format!(
                 "the perception perceives {} environment state entries (sponge train --aux-weight); the policy takes the dataset's {needed}",
-                seen.policy.aux_targets
+                self.policy.aux_targets
             ));
         }
-        if seen.cameras != policy.cameras || seen.policy.image_size != policy.policy.image_size {
+        if self.cameras != policy.cameras || self.policy.image_size != policy.policy.image_size {
             return Err(format!(
                 "the perception sees {:?} at {} px, the policy {:?} at {} px",
-                seen.cameras, seen.policy.image_size, policy.cameras, policy.policy.image_size
+                self.cameras, self.policy.image_size, policy.cameras, policy.policy.image_size
             ));
         }
         // A perception run that sees no motion needs no history of its own.
         let motion_differs =
-            seen.policy.motion_frames != policy.policy.motion_frames || seen.fps != policy.fps;
-        if seen.policy.motion_frames > 0 && motion_differs {
+            self.policy.motion_frames != policy.policy.motion_frames || self.fps != policy.fps;
+        if self.policy.motion_frames > 0 && motion_differs {
             return Err(format!(
                 "the perception sees motion over {} frames at {} fps, the policy over {} at {}: they would need two histories",
-                seen.policy.motion_frames, seen.fps, policy.policy.motion_frames, policy.fps
+                self.policy.motion_frames, self.fps, policy.policy.motion_frames, policy.fps
             ));
         }
         Ok(())

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sponge_policy::agent::{Agent, History, Input, Near};
+use sponge_policy::agent::{Agent, History, Input, Tracker};
 use sponge_robot::joint::{Joint, JointVector, NUM_JOINTS, clamp_to_limits};
 use sponge_robot::msg::{
     Duration as RosDuration, Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg,
@@ -178,7 +178,7 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
     // Where the perception last put the named spill, and, for a policy
     // that keeps the entries the episode began with, those; both start
     // over with a new instruction.
-    let mut tracked: Option<[f64; 2]> = None;
+    let mut tracker = Tracker::new(track_m, release);
     let mut kept: Option<Vec<f32>> = None;
     let period = Duration::from_secs_f64(1.0 / params.float("rate_hz"));
     let step_s = 1.0 / f64::from(config.fps);
@@ -197,7 +197,7 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
         if let Some(text) = tasks.newest()? {
             eprintln!("task: '{}'", text.data);
             task = text.data;
-            tracked = None;
+            tracker.forget();
             kept = None;
         }
         for (camera, frame) in cameras.iter().zip(frames.iter_mut()) {
@@ -224,15 +224,8 @@ pub fn run_learned(node: &Node, params: &Params, stop: &AtomicBool) -> Result<St
             (None, _) => Vec::new(),
             (Some(_), Some(kept)) => kept.clone(),
             (Some(perception), None) => {
-                let near = tracked.filter(|_| track_m > 0.0).map(|centre_m| Near {
-                    centre_m,
-                    radius_m: track_m,
-                    release,
-                });
-                let (mut perceived, places) = perception.perceive_environment(&[seen], &[near])?;
-                if let Some(Some(place)) = places.first() {
-                    tracked = Some(*place);
-                }
+                let (mut perceived, places) = perception.perceive_environment(&[seen], &[tracker.near()])?;
+                tracker.saw(places.first().copied().flatten());
                 let environment = perceived.swap_remove(0);
                 if config.policy.privileged_start {
                     kept = Some(environment.clone());
