@@ -680,12 +680,30 @@ fn sim_autonomy_runs_a_privileged_policy_on_what_its_perception_sees() {
         &["--horizon", "12", "--actions-per-token", "3"],
     );
     // Refused before anything starts: a privileged policy alone (it would
-    // need the twin's knowledge), and a perception for a policy that takes none.
+    // need the twin's knowledge), a perception for a policy that takes none,
+    // a perception folder that is no run, and a tracking radius or release
+    // out of range.
+    let missing = dir.join("no-such-run");
     for (args, named) in [
         (vec![format!("policy={policy}")], "perception=RUN"),
         (
             vec![format!("policy={plain}"), format!("perception={perception}")],
             "--privileged",
+        ),
+        (
+            vec![
+                format!("policy={policy}"),
+                format!("perception={}", missing.display()),
+            ],
+            "is not a run folder",
+        ),
+        (
+            vec![
+                format!("policy={policy}"),
+                format!("perception={perception}"),
+                "perception_track=-0.01".into(),
+            ],
+            "perception_track_m",
         ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_sponge"))
